@@ -1,0 +1,50 @@
+"""fastsae: sparse autoencoders that learn audio features without labels, fast.
+
+The UFLDL pipeline (sparse autoencoders, softmax regression, self-taught
+learning, stacked autoencoders, convolution and pooling) on spectro-temporal
+audio input, with Numba CPU kernels, optional CUDA kernels and a NumPy
+reference for each.
+"""
+from __future__ import annotations
+
+from . import backends, optim, params, reference
+from .autoencoder import SparseAutoencoder
+from .exceptions import (BackendUnavailableError, ConvergenceWarning, NotFittedError,
+                         NumericalError, ParameterError)
+from .optim import check_gradient, lbfgs
+from .params import init_params
+
+__version__ = "0.1.0"
+
+
+def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay,
+                  decoder="sigmoid", loss="squared", tied=False, backend="numba"):
+    """Sparse autoencoder objective and gradient on the chosen backend.
+
+    The public entry point: checks every argument (including NaN/inf in ``X``
+    and ``theta``), then calls ``backend``'s ``sae_cost_grad`` (see
+    :func:`fastsae.reference.sae_cost_grad` for the objective).
+
+    Returns
+    -------
+    cost : float
+    grad : np.ndarray [shape=theta.shape, dtype=float64]
+    """
+    import numpy as np
+
+    from ._validation import check_array, check_sae_options
+
+    X = check_array(X, "X")
+    theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
+    check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
+                      decoder, loss, tied)
+    fn = backends.get_function(backend, "sae_cost_grad")
+    return fn(theta, X, n_visible, n_hidden, sparsity=sparsity, beta=beta,
+              weight_decay=weight_decay, decoder=decoder, loss=loss, tied=tied)
+
+
+__all__ = [
+    "SparseAutoencoder", "sae_cost_grad", "check_gradient", "lbfgs", "init_params",
+    "ParameterError", "BackendUnavailableError", "ConvergenceWarning", "NotFittedError",
+    "NumericalError", "backends", "optim", "params", "reference", "__version__",
+]

@@ -1,0 +1,23 @@
+"""Build-time settings shared by every Numba kernel.
+
+``FASTMATH`` is the one place where LLVM's fast-math flags are chosen. It lets
+LLVM contract multiply-adds into FMAs and drop signed-zero and exact-reciprocal
+rules, which is enough for the elementwise loops to vectorise. It deliberately
+leaves out ``nnan``/``ninf`` (a NaN that reaches a kernel must come out as NaN,
+so that the optimizer can report it) and ``reassoc`` (it would undo the
+Cody-Waite range reduction inside the exponential); reductions are written as
+vector accumulators instead, which vectorise without it.
+"""
+import os
+
+FASTMATH = frozenset({"nsz", "arcp", "contract", "afn"})
+
+#: Cache compiled kernels on disk (``NUMBA_CACHE_DIR`` decides where).
+CACHE = os.environ.get("FASTSAE_NO_CACHE", "") == ""
+
+#: Options for every jitted kernel: NumPy's error model lets divisions
+#: vectorise (Python's would check each divisor for zero).
+JIT_OPTIONS = dict(nogil=True, cache=CACHE, fastmath=set(FASTMATH), error_model="numpy")
+
+#: Rows of X processed together by one thread in the fused autoencoder kernel.
+SAE_CHUNK_BYTES = 256 * 1024

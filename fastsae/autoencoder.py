@@ -1,0 +1,236 @@
+"""The sparse autoencoder estimator."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.special import expit
+
+from . import backends
+from ._threads import numba_threads
+from ._validation import (DECODERS, LOSSES, check_array, check_bool, check_choice, check_dtype,
+                          check_int, check_scalar)
+from .base import BaseEstimator
+from .exceptions import ParameterError
+from .optim import lbfgs
+from .params import init_params, pack, unpack_sae
+
+
+def check_n_jobs(n_jobs):
+    if n_jobs is None:
+        return None
+    n_jobs = check_int(n_jobs, "n_jobs")
+    if n_jobs == 0:
+        raise ParameterError("n_jobs must be a positive number of threads, -1 for all, or None; got 0")
+    return n_jobs
+
+
+class SparseAutoencoder(BaseEstimator):
+    """Sparse autoencoder trained with L-BFGS (UFLDL's ``sparseAutoencoderCost``).
+
+    Learns ``n_hidden`` features of the rows of ``X``: the encoder
+    ``a2 = σ(W1 x + b1)`` is trained to reconstruct ``x`` through the decoder
+    ``a3 = σ(W2 a2 + b2)`` while the mean activation of each hidden unit is
+    pulled towards ``sparsity`` (see :func:`fastsae.reference.sae_cost_grad`).
+
+    Parameters
+    ----------
+    n_hidden : int
+        Number of hidden units (features).
+    sparsity : float in (0, 1)
+        Target mean activation ρ of each hidden unit.
+    beta : float >= 0
+        Weight of the KL sparsity penalty.
+    weight_decay : float >= 0
+        λ, the weight-decay coefficient.
+    decoder : {"sigmoid", "linear"}
+        ``"linear"`` for real-valued (e.g. whitened) input.
+    loss : {"squared", "cross_entropy"}
+        Cross-entropy needs ``decoder="sigmoid"`` and input in [0, 1].
+    tied : bool
+        Use ``W2 = W1.T`` (half the parameters).
+    max_iter : int
+        L-BFGS iterations.
+    backend : {"numba", "numpy", "cuda"}
+    dtype : {"float64", "float32"}
+        Precision of the computation (parameters are kept in float64).
+    n_jobs : int or None
+        Numba threads during ``fit`` (None: Numba's default, all cores).
+    random_state : int, Generator or None
+        Seed of the initial weights.
+    verbose : bool
+        Show a progress bar with the current cost.
+    warm_start : bool
+        Start ``fit`` from the current weights when the model is fitted.
+
+    Attributes
+    ----------
+    W1_ : np.ndarray [shape=(n_hidden, n_features)]
+    b1_ : np.ndarray [shape=(n_hidden,)]
+    W2_ : np.ndarray [shape=(n_features, n_hidden)]
+    b2_ : np.ndarray [shape=(n_features,)]
+    loss_curve_ : list of float
+        The objective after each L-BFGS iteration.
+    n_iter_ : int
+    n_features_in_ : int
+    converged_ : bool
+    fit_time_ : float
+        Seconds spent in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsae
+    >>> X = np.random.default_rng(0).uniform(0.1, 0.9, (500, 16))
+    >>> sae = fastsae.SparseAutoencoder(n_hidden=4, max_iter=30, random_state=0).fit(X)
+    >>> sae.transform(X).shape
+    (500, 4)
+    """
+
+    def __init__(self, n_hidden=25, *, sparsity=0.01, beta=3.0, weight_decay=1e-4,
+                 decoder="sigmoid", loss="squared", tied=False, max_iter=400,
+                 backend="numba", dtype="float64", n_jobs=None, random_state=None,
+                 verbose=False, warm_start=False):
+        self.n_hidden = n_hidden
+        self.sparsity = sparsity
+        self.beta = beta
+        self.weight_decay = weight_decay
+        self.decoder = decoder
+        self.loss = loss
+        self.tied = tied
+        self.max_iter = max_iter
+        self.backend = backend
+        self.dtype = dtype
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+
+    # -- checks -------------------------------------------------------------
+    def _validate_params(self):
+        check_int(self.n_hidden, "n_hidden", low=1)
+        check_scalar(self.sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_scalar(self.beta, "beta", low=0.0)
+        check_scalar(self.weight_decay, "weight_decay", low=0.0)
+        check_choice(self.decoder, "decoder", DECODERS)
+        check_choice(self.loss, "loss", LOSSES)
+        check_bool(self.tied, "tied")
+        check_int(self.max_iter, "max_iter", low=1)
+        backends.check_backend_name(self.backend)
+        check_dtype(self.dtype)
+        check_n_jobs(self.n_jobs)
+        check_bool(self.verbose, "verbose")
+        if self.loss == "cross_entropy" and self.decoder != "sigmoid":
+            raise ParameterError(
+                f"loss='cross_entropy' needs decoder='sigmoid'; got decoder={self.decoder!r}")
+
+    def _check_X(self, X, *, fitting=False):
+        X = check_array(X, "X", dtype=check_dtype(self.dtype))
+        if not fitting:
+            self._check_fitted("W1_")
+            if X.shape[1] != self.n_features_in_:
+                raise ParameterError(
+                    f"X must have {self.n_features_in_} features (as in fit); got shape {X.shape}")
+        if fitting and (self.loss == "cross_entropy" or self.decoder == "sigmoid"):
+            lo, hi = float(X.min()), float(X.max())
+            if lo < 0.0 or hi > 1.0:
+                raise ParameterError(
+                    f"X must lie in [0, 1] for decoder='sigmoid' (the output is a sigmoid); "
+                    f"got values in [{lo:.4g}, {hi:.4g}]. Scale it (fastsae.preprocess."
+                    f"normalize_sigmoid) or use decoder='linear'")
+        return X
+
+    # -- fitting ------------------------------------------------------------
+    def _theta(self):
+        arrays = [self.W1_] if self.tied else [self.W1_, self.W2_]
+        return pack(arrays + [self.b1_, self.b2_])[0]
+
+    def _objective(self, X):
+        cost_grad = backends.get_function(self.backend, "sae_cost_grad")
+        n_visible, n_hidden = X.shape[1], self.n_hidden
+        kw = dict(sparsity=self.sparsity, beta=self.beta, weight_decay=self.weight_decay,
+                  decoder=self.decoder, loss=self.loss, tied=self.tied)
+        X = backends.to_device(self.backend, X)
+        return lambda theta: cost_grad(theta, X, n_visible, n_hidden, **kw)
+
+    def fit(self, X, y=None, *, callback=None):
+        """Learn the weights from the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like [shape=(n_samples, n_features)]
+            Values in [0, 1] unless ``decoder="linear"``.
+        y : ignored
+        callback : callable ``(iteration, theta, cost)``, optional
+            Called after every L-BFGS iteration (raise ``StopIteration`` to stop).
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        ``KeyboardInterrupt`` (Ctrl-C) during ``fit`` stops training and keeps
+        the best weights found so far, with a warning.
+        """
+        self._validate_params()
+        X = self._check_X(X, fitting=True)
+        n_visible = X.shape[1]
+        if self.warm_start and hasattr(self, "W1_") and self.n_features_in_ == n_visible:
+            theta0 = self._theta()
+        else:
+            theta0 = init_params(n_visible, self.n_hidden, random_state=self.random_state,
+                                 tied=self.tied)
+        fun = self._objective(X)
+        try:
+            with numba_threads(self.n_jobs):
+                result = lbfgs(fun, theta0, max_iter=self.max_iter, callback=callback,
+                               verbose=self.verbose, desc="SparseAutoencoder")
+        finally:
+            backends.release(self.backend)
+        self._set_theta(result.theta, n_visible)
+        self.loss_curve_ = list(result.loss_curve)
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.interrupted_ = result.interrupted
+        self.fit_time_ = result.time_total
+        self.objective_time_ = result.time_objective
+        if result.interrupted:
+            warnings.warn(f"SparseAutoencoder.fit: {result.message} (cost {result.cost:.6g} "
+                          f"after {result.n_iter} iterations)", RuntimeWarning, stacklevel=2)
+        return self
+
+    def _set_theta(self, theta, n_visible):
+        W1, W2, b1, b2 = unpack_sae(theta, n_visible, self.n_hidden, self.tied)
+        self.W1_ = np.array(W1)
+        self.W2_ = np.array(W2)
+        self.b1_ = np.array(b1)
+        self.b2_ = np.array(b2)
+        self.n_features_in_ = n_visible
+
+    # -- using it -----------------------------------------------------------
+    def transform(self, X):
+        """Hidden activations ``σ(X W1ᵀ + b1)`` [shape=(n_samples, n_hidden)], in ``dtype``."""
+        X = self._check_X(X)
+        dt = X.dtype
+        return expit(X @ self.W1_.T.astype(dt) + self.b1_.astype(dt))
+
+    def fit_transform(self, X, y=None):
+        return self.fit(X).transform(X)
+
+    def reconstruct(self, X):
+        """The decoder's output for ``X`` [shape=(n_samples, n_features)]."""
+        H = self.transform(X)
+        dt = H.dtype
+        Z = H @ self.W2_.T.astype(dt) + self.b2_.astype(dt)
+        return expit(Z) if self.decoder == "sigmoid" else Z
+
+    def reconstruction_error(self, X):
+        """Mean over rows of ½‖reconstruction − x‖²."""
+        X = self._check_X(X)
+        diff = self.reconstruct(X) - X
+        return float(0.5 * np.mean(np.sum(diff.astype(np.float64) ** 2, axis=1)))
+
+    def cost(self, X):
+        """The training objective at the current weights on ``X``."""
+        X = self._check_X(X)
+        return float(self._objective(X)(self._theta())[0])

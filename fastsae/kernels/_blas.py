@@ -1,0 +1,77 @@
+"""BLAS GEMM callable from jitted code, on row-major (C-contiguous) arrays.
+
+The fused kernels call GEMM from inside their ``prange`` threads, each thread
+on its own block of examples, so that one thread pool (Numba's) does all the
+work of a cost evaluation. The BLAS behind these calls is the one SciPy ships
+(``scipy.linalg.cython_blas``); while a kernel runs, that library is kept to
+one thread (see :mod:`fastsae._threads`), so it never starts a second pool that
+would spin against Numba's.
+
+The address of the Fortran routine is passed to the kernels at run time (see
+:func:`gemm_address`) rather than baked in as a constant, so that compiled
+kernels can be cached on disk and reused by a later process.
+"""
+import numpy as np
+import scipy.linalg.cython_blas  # noqa: F401  (loads the symbols)
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import get_cython_function_address, intrinsic
+
+_ADDRESSES = {
+    np.dtype(np.float64): get_cython_function_address("scipy.linalg.cython_blas", "dgemm"),
+    np.dtype(np.float32): get_cython_function_address("scipy.linalg.cython_blas", "sgemm"),
+}
+
+
+def gemm_address(dtype) -> int:
+    """Address of SciPy's ``dgemm``/``sgemm`` for arrays of ``dtype``."""
+    return _ADDRESSES[np.dtype(dtype)]
+
+
+@intrinsic
+def _call13(typingctx, fn, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12):
+    """Call ``void fn(void*, ... 13 times)`` at the integer address ``fn``."""
+    sig = types.void(types.uintp, *([types.uintp] * 13))
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i8p] * 13)
+        callee = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(callee, [builder.inttoptr(a, i8p) for a in args[1:]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True)
+def gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
+    """``C = alpha op(A) op(B) + beta C`` for C-contiguous 2-D arrays (jitted code).
+
+    ``fn`` is :func:`gemm_address` of the arrays' dtype. Row slices ``X[i:j]``
+    of a C-contiguous array are C-contiguous and may be passed directly.
+    """
+    # Row-major C = alpha op(A) op(B) + beta C is column-major
+    # C^T = alpha op(B)^T op(A)^T: swap the operands, keep the flags.
+    M, N = C.shape
+    K = A.shape[0] if trans_a else A.shape[1]
+    if M == 0 or N == 0:
+        return
+    ints = np.empty(6, np.int32)
+    ints[0] = N
+    ints[1] = M
+    ints[2] = K
+    ints[3] = max(B.shape[1], 1)
+    ints[4] = max(A.shape[1], 1)
+    ints[5] = max(N, 1)
+    flags = np.empty(2, np.uint8)
+    flags[0] = 84 if trans_b else 78   # 'T' / 'N'
+    flags[1] = 84 if trans_a else 78
+    scal = np.empty(2, C.dtype)
+    scal[0] = alpha
+    scal[1] = beta
+    i = ints.ctypes.data
+    f = flags.ctypes.data
+    s = scal.ctypes.data
+    isz = 4
+    _call13(fn, f, f + 1, i, i + isz, i + 2 * isz, s, B.ctypes.data, i + 3 * isz,
+            A.ctypes.data, i + 4 * isz, s + scal.itemsize, C.ctypes.data, i + 5 * isz)

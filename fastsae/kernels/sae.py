@@ -1,0 +1,252 @@
+"""Numba kernel for the sparse autoencoder objective (twin of
+:func:`fastsae.reference.sae_cost_grad`).
+
+One evaluation is two parallel passes over the examples, each thread working
+through its own contiguous share of rows in cache-sized chunks:
+
+1. encode: ``A2 = σ(X W1ᵀ + b1)`` chunk by chunk (GEMM, then the bias and the
+   sigmoid in place), summing the activations for ``ρ̂``. ``A2`` is the only
+   ``(n_samples × n_hidden)`` array written.
+2. backprop: once ``ρ̂`` and the sparsity term are known, each chunk computes
+   ``Z3 = A2 W2ᵀ``, turns it in place into the output delta (and its share of
+   the data cost), accumulates ``gW2 += δ3ᵀ A2``, computes ``δ3 W2`` into a
+   small per-thread buffer, turns that into ``δ2`` and accumulates
+   ``gW1 += δ2ᵀ X``.
+
+The five GEMMs are SciPy's BLAS on one thread per Numba thread; partial
+gradients live in per-thread buffers and are summed once at the end (in
+float64). Every elementwise loop is written to vectorise (see ``_math``).
+The KL term needs ``ρ̂`` before any ``δ2`` can be formed, which is why there
+are two passes rather than one.
+"""
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .._config import JIT_OPTIONS, SAE_CHUNK_BYTES
+from .._threads import scipy_blas_single_thread
+from .._validation import check_sae_options
+from ..params import unpack_sae
+from ._blas import gemm, gemm_address
+from ._math import one, sigmoid, softplus
+
+# output-layer variants (decoder, loss)
+SIGMOID_SQUARED, LINEAR_SQUARED, SIGMOID_CROSS_ENTROPY = 0, 1, 2
+
+
+@njit(**JIT_OPTIONS)
+def _bias_sigmoid_colsum(A, b, colsum):
+    """A <- σ(A + b) in place; colsum += column sums of the result."""
+    n, k = A.shape
+    for r in range(n):
+        row = A[r]
+        for j in range(k):
+            a = sigmoid(row[j] + b[j])
+            row[j] = a
+            colsum[j] += a
+
+
+@njit(**JIT_OPTIONS)
+def _delta_out_sigmoid_squared(Z, X, b, cost, gb):
+    n, k = Z.shape
+    for r in range(n):
+        z = Z[r]
+        x = X[r]
+        for j in range(k):
+            a = sigmoid(z[j] + b[j])
+            d = a - x[j]
+            cost[j] += d * d
+            d = d * a * (one(a) - a)
+            z[j] = d
+            gb[j] += d
+
+
+@njit(**JIT_OPTIONS)
+def _delta_out_linear_squared(Z, X, b, cost, gb):
+    n, k = Z.shape
+    for r in range(n):
+        z = Z[r]
+        x = X[r]
+        for j in range(k):
+            d = z[j] + b[j] - x[j]
+            cost[j] += d * d
+            z[j] = d
+            gb[j] += d
+
+
+@njit(**JIT_OPTIONS)
+def _delta_out_sigmoid_cross_entropy(Z, X, b, cost, gb):
+    n, k = Z.shape
+    for r in range(n):
+        z = Z[r]
+        x = X[r]
+        for j in range(k):
+            zz = z[j] + b[j]
+            # -[x log σ(z) + (1-x) log(1-σ(z))] = softplus(z) - x z
+            cost[j] += softplus(zz) - x[j] * zz
+            d = sigmoid(zz) - x[j]
+            z[j] = d
+            gb[j] += d
+
+
+@njit(**JIT_OPTIONS)
+def _delta_hidden(D, A, s, gb):
+    """D <- (D + s) * A (1 - A) in place; gb += column sums."""
+    n, k = D.shape
+    for r in range(n):
+        d = D[r]
+        a = A[r]
+        for j in range(k):
+            dd = (d[j] + s[j]) * a[j] * (one(a[j]) - a[j])
+            d[j] = dd
+            gb[j] += dd
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _encode(fn, X, W1, b1, A2, chunk, rho_parts):
+    m = X.shape[0]
+    n_threads = rho_parts.shape[0]
+    for t in prange(n_threads):
+        lo = t * m // n_threads
+        hi = (t + 1) * m // n_threads
+        acc = rho_parts[t]
+        acc[:] = 0.0
+        for c0 in range(lo, hi, chunk):
+            c1 = min(c0 + chunk, hi)
+            Ac = A2[c0:c1]
+            gemm(fn, False, True, 1.0, X[c0:c1], W1, 0.0, Ac)
+            _bias_sigmoid_colsum(Ac, b1, acc)
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _backprop(fn, X, A2, W2, b2, s, kind, chunk, bufZ, bufD, gW1, gW2, gb1, gb2, cost):
+    m = X.shape[0]
+    n_threads = gW1.shape[0]
+    for t in prange(n_threads):
+        lo = t * m // n_threads
+        hi = (t + 1) * m // n_threads
+        g1 = gW1[t]
+        g2 = gW2[t]
+        g1[:] = 0.0
+        g2[:] = 0.0
+        gb1[t, :] = 0.0
+        gb2[t, :] = 0.0
+        cost[t, :] = 0.0
+        for c0 in range(lo, hi, chunk):
+            c1 = min(c0 + chunk, hi)
+            n = c1 - c0
+            Z = bufZ[t, :n]
+            D = bufD[t, :n]
+            Ac = A2[c0:c1]
+            Xc = X[c0:c1]
+            gemm(fn, False, True, 1.0, Ac, W2, 0.0, Z)          # Z3 = A2 W2ᵀ
+            if kind == SIGMOID_SQUARED:
+                _delta_out_sigmoid_squared(Z, Xc, b2, cost[t], gb2[t])
+            elif kind == LINEAR_SQUARED:
+                _delta_out_linear_squared(Z, Xc, b2, cost[t], gb2[t])
+            else:
+                _delta_out_sigmoid_cross_entropy(Z, Xc, b2, cost[t], gb2[t])
+            gemm(fn, True, False, 1.0, Z, Ac, 1.0, g2)          # gW2 += δ3ᵀ A2
+            gemm(fn, False, False, 1.0, Z, W2, 0.0, D)          # δ3 W2
+            _delta_hidden(D, Ac, s, gb1[t])
+            gemm(fn, True, False, 1.0, D, Xc, 1.0, g1)          # gW1 += δ2ᵀ X
+
+
+class _Workspace:
+    """Buffers reused across calls with the same shapes (no page faults, no
+    allocation in the optimizer's inner loop)."""
+
+    def __init__(self, m, v, h, dtype, n_threads, chunk):
+        self.key = (m, v, h, np.dtype(dtype), n_threads, chunk)
+        self.A2 = np.empty((m, h), dtype)
+        self.rho = np.empty((n_threads, h))
+        self.Z = np.empty((n_threads, chunk, v), dtype)
+        self.D = np.empty((n_threads, chunk, h), dtype)
+        self.gW1 = np.empty((n_threads, h, v), dtype)
+        self.gW2 = np.empty((n_threads, v, h), dtype)
+        self.gb1 = np.empty((n_threads, h))
+        self.gb2 = np.empty((n_threads, v))
+        self.cost = np.empty((n_threads, v))
+
+
+_local = threading.local()
+
+
+def _workspace(m, v, h, dtype, n_threads, chunk) -> _Workspace:
+    key = (m, v, h, np.dtype(dtype), n_threads, chunk)
+    ws = getattr(_local, "sae", None)
+    if ws is None or ws.key != key:
+        ws = _local.sae = _Workspace(m, v, h, dtype, n_threads, chunk)
+    return ws
+
+
+def clear_workspace():
+    """Free the buffers kept between calls (done by the estimators after ``fit``)."""
+    _local.sae = None
+
+
+def chunk_rows(n_visible, itemsize):
+    """Rows per chunk: enough for efficient GEMMs, small enough for cache."""
+    return int(min(max(SAE_CHUNK_BYTES // (n_visible * itemsize), 128), 2048))
+
+
+def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay,
+                  decoder="sigmoid", loss="squared", tied=False):
+    """Sparse autoencoder cost and gradient, Numba backend.
+
+    Same signature, objective and results as
+    :func:`fastsae.reference.sae_cost_grad` (see there); computes in
+    ``X.dtype``, returns ``(float, float64 gradient)``.
+    """
+    check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
+                      decoder, loss, tied)
+    dt = X.dtype
+    X = np.ascontiguousarray(X)
+    m, v, h = X.shape[0], n_visible, n_hidden
+    W1, W2, b1, b2 = unpack_sae(theta, v, h, tied)
+    W1c = np.ascontiguousarray(W1, dtype=dt)
+    W2c = np.ascontiguousarray(W2, dtype=dt)
+    b1c = b1.astype(dt)
+    b2c = b2.astype(dt)
+    kind = (SIGMOID_CROSS_ENTROPY if loss == "cross_entropy"
+            else LINEAR_SQUARED if decoder == "linear" else SIGMOID_SQUARED)
+
+    n_threads = min(numba.get_num_threads(), m)
+    chunk = chunk_rows(v, dt.itemsize)
+    ws = _workspace(m, v, h, dt, n_threads, chunk)
+    fn = gemm_address(dt)
+    with scipy_blas_single_thread():
+        _encode(fn, X, W1c, b1c, ws.A2, chunk, ws.rho)
+        rho_hat = ws.rho.sum(axis=0) / m
+        rho = sparsity
+        kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
+        s = (beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))).astype(dt)
+        _backprop(fn, X, ws.A2, W2c, b2c, s, kind, chunk, ws.Z, ws.D,
+                  ws.gW1, ws.gW2, ws.gb1, ws.gb2, ws.cost)
+
+    data = ws.cost.sum()
+    data = data / m if kind == SIGMOID_CROSS_ENTROPY else 0.5 * data / m
+    gW1 = ws.gW1.sum(axis=0, dtype=np.float64) / m + weight_decay * W1
+    gW2 = ws.gW2.sum(axis=0, dtype=np.float64) / m + weight_decay * W2
+    gb1 = ws.gb1.sum(axis=0) / m
+    gb2 = ws.gb2.sum(axis=0) / m
+    W1_64, W2_64 = W1c.astype(np.float64), W2c.astype(np.float64)
+    cost = data + 0.5 * weight_decay * (np.vdot(W1_64, W1_64) + np.vdot(W2_64, W2_64)) \
+        + beta * kl
+    grad = np.empty(theta.size)
+    if tied:
+        n1 = h * v
+        grad[:n1] = (gW1 + gW2.T).ravel()
+        grad[n1:n1 + h] = gb1
+        grad[n1 + h:] = gb2
+    else:
+        n1 = h * v
+        grad[:n1] = gW1.ravel()
+        grad[n1:2 * n1] = gW2.ravel()
+        grad[2 * n1:2 * n1 + h] = gb1
+        grad[2 * n1 + h:] = gb2
+    return float(cost), grad
