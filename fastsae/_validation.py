@@ -183,3 +183,41 @@ def check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_deca
             f"n_hidden={n_hidden}, tied={tied}; got shape {getattr(theta, 'shape', None)}"
         )
     return n_visible, n_hidden
+
+
+ACTIVATIONS = ("sigmoid", "linear", "relu")
+POOL_MODES = ("mean", "max")
+
+
+def check_conv_args(W, b, images, activation):
+    """Cheap checks shared by every ``convolve`` implementation."""
+    check_choice(activation, "activation", ACTIVATIONS)
+    for name, arr, nd in (("W", W, 3), ("b", b, 1), ("images", images, 3)):
+        if not isinstance(arr, np.ndarray) or arr.ndim != nd:
+            raise ParameterError(f"{name} must be a {nd}-D array; got {getattr(arr, 'shape', type(arr))}")
+    if images.dtype not in FLOAT_DTYPES:
+        raise ParameterError(f"images must be float32 or float64; got dtype {images.dtype}")
+    K, ph, pw = W.shape
+    if b.shape != (K,):
+        raise ParameterError(f"b must have shape ({K},) for {K} filters; got {b.shape}")
+    if K < 1 or ph < 1 or pw < 1:
+        raise ParameterError(f"W must hold at least one non-empty filter; got shape {W.shape}")
+    if images.shape[1] < ph or images.shape[2] < pw:
+        raise ParameterError(
+            f"images of shape {images.shape[1:]} are smaller than the filters {W.shape[1:]}")
+
+
+def check_pool_args(maps, row_starts, row_ends, col_starts, col_ends, mode):
+    check_choice(mode, "mode", POOL_MODES)
+    if not isinstance(maps, np.ndarray) or maps.ndim < 2:
+        raise ParameterError(f"maps must be an array of at least 2 dimensions; got {getattr(maps, 'shape', None)}")
+    if maps.dtype not in FLOAT_DTYPES:
+        raise ParameterError(f"maps must be float32 or float64; got dtype {maps.dtype}")
+    H, W = maps.shape[-2:]
+    for name, starts, ends, n in (("row", row_starts, row_ends, H), ("col", col_starts, col_ends, W)):
+        starts, ends = np.asarray(starts), np.asarray(ends)
+        if starts.shape != ends.shape or starts.ndim != 1 or starts.size == 0:
+            raise ParameterError(f"{name} region bounds must be two 1-D arrays of the same length")
+        if (starts < 0).any() or (ends > n).any() or (ends <= starts).any():
+            raise ParameterError(
+                f"{name} regions must be non-empty and inside [0, {n}]; got starts {starts} ends {ends}")

@@ -45,10 +45,12 @@ def _call13(typingctx, fn, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12
 
 @njit(nogil=True, cache=True)
 def gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
-    """``C = alpha op(A) op(B) + beta C`` for C-contiguous 2-D arrays (jitted code).
+    """``C = alpha op(A) op(B) + beta C`` on row-major 2-D arrays (jitted code).
 
-    ``fn`` is :func:`gemm_address` of the arrays' dtype. Row slices ``X[i:j]``
-    of a C-contiguous array are C-contiguous and may be passed directly.
+    ``fn`` is :func:`gemm_address` of the arrays' dtype. Each array needs unit
+    stride along its last axis; rows may be further apart (a column block
+    ``out[:, j0:j1]`` or a row block ``X[i0:i1]`` of a larger array works
+    without a copy).
     """
     # Row-major C = alpha op(A) op(B) + beta C is column-major
     # C^T = alpha op(B)^T op(A)^T: swap the operands, keep the flags.
@@ -56,13 +58,14 @@ def gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
     K = A.shape[0] if trans_a else A.shape[1]
     if M == 0 or N == 0:
         return
+    isz = C.itemsize
     ints = np.empty(6, np.int32)
     ints[0] = N
     ints[1] = M
     ints[2] = K
-    ints[3] = max(B.shape[1], 1)
-    ints[4] = max(A.shape[1], 1)
-    ints[5] = max(N, 1)
+    ints[3] = max(B.strides[0] // isz, B.shape[1], 1) if B.shape[0] > 1 else max(B.shape[1], 1)
+    ints[4] = max(A.strides[0] // isz, A.shape[1], 1) if A.shape[0] > 1 else max(A.shape[1], 1)
+    ints[5] = max(C.strides[0] // isz, N, 1) if M > 1 else max(N, 1)
     flags = np.empty(2, np.uint8)
     flags[0] = 84 if trans_b else 78   # 'T' / 'N'
     flags[1] = 84 if trans_a else 78
@@ -72,6 +75,5 @@ def gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
     i = ints.ctypes.data
     f = flags.ctypes.data
     s = scal.ctypes.data
-    isz = 4
-    _call13(fn, f, f + 1, i, i + isz, i + 2 * isz, s, B.ctypes.data, i + 3 * isz,
-            A.ctypes.data, i + 4 * isz, s + scal.itemsize, C.ctypes.data, i + 5 * isz)
+    _call13(fn, f, f + 1, i, i + 4, i + 8, s, B.ctypes.data, i + 12,
+            A.ctypes.data, i + 16, s + isz, C.ctypes.data, i + 20)

@@ -1,0 +1,81 @@
+"""Convolution and pooling benchmarks: Numba vs NumPy reference vs PyTorch CPU."""
+from __future__ import annotations
+
+import numpy as np
+
+from fastsae import reference
+from fastsae.conv import region_bounds
+from fastsae.kernels import conv as numba_conv
+
+from ._util import print_table, timeit, torch_or_none
+from .cases import (CONV_SHAPES, CONV_SHAPES_QUICK, POOL_SHAPES, POOL_SHAPES_QUICK, conv_flops)
+
+
+def conv_problem(K, ph, pw, N, H, W, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    F = (rng.standard_normal((K, ph, pw)) / np.sqrt(ph * pw)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    images = rng.uniform(0, 1, (N, H, W)).astype(dtype)
+    return F, b, images
+
+
+def conv_impls(F, b, images, include_reference=True):
+    impls = {"numba": lambda: numba_conv.convolve(F, b, images, activation="sigmoid")}
+    if include_reference:
+        impls["numpy reference"] = lambda: reference.convolve(F, b, images, activation="sigmoid")
+    torch = torch_or_none()
+    if torch is not None:
+        x = torch.from_numpy(images)[:, None]
+        w = torch.from_numpy(F)[:, None]
+        bb = torch.from_numpy(b)
+        impls["pytorch conv2d + sigmoid"] = lambda: torch.sigmoid(torch.nn.functional.conv2d(x, w, bb))
+    return impls
+
+
+def run_conv(gemm_rates, quick=False):
+    for name, K, ph, pw, N, H, W, dtype in (CONV_SHAPES_QUICK if quick else CONV_SHAPES):
+        F, b, images = conv_problem(K, ph, pw, N, H, W, dtype)
+        flops = conv_flops(K, ph, pw, N, H, W)
+        big = flops > 5e9
+        impls = conv_impls(F, b, images, include_reference=True)
+        times = {k: timeit(fn, repeat=3 if big else 7, warmup=1)[0] for k, fn in impls.items()}
+        rate = gemm_rates[np.dtype(dtype)]
+        rows = []
+        for impl, t in times.items():
+            rows.append([impl, f"{t * 1e3:.1f}", f"{flops / t / 1e9:.1f}", f"{flops / t / 1e9 / rate:.0%}",
+                         f"{times['numpy reference'] / t:.2f}",
+                         f"{times['pytorch conv2d + sigmoid'] / t:.2f}" if "pytorch conv2d + sigmoid" in times else "-"])
+        print_table(f"Convolution + sigmoid, {name}: {K} filters {ph}x{pw} over {N} inputs {H}x{W}, "
+                    f"{np.dtype(dtype).name} ({flops / 1e9:.2f} GFLOP useful)",
+                    ["implementation", "median ms", "GFLOP/s", "of GEMM peak", "x vs reference",
+                     "x vs pytorch"], rows)
+
+
+def run_pool(quick=False):
+    torch = torch_or_none()
+    for name, shape, (ph, pw), dtype in (POOL_SHAPES_QUICK if quick else POOL_SHAPES):
+        maps = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+        rs, re = region_bounds(shape[2], size=ph)
+        cs, ce = region_bounds(shape[3], size=pw)
+        rows = []
+        for mode in ("mean", "max"):
+            impls = {
+                "numba": lambda: numba_conv.pool_regions(maps, rs, re, cs, ce, mode=mode),
+                "numpy reference": lambda: reference.pool_regions(maps, rs, re, cs, ce, mode=mode),
+            }
+            if torch is not None:
+                x = torch.from_numpy(maps)
+                f = torch.nn.functional.avg_pool2d if mode == "mean" else torch.nn.functional.max_pool2d
+                impls[f"pytorch {f.__name__}"] = lambda f=f: f(x, (ph, pw))
+            times = {k: timeit(fn, repeat=7)[0] for k, fn in impls.items()}
+            tt = [t for k, t in times.items() if k.startswith("pytorch")]
+            for impl, t in times.items():
+                rows.append([mode, impl, f"{t * 1e3:.2f}", f"{maps.nbytes / t / 1e9:.1f}",
+                             f"{times['numpy reference'] / t:.2f}", f"{tt[0] / t:.2f}" if tt else "-"])
+        print_table(f"Pooling {ph}x{pw}, {name} {shape}, {np.dtype(dtype).name} ({maps.nbytes / 1e6:.0f} MB read)",
+                    ["mode", "implementation", "median ms", "GB/s read", "x vs reference", "x vs pytorch"], rows)
+
+
+def run(gemm_rates, quick=False):
+    run_conv(gemm_rates, quick=quick)
+    run_pool(quick=quick)

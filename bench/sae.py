@@ -1,0 +1,153 @@
+"""Sparse autoencoder benchmarks: cost+grad per backend against the five-GEMM
+floor and PyTorch, and whole L-BFGS training at the UFLDL shape."""
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from fastsae import SparseAutoencoder, init_params, reference
+from fastsae.kernels import sae as numba_sae
+
+from ._util import keep_freed_memory, print_table, timeit, torch_or_none
+from .cases import SAE_HYPER, SAE_SHAPES, SAE_SHAPES_QUICK, sae_flops
+
+
+def sae_problem(v, h, m, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0.0, 1.0, (m, v)).astype(dtype)
+    theta = init_params(v, h, random_state=seed)
+    return theta, X
+
+
+def five_gemms(theta, X, v, h):
+    """The five products of one evaluation, alone, in NumPy's BLAS (preallocated outputs)."""
+    dt = X.dtype
+    m = X.shape[0]
+    W1 = theta[:h * v].reshape(h, v).astype(dt)
+    W2 = theta[h * v:2 * h * v].reshape(v, h).astype(dt)
+    A2, A3, D = np.empty((m, h), dt), np.empty((m, v), dt), np.empty((m, h), dt)
+    g1, g2 = np.empty((h, v), dt), np.empty((v, h), dt)
+
+    def run():
+        np.matmul(X, W1.T, out=A2)
+        np.matmul(A2, W2.T, out=A3)
+        np.matmul(A3.T, A2, out=g2)
+        np.matmul(A3, W2, out=D)
+        np.matmul(D.T, X, out=g1)
+    return run
+
+
+def torch_sae(theta, X, v, h, torch):
+    """The same objective in PyTorch with a hand-written gradient (no autograd)."""
+    dt = {np.float32: torch.float32, np.float64: torch.float64}[X.dtype.type]
+    Xt = torch.from_numpy(X)
+    rho, beta, lam = SAE_HYPER["sparsity"], SAE_HYPER["beta"], SAE_HYPER["weight_decay"]
+    m = X.shape[0]
+
+    def run():
+        th = torch.from_numpy(theta)
+        W1 = th[:h * v].view(h, v).to(dt)
+        W2 = th[h * v:2 * h * v].view(v, h).to(dt)
+        b1 = th[2 * h * v:2 * h * v + h].to(dt)
+        b2 = th[2 * h * v + h:].to(dt)
+        A2 = torch.sigmoid(torch.addmm(b1, Xt, W1.T))
+        A3 = torch.sigmoid(torch.addmm(b2, A2, W2.T))
+        diff = A3 - Xt
+        rho_hat = A2.mean(0)
+        kl = torch.sum(rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat)))
+        cost = 0.5 * (diff * diff).sum() / m + 0.5 * lam * ((W1 * W1).sum() + (W2 * W2).sum()) + beta * kl
+        d3 = diff * A3 * (1 - A3)
+        s = beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))
+        d2 = (d3 @ W2 + s) * A2 * (1 - A2)
+        g = torch.cat([(d2.T @ Xt / m + lam * W1).ravel(), (d3.T @ A2 / m + lam * W2).ravel(),
+                       d2.sum(0) / m, d3.sum(0) / m]).double()
+        return float(cost), g.numpy()
+    return run
+
+
+def sae_rows(v, h, m, dtype, gemm_rates, repeat=7):
+    theta, X = sae_problem(v, h, m, dtype)
+    flops = sae_flops(v, h, m)
+    impls = {
+        "numpy reference": lambda: reference.sae_cost_grad(theta, X, v, h, **SAE_HYPER),
+        "numba": lambda: numba_sae.sae_cost_grad(theta, X, v, h, **SAE_HYPER),
+        "5 GEMMs alone (NumPy BLAS)": five_gemms(theta, X, v, h),
+    }
+    torch = torch_or_none()
+    if torch is not None:
+        impls["pytorch CPU, hand-written grad"] = torch_sae(theta, X, v, h, torch)
+    times = {name: timeit(fn, repeat=repeat)[0] for name, fn in impls.items()}
+    rate = gemm_rates[np.dtype(dtype)]
+    rows = []
+    for name, t in times.items():
+        rows.append([name, f"{t * 1e3:.2f}", f"{flops / t / 1e9:.1f}",
+                     f"{times['numpy reference'] / t:.2f}",
+                     f"{times[name] / times['5 GEMMs alone (NumPy BLAS)']:.2f}",
+                     f"{times['pytorch CPU, hand-written grad'] / t:.2f}" if torch else "-",
+                     f"{flops / t / 1e9 / rate:.0%}"])
+    return rows, times
+
+
+SAE_HEADER = ["implementation", "median ms", "GFLOP/s", "x vs reference", "time / 5-GEMM floor",
+              "x vs pytorch", "of GEMM peak"]
+
+
+def run_cost_grad(gemm_rates, quick=False):
+    shapes = SAE_SHAPES_QUICK if quick else SAE_SHAPES
+    results = {}
+    for name, v, h, m, dtype in shapes:
+        rows, times = sae_rows(v, h, m, dtype, gemm_rates, repeat=5 if m > 20_000 else 15)
+        results[(name, np.dtype(dtype).name)] = times
+        print_table(f"Sparse autoencoder cost+grad, {name} shape (n_visible={v}, n_hidden={h}, "
+                    f"n_samples={m:,}, {np.dtype(dtype).name}); 5 GEMMs = {sae_flops(v, h, m) / 1e9:.2f} GFLOP",
+                    SAE_HEADER, rows)
+    return results
+
+
+def run_training(max_iter=400):
+    """Whole UFLDL-shape training on both backends, and SciPy without the thread limits."""
+    from scipy.optimize import minimize
+
+    v, h, m = 64, 25, 10_000
+    theta, X = sae_problem(v, h, m, np.float64, seed=1)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for backend in ("numba", "numpy"):
+            sae = SparseAutoencoder(n_hidden=h, max_iter=max_iter, backend=backend, random_state=0,
+                                    **SAE_HYPER).fit(X)
+            rows.append([f"SparseAutoencoder(backend={backend!r})", f"{sae.fit_time_:.2f}",
+                         f"{sae.objective_time_:.2f}", f"{sae.fit_time_ - sae.objective_time_:.2f}",
+                         sae.n_iter_, f"{sae.loss_curve_[-1]:.6f}"])
+        # the same reference objective in plain SciPy, no thread-pool care: the trap
+        theta0 = init_params(v, h, random_state=0)
+        t_fun = [0.0]
+
+        def f(t):
+            t0 = time.perf_counter()
+            r = reference.sae_cost_grad(t, X, v, h, **SAE_HYPER)
+            t_fun[0] += time.perf_counter() - t0
+            return r
+        t0 = time.perf_counter()
+        res = minimize(f, theta0, jac=True, method="L-BFGS-B",
+                       options=dict(maxiter=max_iter, maxcor=100, ftol=1e-9, gtol=1e-5))
+        total = time.perf_counter() - t0
+        rows.append(["plain scipy.optimize.minimize + reference", f"{total:.2f}", f"{t_fun[0]:.2f}",
+                     f"{total - t_fun[0]:.2f}", res.nit, f"{res.fun:.6f}"])
+    print_table(f"Whole training, UFLDL shape ({v}, {h}, {m:,}, float64), {max_iter} L-BFGS iterations",
+                ["run", "total s", "objective s", "optimizer s", "iterations", "final cost"], rows)
+    return rows
+
+
+def run(gemm_rates, quick=False):
+    print("\nNumPy reference with glibc's default allocator thresholds:")
+    results = run_cost_grad(gemm_rates, quick=quick)
+    if keep_freed_memory():
+        print("\nThe same, after mallopt() keeps freed temporaries mapped (no page faults in the reference):")
+        results_kept = run_cost_grad(gemm_rates, quick=quick)
+    else:
+        results_kept = None
+    run_training(max_iter=100 if quick else 400)
+    return results, results_kept

@@ -1,0 +1,71 @@
+# (merged into reference.py)
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.special import expit
+
+from ._validation import check_conv_args, check_pool_args
+
+ACTIVATIONS = ("sigmoid", "linear", "relu")
+
+
+def _activate(Z, activation):
+    if activation == "sigmoid":
+        return expit(Z)
+    if activation == "relu":
+        return np.maximum(Z, 0)
+    return Z
+
+
+def convolve(W, b, images, *, activation="sigmoid"):
+    """Valid 2-D cross-correlation of K filters over N single-channel inputs, plus bias and activation.
+
+    ``maps[n, k, i, j] = act(Σ_{a,c} W[k, a, c] · images[n, i + a, j + c] + b[k])``:
+    correlation, not convolution (the filter is not flipped; PyTorch's
+    ``conv2d`` convention). It is what the autoencoder's encoder computes on
+    the patch at ``(i, j)`` when the filter is the weight row laid out as the
+    patch (see :func:`fastsae.conv.filters_from_weights`).
+
+    Parameters
+    ----------
+    W : np.ndarray [shape=(n_filters, ph, pw)]
+    b : np.ndarray [shape=(n_filters,)]
+    images : np.ndarray [shape=(n_images, H, W)], float32 or float64
+    activation : {"sigmoid", "linear", "relu"}
+
+    Returns
+    -------
+    maps : np.ndarray [shape=(n_images, n_filters, H - ph + 1, W - pw + 1)], ``images.dtype``
+    """
+    check_conv_args(W, b, images, activation)
+    dt = images.dtype
+    ph, pw = W.shape[1:]
+    patches = sliding_window_view(images, (ph, pw), axis=(1, 2))      # (N, oh, ow, ph, pw)
+    Z = np.tensordot(patches, W.astype(dt), axes=([3, 4], [1, 2]))    # (N, oh, ow, K)
+    Z = Z.transpose(0, 3, 1, 2) + b.astype(dt)[None, :, None, None]
+    return np.ascontiguousarray(_activate(Z, activation), dtype=dt)
+
+
+def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean"):
+    """Mean or max of ``maps`` over rectangular regions given by their bounds.
+
+    Region ``(r, c)`` covers rows ``row_starts[r]:row_ends[r]`` and columns
+    ``col_starts[c]:col_ends[c]`` of the last two axes.
+
+    Parameters
+    ----------
+    maps : np.ndarray [shape=(..., H, W)]
+    row_starts, row_ends : np.ndarray [shape=(R,)], int
+    col_starts, col_ends : np.ndarray [shape=(C,)], int
+    mode : {"mean", "max"}
+
+    Returns
+    -------
+    pooled : np.ndarray [shape=(..., R, C)], ``maps.dtype``
+    """
+    check_pool_args(maps, row_starts, row_ends, col_starts, col_ends, mode)
+    reduce = np.mean if mode == "mean" else np.max
+    out = np.empty(maps.shape[:-2] + (len(row_starts), len(col_starts)), maps.dtype)
+    for r, (r0, r1) in enumerate(zip(row_starts, row_ends)):
+        for c, (c0, c1) in enumerate(zip(col_starts, col_ends)):
+            out[..., r, c] = reduce(maps[..., r0:r1, c0:c1], axis=(-2, -1))
+    return out

@@ -1,0 +1,162 @@
+"""Numba kernels for convolution and pooling (twins of ``fastsae.reference.convolve``
+and ``fastsae.reference.pool_regions``).
+
+Convolution is im2col + GEMM, blocked so that everything stays in cache: the
+output positions of every input are cut into blocks; a thread takes a block,
+copies the patches it needs into a small column matrix (one row per filter
+offset, one column per output position: contiguous row segments of the input),
+multiplies the filter matrix by it straight into its place in the output
+(``K × block``, a column block of the ``(K, oh·ow)`` plane) and applies the
+bias and activation while the block is still in cache. Blocks of all inputs
+are spread over the threads, so one long input or many short ones both use
+every core.
+
+Pooling reads each map once: for every band of rows it combines the rows
+elementwise (vectorised across columns), then reduces each column region.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .._config import JIT_OPTIONS
+from .._threads import scipy_blas_single_thread
+from .._validation import check_conv_args, check_pool_args
+from ._blas import gemm, gemm_address
+from ._math import sigmoid
+
+SIGMOID, LINEAR, RELU = 0, 1, 2
+_ACT = {"sigmoid": SIGMOID, "linear": LINEAR, "relu": RELU}
+MEAN, MAX = 0, 1
+
+#: output positions per block (K x block of output stays in L2)
+CONV_BLOCK_BYTES = 384 * 1024
+
+
+@njit(**JIT_OPTIONS)
+def _bias_activation(C, b, act, q0, q1):
+    """C[:, q0:q1] <- act(C[:, q0:q1] + b[:, None]) (C contiguous, so the loops vectorise)."""
+    # Slice first, then index from 0: Numba cannot prove that q0 + q >= 0,
+    # and the negative-index check it would insert stops vectorisation.
+    n = q1 - q0
+    for k in range(C.shape[0]):
+        row = C[k][q0:q1]
+        bk = b[k]
+        if act == SIGMOID:
+            for q in range(n):
+                row[q] = sigmoid(row[q] + bk)
+        elif act == RELU:
+            for q in range(n):
+                row[q] = max(row[q] + bk, row[q] * 0)
+        else:
+            for q in range(n):
+                row[q] = row[q] + bk
+
+
+@njit(**JIT_OPTIONS)
+def _im2col_block(img, ph, pw, ow, p0, p1, col):
+    """col[a*pw + c, q] = img[i + a, j + c] for positions p0 <= p = i*ow + j < p1."""
+    p = p0
+    while p < p1:
+        i = p // ow
+        j0 = p - i * ow
+        j1 = min(ow, j0 + (p1 - p))
+        q0 = p - p0
+        n = j1 - j0
+        for a in range(ph):
+            src = img[i + a]
+            for c in range(pw):
+                dst = col[a * pw + c][q0:q0 + n]
+                seg = src[j0 + c:j0 + c + n]
+                for q in range(n):
+                    dst[q] = seg[q]
+        p += n
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _convolve(fn, Wmat, b, images, out, ph, pw, act, block, n_threads):
+    N, H, Wd = images.shape
+    K = Wmat.shape[0]
+    ow = Wd - pw + 1
+    n_pos = out.shape[2]
+    n_blocks = (n_pos + block - 1) // block
+    total = N * n_blocks
+    for t in prange(n_threads):
+        col = np.empty((ph * pw, block), images.dtype)
+        for task in range(t * total // n_threads, (t + 1) * total // n_threads):
+            n = task // n_blocks
+            p0 = (task - n * n_blocks) * block
+            p1 = min(p0 + block, n_pos)
+            _im2col_block(images[n], ph, pw, ow, p0, p1, col)
+            gemm(fn, False, False, 1.0, Wmat, col[:, :p1 - p0], 0.0, out[n, :, p0:p1])
+            _bias_activation(out[n], b, act, p0, p1)
+
+
+def conv_block(n_filters, itemsize, n_pos):
+    return int(max(16, min(n_pos, CONV_BLOCK_BYTES // (n_filters * itemsize))))
+
+
+def convolve(W, b, images, *, activation="sigmoid"):
+    """Valid 2-D correlation of filters over inputs, plus bias and activation (Numba).
+
+    Same signature and results as :func:`fastsae.reference.convolve`.
+    """
+    check_conv_args(W, b, images, activation)
+    dt = images.dtype
+    images = np.ascontiguousarray(images)
+    K, ph, pw = W.shape
+    N, H, Wd = images.shape
+    oh, ow = H - ph + 1, Wd - pw + 1
+    Wmat = np.ascontiguousarray(W.reshape(K, ph * pw), dtype=dt)
+    out = np.empty((N, K, oh * ow), dt)
+    block = conv_block(K, dt.itemsize, oh * ow)
+    n_threads = numba.get_num_threads()
+    with scipy_blas_single_thread():
+        _convolve(gemm_address(dt), Wmat, b.astype(dt), images, out, ph, pw, _ACT[activation],
+                  block, n_threads)
+    return out.reshape(N, K, oh, ow)
+
+
+@njit(parallel=True, **JIT_OPTIONS)
+def _pool(planes, rs, re, cs, ce, mode, out):
+    P, H, W = planes.shape
+    R = rs.shape[0]
+    C = cs.shape[0]
+    for p in prange(P):
+        plane = planes[p]
+        acc = np.empty(W, planes.dtype)
+        for r in range(R):
+            acc[:] = plane[rs[r]]
+            for i in range(rs[r] + 1, re[r]):
+                row = plane[i]
+                if mode == MEAN:
+                    for j in range(W):
+                        acc[j] += row[j]
+                else:
+                    for j in range(W):
+                        acc[j] = max(acc[j], row[j])
+            for c in range(C):
+                v = acc[cs[c]]
+                if mode == MEAN:
+                    for j in range(cs[c] + 1, ce[c]):
+                        v += acc[j]
+                    out[p, r, c] = v / ((re[r] - rs[r]) * (ce[c] - cs[c]))
+                else:
+                    for j in range(cs[c] + 1, ce[c]):
+                        v = max(v, acc[j])
+                    out[p, r, c] = v
+
+
+def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean"):
+    """Mean or max over rectangular regions (Numba); same as
+    :func:`fastsae.reference.pool_regions`."""
+    check_pool_args(maps, row_starts, row_ends, col_starts, col_ends, mode)
+    lead = maps.shape[:-2]
+    H, W = maps.shape[-2:]
+    planes = np.ascontiguousarray(maps).reshape(-1, H, W)
+    idx = [np.ascontiguousarray(a, dtype=np.int64)
+           for a in (row_starts, row_ends, col_starts, col_ends)]
+    out = np.empty((planes.shape[0], len(idx[0]), len(idx[2])), maps.dtype)
+    _pool(planes, *idx, MEAN if mode == "mean" else MAX, out)
+    return out.reshape(lead + out.shape[1:])
