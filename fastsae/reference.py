@@ -92,3 +92,269 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     else:
         grad = np.concatenate([gW1.ravel(), gW2.ravel(), gb1, gb2])
     return float(cost), grad.astype(np.float64)
+
+
+# ---------------------------------------------------------------------------
+# Softmax regression and stacked autoencoders
+# ---------------------------------------------------------------------------
+#
+# Argument checks and parameter layouts shared by both backends live here, next
+# to the reference, so that :mod:`fastsae.kernels` and the estimators use the
+# same ones (the kernels import them from this module; nothing here imports a
+# kernel). Their natural homes are ``_validation.py`` and ``params.py``.
+
+def _softmax_layout(n_classes: int, n_features: int):
+    """Shapes packed in a softmax theta: ``W (n_classes, n_features)``, then ``b (n_classes,)``."""
+    return ((n_classes, n_features), (n_classes,))
+
+
+def _stacked_layout(layer_sizes, n_classes: int):
+    """Shapes packed in a stacked network's theta, in order.
+
+    The softmax first (``W (n_classes, h_L)``, ``b (n_classes,)``), as in
+    UFLDL's ``stackedAECost`` where ``softmaxTheta`` leads, then the sigmoid
+    layers ``W1 (h_1, n_features), b1 (h_1,), W2 (h_2, h_1), b2, ...`` in
+    :func:`fastsae.params.stack_to_params` order.
+    """
+    shapes = list(_softmax_layout(n_classes, layer_sizes[-1]))
+    for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        shapes += [(n_out, n_in), (n_out,)]
+    return tuple(shapes)
+
+
+def _check_labels(y, n_samples: int, n_classes: int) -> np.ndarray:
+    """``y`` as a contiguous intp vector of labels in [0, n_classes), or ParameterError."""
+    from .exceptions import ParameterError
+
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ParameterError(f"y must be 1-D; got shape {arr.shape}")
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise ParameterError(
+            f"y must hold integer class labels 0..n_classes-1; got dtype {arr.dtype} "
+            "(the estimators accept any labels and encode them)")
+    if arr.shape[0] != n_samples:
+        raise ParameterError(
+            f"y must have one label per row of X ({n_samples}); got {arr.shape[0]}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= n_classes:
+        raise ParameterError(
+            f"y must hold labels in [0, {n_classes - 1}] for n_classes={n_classes}; "
+            f"got values in [{lo}, {hi}]")
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def _check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes=None,
+                        stack_weight_decay=0.0):
+    """Cheap checks shared by every softmax / stacked cost implementation.
+
+    Shapes, label range and hyper-parameters; not the O(n) NaN scan of ``X``
+    (the public entry points and the estimators do that once). The label
+    range *is* checked on every call: a kernel indexing with an out-of-range
+    label would read outside its buffers.
+
+    Returns ``(n_classes, y as intp, layer_sizes as a tuple or None)``.
+    """
+    from ._validation import FLOAT_DTYPES, check_int, check_scalar
+    from .exceptions import ParameterError
+    from .params import layout_size
+
+    n_classes = check_int(n_classes, "n_classes", low=2)
+    check_scalar(weight_decay, "weight_decay", low=0.0)
+    check_scalar(stack_weight_decay, "stack_weight_decay", low=0.0)
+    if not isinstance(X, np.ndarray) or X.ndim != 2:
+        raise ParameterError(f"X must be a 2-D array; got {getattr(X, 'shape', type(X))}")
+    if X.dtype not in FLOAT_DTYPES:
+        raise ParameterError(f"X must be float32 or float64; got dtype {X.dtype}")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ParameterError(f"X must have at least one row and one column; got shape {X.shape}")
+    if layer_sizes is None:
+        sizes = (X.shape[1],)
+        layout = _softmax_layout(n_classes, X.shape[1])
+        what = f"n_classes={n_classes}, n_features={X.shape[1]}"
+    else:
+        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") \
+                or len(layer_sizes) < 1:
+            raise ParameterError(
+                "layer_sizes must be a sequence (n_features, h_1, ..., h_L) of positive "
+                f"integers; got {layer_sizes!r}")
+        sizes = tuple(check_int(s, f"layer_sizes[{i}]", low=1) for i, s in enumerate(layer_sizes))
+        if sizes[0] != X.shape[1]:
+            raise ParameterError(
+                f"layer_sizes[0] must equal the number of columns of X ({X.shape[1]}); "
+                f"got layer_sizes={sizes}")
+        layout = _stacked_layout(sizes, n_classes)
+        what = f"layer_sizes={sizes}, n_classes={n_classes}"
+    need = layout_size(layout)
+    if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.size != need:
+        raise ParameterError(
+            f"theta must be a 1-D array of {need} parameters for {what}; "
+            f"got shape {getattr(theta, 'shape', None)}")
+    y = _check_labels(y, X.shape[0], n_classes)
+    return n_classes, y, (sizes if layer_sizes is not None else None)
+
+
+def _softmax_loss_delta(Z, y):
+    """Mean negative log-likelihood of the rows of logits ``Z`` and ``P − onehot(y)``.
+
+    Subtracts each row's maximum before exponentiating, so any finite logits
+    give a finite result; the log-likelihood is taken from the shifted logits
+    themselves (``z_y − max − log Σ e^(z − max)``), not from a probability that
+    may have underflowed to zero.
+    """
+    m = Z.shape[0]
+    rows = np.arange(m)
+    Z = Z - Z.max(axis=1, keepdims=True)
+    E = np.exp(Z)
+    S = E.sum(axis=1)
+    loglik = Z[rows, y] - np.log(S)
+    data = -np.sum(loglik.astype(np.float64)) / m
+    D = E / S[:, None]
+    D[rows, y] -= 1
+    return data, D
+
+
+def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
+    """Softmax regression objective (UFLDL ``softmaxCost``, plus a bias) and its gradient.
+
+    ``J = −(1/m) Σ_i log p(y_i | x_i) + (λ/2) ‖W‖²`` with
+    ``p(k | x) = exp(W_k x + b_k) / Σ_j exp(W_j x + b_j)``.
+
+    Unlike UFLDL's softmax this model has a bias ``b`` (it helps on features
+    that are not centred, such as sigmoid activations); the bias is not
+    weight-decayed. The computation is overflow-safe: each row's largest logit
+    is subtracted before exponentiating.
+
+    Parameters
+    ----------
+    theta : np.ndarray [shape=(n_classes * n_features + n_classes,), dtype=float64]
+        ``W (n_classes, n_features)`` then ``b (n_classes,)``, C order.
+    X : np.ndarray [shape=(n_samples, n_features), dtype=float32 or float64]
+    y : np.ndarray [shape=(n_samples,), integer]
+        Labels in ``0 .. n_classes-1``.
+    n_classes : int >= 2
+    weight_decay : float >= 0
+        λ.
+
+    Returns
+    -------
+    cost : float
+    grad : np.ndarray [shape=theta.shape, dtype=float64]
+    """
+    n_classes, y, _ = _check_softmax_args(theta, X, y, n_classes, weight_decay)
+    from .params import unpack
+
+    dt = X.dtype
+    m, n = X.shape
+    W, b = (p.astype(dt) for p in unpack(theta, _softmax_layout(n_classes, n)))
+    data, D = _softmax_loss_delta(X @ W.T + b, y)     # (m, K)
+    gW = (D.T @ X) / m + weight_decay * W
+    gb = D.sum(axis=0) / m
+    W64 = W.astype(np.float64)
+    cost = data + 0.5 * weight_decay * np.sum(W64 * W64)
+    return float(cost), np.concatenate([gW.ravel(), gb]).astype(np.float64)
+
+
+def _check_proba_args(W, b, X):
+    from ._validation import FLOAT_DTYPES
+    from .exceptions import ParameterError
+
+    W, b = np.asarray(W), np.asarray(b)
+    if W.ndim != 2 or W.shape[0] < 1:
+        raise ParameterError(f"W must be a 2-D array (n_classes, n_features); got shape {W.shape}")
+    if b.shape != (W.shape[0],):
+        raise ParameterError(f"b must have shape ({W.shape[0]},) to match W; got {b.shape}")
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in FLOAT_DTYPES:
+        raise ParameterError("X must be a 2-D float32 or float64 array; got "
+                             f"{getattr(X, 'shape', type(X))} {getattr(X, 'dtype', '')}")
+    if X.shape[1] != W.shape[1]:
+        raise ParameterError(f"X must have {W.shape[1]} columns to match W; got shape {X.shape}")
+    return W, b
+
+
+def softmax_predict_proba(W, b, X):
+    """Class probabilities ``softmax(X Wᵀ + b)`` [shape=(n_samples, n_classes)], in ``X.dtype``.
+
+    ``W`` is ``(n_classes, n_features)``, ``b`` is ``(n_classes,)``. Rows sum
+    to 1; overflow-safe for any finite logits.
+    """
+    W, b = _check_proba_args(W, b, X)
+    dt = X.dtype
+    Z = X @ W.T.astype(dt) + b.astype(dt)
+    Z -= Z.max(axis=1, keepdims=True)
+    np.exp(Z, out=Z)
+    Z /= Z.sum(axis=1, keepdims=True)
+    return Z
+
+
+def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
+                      stack_weight_decay=0.0):
+    """Stacked autoencoder fine-tuning objective (UFLDL ``stackedAECost``) and its gradient.
+
+    The network is ``a_0 = x``, ``a_l = σ(W_l a_{l-1} + b_l)`` for
+    ``l = 1..L``, and a softmax (with bias) on ``a_L``:
+
+    ``J = −(1/m) Σ_i log p(y_i | a_L(x_i)) + (λ/2) ‖W_softmax‖² + (λ_s/2) Σ_l ‖W_l‖²``.
+
+    As in UFLDL, ``weight_decay`` (λ) applies to the softmax weights only;
+    ``stack_weight_decay`` (λ_s, default 0 = UFLDL) optionally decays the
+    sigmoid layers' weights. Biases are never decayed.
+
+    Parameters
+    ----------
+    theta : np.ndarray [shape=(n_params,), dtype=float64]
+        The softmax first — ``W (n_classes, h_L)``, ``b (n_classes,)`` — then
+        the stack ``W1 (h_1, n_features), b1, W2 (h_2, h_1), b2, ...`` as
+        :func:`fastsae.params.stack_to_params` packs it (UFLDL's order:
+        ``[softmaxTheta; stackparams]``).
+    X : np.ndarray [shape=(n_samples, n_features), dtype=float32 or float64]
+    y : np.ndarray [shape=(n_samples,), integer]
+        Labels in ``0 .. n_classes-1``.
+    layer_sizes : sequence of int
+        ``(n_features, h_1, ..., h_L)``: the input size then each sigmoid
+        layer's size. ``(n_features,)`` alone is plain softmax regression.
+    n_classes : int >= 2
+    weight_decay, stack_weight_decay : float >= 0
+
+    Returns
+    -------
+    cost : float
+    grad : np.ndarray [shape=theta.shape, dtype=float64]
+    """
+    n_classes, y, sizes = _check_softmax_args(theta, X, y, n_classes, weight_decay,
+                                              layer_sizes, stack_weight_decay)
+    from .params import unpack
+
+    dt = X.dtype
+    m = X.shape[0]
+    views = unpack(theta, _stacked_layout(sizes, n_classes))
+    Ws, bs = (p.astype(dt) for p in views[:2])
+    stack = [(views[i].astype(dt), views[i + 1].astype(dt)) for i in range(2, len(views), 2)]
+
+    acts = [X]
+    for W, b in stack:
+        acts.append(expit(acts[-1] @ W.T + b))
+    data, D = _softmax_loss_delta(acts[-1] @ Ws.T + bs, y)
+    D /= m
+    grads = [D.T @ acts[-1] + weight_decay * Ws, D.sum(axis=0)]
+    delta = (D @ Ws) * acts[-1] * (1 - acts[-1])
+    layer_grads = []
+    for layer in range(len(stack), 0, -1):
+        W, _ = stack[layer - 1]
+        layer_grads.append((delta.T @ acts[layer - 1] + stack_weight_decay * W,
+                            delta.sum(axis=0)))
+        if layer > 1:
+            a = acts[layer - 1]
+            delta = (delta @ W) * a * (1 - a)
+    for gW, gb in reversed(layer_grads):
+        grads += [gW, gb]
+
+    cost = data + 0.5 * weight_decay * np.sum(Ws.astype(np.float64) ** 2)
+    if stack_weight_decay:
+        cost += 0.5 * stack_weight_decay * sum(np.sum(W.astype(np.float64) ** 2)
+                                               for W, _ in stack)
+    return float(cost), np.concatenate([g.ravel() for g in grads]).astype(np.float64)
+
+
+from ._reference_conv import convolve, pool_regions  # noqa: E402,F401
+from ._reference_convae import conv_ae_cost_grad, conv_net_cost_grad  # noqa: E402,F401

@@ -1,0 +1,262 @@
+"""Softmax regression: the classifier on top of learned features."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import backends
+from ._threads import numba_threads
+from ._validation import check_array, check_bool, check_dtype, check_int, check_scalar
+from .autoencoder import check_n_jobs
+from .base import BaseEstimator
+from .exceptions import BackendUnavailableError, ParameterError
+from .optim import lbfgs
+from .params import unpack
+from .reference import _check_softmax_args, _softmax_layout
+
+
+def encode_labels(y, n_samples: int, name: str = "y"):
+    """Any labels (ints, strings, ...) -> ``(classes, codes)`` with codes in 0..K-1.
+
+    ``classes`` is sorted (``np.unique``); ``classes[codes]`` gives ``y`` back.
+    Raises ParameterError for a wrong length, missing values or a single class.
+    """
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ParameterError(f"{name} must be 1-D (one label per row of X); got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ParameterError(
+            f"{name} must have one label per row of X ({n_samples}); got {arr.shape[0]}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ParameterError(f"{name} contains NaN or infinite labels")
+    if arr.dtype == object and any(v is None for v in arr):
+        raise ParameterError(f"{name} contains None labels")
+    try:
+        classes, codes = np.unique(arr, return_inverse=True)
+    except TypeError as exc:   # mixed, unorderable label types
+        raise ParameterError(f"{name} labels could not be sorted: {exc}") from None
+    if classes.size < 2:
+        raise ParameterError(
+            f"{name} must contain at least 2 classes; got only {classes.tolist()!r}")
+    return classes, codes.reshape(-1).astype(np.intp)
+
+
+def encode_known_labels(classes, y, n_samples: int, name: str = "y"):
+    """Labels -> their codes in ``classes`` (sorted); unknown labels raise ParameterError."""
+    arr = np.asarray(y).reshape(-1)
+    if arr.shape[0] != n_samples:
+        raise ParameterError(
+            f"{name} must have one label per row of X ({n_samples}); got {arr.shape[0]}")
+    codes = np.clip(np.searchsorted(classes, arr), 0, classes.size - 1)
+    bad = classes[codes] != arr
+    if bad.any():
+        raise ParameterError(
+            f"{name} contains labels not seen in fit: {np.unique(arr[bad])[:5].tolist()!r}")
+    return codes.astype(np.intp)
+
+
+def _proba_function(backend):
+    """The backend's ``softmax_predict_proba``, or the reference where it has none."""
+    try:
+        return backends.get_function(backend, "softmax_predict_proba")
+    except BackendUnavailableError:
+        from .reference import softmax_predict_proba
+        return softmax_predict_proba
+
+
+def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay, backend="numba"):
+    """Softmax regression objective and gradient on the chosen backend.
+
+    The public entry point: checks every argument (including NaN/inf in ``X``
+    and ``theta``), then calls ``backend``'s ``softmax_cost_grad`` (see
+    :func:`fastsae.reference.softmax_cost_grad` for the objective and the
+    layout of ``theta``).
+    """
+    X = check_array(X, "X")
+    theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
+    _check_softmax_args(theta, X, y, n_classes, weight_decay)
+    fn = backends.get_function(backend, "softmax_cost_grad")
+    return fn(theta, X, y, n_classes, weight_decay=weight_decay)
+
+
+class SoftmaxRegression(BaseEstimator):
+    """Multinomial logistic regression trained with L-BFGS (UFLDL ``softmaxTrain``).
+
+    Minimises ``−(1/m) Σ log p(y_i | x_i) + (λ/2)‖W‖²`` with
+    ``p(k | x) ∝ exp(W_k x + b_k)`` (see :func:`fastsae.reference.softmax_cost_grad`).
+    Unlike UFLDL's softmax it has a bias ``b``, which is not weight-decayed.
+
+    Parameters
+    ----------
+    weight_decay : float >= 0
+        λ.
+    max_iter : int
+        L-BFGS iterations.
+    backend : {"numba", "numpy", "cuda"}
+    dtype : {"float64", "float32"}
+        Precision of the computation (parameters are kept in float64).
+    n_jobs : int or None
+        Numba threads during ``fit`` (None: Numba's default, all cores).
+    random_state : int, Generator or None
+        Seed of the initial weights (UFLDL: ``0.005 * randn``).
+    verbose : bool
+        Show a progress bar with the current cost.
+
+    Attributes
+    ----------
+    classes_ : np.ndarray [shape=(n_classes,)]
+        The labels seen in ``fit``, sorted; column ``k`` of ``predict_proba``
+        is ``classes_[k]``.
+    coef_ : np.ndarray [shape=(n_classes, n_features)]
+    intercept_ : np.ndarray [shape=(n_classes,)]
+    loss_curve_ : list of float
+        The objective after each L-BFGS iteration.
+    n_iter_ : int
+    n_features_in_ : int
+    converged_, interrupted_ : bool
+    fit_time_ : float
+
+    Examples
+    --------
+    >>> import numpy as np, fastsae
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.r_[rng.normal(-2, 1, (50, 2)), rng.normal(2, 1, (50, 2))]
+    >>> y = np.repeat(["low", "high"], 50)
+    >>> clf = fastsae.SoftmaxRegression(max_iter=100).fit(X, y)
+    >>> clf.predict([[-3.0, -3.0], [3.0, 3.0]]).tolist()
+    ['low', 'high']
+    """
+
+    def __init__(self, weight_decay=1e-4, *, max_iter=400, backend="numba", dtype="float64",
+                 n_jobs=None, random_state=None, verbose=False):
+        self.weight_decay = weight_decay
+        self.max_iter = max_iter
+        self.backend = backend
+        self.dtype = dtype
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _validate_params(self):
+        check_scalar(self.weight_decay, "weight_decay", low=0.0)
+        check_int(self.max_iter, "max_iter", low=1)
+        backends.check_backend_name(self.backend)
+        check_dtype(self.dtype)
+        check_n_jobs(self.n_jobs)
+        check_bool(self.verbose, "verbose")
+
+    def _check_X(self, X, *, fitting=False):
+        X = check_array(X, "X", dtype=check_dtype(self.dtype))
+        if not fitting:
+            self._check_fitted("coef_")
+            if X.shape[1] != self.n_features_in_:
+                raise ParameterError(
+                    f"X must have {self.n_features_in_} features (as in fit); got shape {X.shape}")
+        return X
+
+    def _objective(self, X, codes):
+        cost_grad = backends.get_function(self.backend, "softmax_cost_grad")
+        K, lam = self.classes_.size, self.weight_decay
+        X = backends.to_device(self.backend, X)
+        return lambda theta: cost_grad(theta, X, codes, K, weight_decay=lam)
+
+    def fit(self, X, y, *, callback=None):
+        """Learn ``coef_`` and ``intercept_`` from ``X`` and the labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like [shape=(n_samples, n_features)]
+        y : array-like [shape=(n_samples,)]
+            Any labels (integers, strings, ...); at least two distinct values.
+        callback : callable ``(iteration, theta, cost)``, optional
+            Called after every L-BFGS iteration (raise ``StopIteration`` to stop).
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        ``KeyboardInterrupt`` (Ctrl-C) during ``fit`` stops training and keeps
+        the best weights found so far, with a warning.
+        """
+        from ._validation import check_random_state
+
+        self._validate_params()
+        X = self._check_X(X, fitting=True)
+        classes, codes = encode_labels(y, X.shape[0])
+        self.classes_ = classes
+        K, n = classes.size, X.shape[1]
+        rng = check_random_state(self.random_state)
+        theta0 = np.zeros(K * n + K)
+        theta0[:K * n] = 0.005 * rng.standard_normal(K * n)
+        fun = self._objective(X, codes)
+        try:
+            with numba_threads(self.n_jobs):
+                result = lbfgs(fun, theta0, max_iter=self.max_iter, callback=callback,
+                               verbose=self.verbose, desc="SoftmaxRegression")
+        finally:
+            backends.release(self.backend)
+        self._set_theta(result.theta, n)
+        self.loss_curve_ = list(result.loss_curve)
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.interrupted_ = result.interrupted
+        self.fit_time_ = result.time_total
+        if result.interrupted:
+            warnings.warn(f"SoftmaxRegression.fit: {result.message} (cost {result.cost:.6g} "
+                          f"after {result.n_iter} iterations)", RuntimeWarning, stacklevel=2)
+        return self
+
+    def _set_theta(self, theta, n_features):
+        W, b = unpack(np.ascontiguousarray(theta), _softmax_layout(self.classes_.size, n_features))
+        self.coef_ = np.array(W)
+        self.intercept_ = np.array(b)
+        self.n_features_in_ = n_features
+
+    def _theta(self):
+        return np.concatenate([self.coef_.ravel(), self.intercept_])
+
+    # -- using it -----------------------------------------------------------
+    def decision_function(self, X):
+        """Logits ``X Wᵀ + b`` [shape=(n_samples, n_classes)], in ``dtype``."""
+        X = self._check_X(X)
+        dt = X.dtype
+        return X @ self.coef_.T.astype(dt) + self.intercept_.astype(dt)
+
+    def predict_proba(self, X):
+        """Class probabilities [shape=(n_samples, n_classes)]; rows sum to 1.
+
+        Column ``k`` is the probability of ``classes_[k]``.
+        """
+        X = self._check_X(X)
+        return _proba_function(self.backend)(self.coef_, self.intercept_, X)
+
+    def predict_log_proba(self, X):
+        """Log-probabilities, computed stably from the logits."""
+        Z = self.decision_function(X)
+        Z = Z - Z.max(axis=1, keepdims=True)
+        return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+
+    def predict(self, X):
+        """The most probable class of each row, as labels from ``classes_``."""
+        best = np.argmax(self.decision_function(X), axis=1)
+        return self.classes_[best]
+
+    def score(self, X, y):
+        """Accuracy: the fraction of rows whose predicted label equals ``y``."""
+        pred = self.predict(X)
+        y = np.asarray(y).reshape(-1)
+        if y.shape[0] != pred.shape[0]:
+            raise ParameterError(
+                f"y must have one label per row of X ({pred.shape[0]}); got {y.shape[0]}")
+        return float(np.mean(pred == y))
+
+    def cost(self, X, y):
+        """The training objective at the current weights on ``X``, ``y``."""
+        X = self._check_X(X)
+        codes = encode_known_labels(self.classes_, y, X.shape[0])
+        return float(self._objective(X, codes)(self._theta())[0])

@@ -1,0 +1,391 @@
+"""Stacked autoencoders: greedy layer-wise pretraining, a softmax on top, then
+fine-tuning of the whole network (UFLDL's ``stackedAEExercise``)."""
+from __future__ import annotations
+
+import numbers
+import time
+import warnings
+
+import numpy as np
+from scipy.special import expit
+
+from . import backends
+from ._threads import numba_threads
+from ._validation import (DECODERS, check_array, check_bool, check_choice, check_dtype,
+                          check_int, check_random_state, check_scalar)
+from .autoencoder import SparseAutoencoder, check_n_jobs
+from .base import BaseEstimator
+from .exceptions import ParameterError
+from .optim import lbfgs
+from .params import stack_to_params, unpack
+from .reference import _check_softmax_args, _stacked_layout
+from .softmax import SoftmaxRegression, _proba_function, encode_known_labels, encode_labels
+
+
+def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
+                      stack_weight_decay=0.0, backend="numba"):
+    """Stacked autoencoder fine-tuning objective and gradient on the chosen backend.
+
+    The public entry point: checks every argument (including NaN/inf in ``X``
+    and ``theta``), then calls ``backend``'s ``stacked_cost_grad`` (see
+    :func:`fastsae.reference.stacked_cost_grad` for the objective and the
+    layout of ``theta``: softmax first, then ``W1, b1, W2, b2, ...``).
+    """
+    X = check_array(X, "X")
+    theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
+    _check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes, stack_weight_decay)
+    fn = backends.get_function(backend, "stacked_cost_grad")
+    return fn(theta, X, y, layer_sizes, n_classes, weight_decay=weight_decay,
+              stack_weight_decay=stack_weight_decay)
+
+
+def _check_hidden_sizes(hidden_sizes):
+    if isinstance(hidden_sizes, (str, bytes, numbers.Number)) \
+            or not hasattr(hidden_sizes, "__len__") or len(hidden_sizes) == 0:
+        raise ParameterError(
+            "hidden_sizes must be a non-empty sequence of positive integers, e.g. (200, 200); "
+            f"got {hidden_sizes!r}")
+    return tuple(check_int(h, f"hidden_sizes[{i}]", low=1) for i, h in enumerate(hidden_sizes))
+
+
+def _say(verbose, message):
+    if verbose:
+        from tqdm.auto import tqdm
+        tqdm.write(message)
+
+
+class StackedAutoencoder(BaseEstimator):
+    """A deep classifier built from sparse autoencoders (UFLDL's stacked autoencoder).
+
+    ``fit`` runs the three stages of UFLDL's exercise:
+
+    1. greedy layer-wise pretraining: layer ``l`` is a
+       :class:`~fastsae.SparseAutoencoder` with ``hidden_sizes[l]`` units
+       trained on the previous layer's activations (the first on the input);
+    2. a :class:`~fastsae.SoftmaxRegression` trained on the top layer's
+       activations of the labelled examples;
+    3. fine-tuning: the whole network (every encoder and the softmax) trained
+       together with L-BFGS on :func:`fastsae.reference.stacked_cost_grad`,
+       starting from the pretrained weights.
+
+    Parameters
+    ----------
+    hidden_sizes : sequence of int
+        Units of each sigmoid layer, input side first.
+    sparsity, beta, weight_decay : float
+        The autoencoders' ρ, β and λ during pretraining.
+    softmax_weight_decay : float >= 0
+        λ of the softmax, in stage 2 and in fine-tuning.
+    stack_weight_decay : float >= 0
+        Weight decay on the encoders' weights during fine-tuning. UFLDL's
+        ``stackedAECost`` has none (the default, 0).
+    decoder : {"sigmoid", "linear"}
+        Decoder of the *first* autoencoder (``"linear"`` for input outside
+        [0, 1], e.g. whitened); the deeper ones see sigmoid activations and
+        use a sigmoid decoder.
+    pretrain_iter, softmax_iter, finetune_iter : int
+        L-BFGS iterations for each autoencoder, the softmax and fine-tuning.
+    backend : {"numba", "numpy", "cuda"}
+    dtype : {"float64", "float32"}
+    n_jobs : int or None
+        Numba threads (None: all cores).
+    random_state : int, Generator or None
+    verbose : bool
+        Print each stage and show L-BFGS progress bars.
+
+    Attributes
+    ----------
+    classes_ : np.ndarray [shape=(n_classes,)]
+    stack_ : list of (W, b)
+        The fine-tuned encoders, ``W`` of shape ``(h_l, h_{l-1})``.
+    coef_, intercept_ : np.ndarray
+        The fine-tuned softmax, ``(n_classes, h_L)`` and ``(n_classes,)``.
+    autoencoders_ : list of SparseAutoencoder
+        The pretrained layers (before fine-tuning).
+    n_pretrain_samples_ : int
+        Rows the autoencoders were trained on (``X`` plus ``X_unlabeled``).
+    softmax_ : SoftmaxRegression
+        The softmax trained on the pretrained features.
+    pretrain_cost_, finetune_cost_ : float
+        The fine-tuning objective on the labelled training data before and
+        after fine-tuning.
+    pretrain_score_, finetune_score_ : float
+        Accuracy before and after fine-tuning, on ``validation`` when given to
+        ``fit``, else on the training data.
+    loss_curve_ : list of float
+        The fine-tuning objective after each L-BFGS iteration.
+    n_iter_ : int
+        Fine-tuning iterations.
+    converged_, interrupted_ : bool
+    fit_time_ : float
+        Seconds for the whole ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastsae
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 3, 300)
+    >>> X = np.clip(0.5 + 0.3 * np.eye(3)[y] @ rng.uniform(-1, 1, (3, 20))
+    ...             + 0.05 * rng.standard_normal((300, 20)), 0, 1)
+    >>> net = fastsae.StackedAutoencoder((8, 6), weight_decay=1e-4, pretrain_iter=50,
+    ...                                  softmax_iter=50, finetune_iter=50,
+    ...                                  random_state=0).fit(X, y)
+    >>> net.score(X, y) > 0.9
+    True
+    """
+
+    def __init__(self, hidden_sizes=(200, 200), *, sparsity=0.1, beta=3.0, weight_decay=3e-3,
+                 softmax_weight_decay=1e-4, stack_weight_decay=0.0, decoder="sigmoid",
+                 pretrain_iter=400, softmax_iter=400, finetune_iter=400, backend="numba",
+                 dtype="float64", n_jobs=None, random_state=None, verbose=False):
+        self.hidden_sizes = hidden_sizes
+        self.sparsity = sparsity
+        self.beta = beta
+        self.weight_decay = weight_decay
+        self.softmax_weight_decay = softmax_weight_decay
+        self.stack_weight_decay = stack_weight_decay
+        self.decoder = decoder
+        self.pretrain_iter = pretrain_iter
+        self.softmax_iter = softmax_iter
+        self.finetune_iter = finetune_iter
+        self.backend = backend
+        self.dtype = dtype
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- checks -------------------------------------------------------------
+    def _validate_params(self):
+        sizes = _check_hidden_sizes(self.hidden_sizes)
+        check_scalar(self.sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_scalar(self.beta, "beta", low=0.0)
+        check_scalar(self.weight_decay, "weight_decay", low=0.0)
+        check_scalar(self.softmax_weight_decay, "softmax_weight_decay", low=0.0)
+        check_scalar(self.stack_weight_decay, "stack_weight_decay", low=0.0)
+        check_choice(self.decoder, "decoder", DECODERS)
+        check_int(self.pretrain_iter, "pretrain_iter", low=1)
+        check_int(self.softmax_iter, "softmax_iter", low=1)
+        check_int(self.finetune_iter, "finetune_iter", low=1)
+        backends.check_backend_name(self.backend)
+        check_dtype(self.dtype)
+        check_n_jobs(self.n_jobs)
+        check_bool(self.verbose, "verbose")
+        return sizes
+
+    def _check_X(self, X, name="X", *, n_features=None):
+        """X as an array of ``dtype``; with ``n_features``, of that many columns."""
+        X = check_array(X, name, dtype=check_dtype(self.dtype))
+        if n_features is not None and X.shape[1] != n_features:
+            raise ParameterError(
+                f"{name} must have {n_features} features (as X in fit); got shape {X.shape}")
+        return X
+
+    def _check_range(self, X, name):
+        if self.decoder == "sigmoid":
+            lo, hi = float(X.min()), float(X.max())
+            if lo < 0.0 or hi > 1.0:
+                raise ParameterError(
+                    f"{name} must lie in [0, 1] for decoder='sigmoid' (the first autoencoder's "
+                    f"output is a sigmoid); got values in [{lo:.4g}, {hi:.4g}]. Scale it "
+                    f"(fastsae.preprocess.normalize_sigmoid) or use decoder='linear'")
+
+    # -- fitting ------------------------------------------------------------
+    def fit(self, X, y, X_unlabeled=None, validation=None, *, callback=None):
+        """Pretrain layer by layer, train the softmax, then fine-tune the whole network.
+
+        Parameters
+        ----------
+        X : array-like [shape=(n_samples, n_features)]
+            Labelled examples (values in [0, 1] unless ``decoder="linear"``).
+        y : array-like [shape=(n_samples,)]
+            Any labels (integers, strings, ...); at least two distinct values.
+        X_unlabeled : array-like [shape=(n_unlabeled, n_features)], optional
+            More examples for the unsupervised pretraining. The autoencoders
+            are trained on ``X`` and ``X_unlabeled`` together (labelled
+            examples are valid unlabelled ones too); the softmax and the
+            fine-tuning use only ``X`` and ``y``.
+        validation : tuple (X_val, y_val), optional
+            Held-out data for ``pretrain_score_`` and ``finetune_score_``;
+            without it both are measured on the training data.
+        callback : callable ``(iteration, theta, cost)``, optional
+            Called after every fine-tuning iteration (raise ``StopIteration``
+            to stop).
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        ``KeyboardInterrupt`` (Ctrl-C) ends the stage that is running, keeping
+        its best weights (with a warning), and ``fit`` goes on with the next
+        stage, so the network is always complete; ``interrupted_`` records it.
+        """
+        t0 = time.perf_counter()
+        sizes = self._validate_params()
+        # fail now, not after pretraining, if the backend cannot fine-tune
+        backends.get_function(self.backend, "stacked_cost_grad")
+        X = self._check_X(X, "X")
+        n_features = X.shape[1]
+        classes, codes = encode_labels(y, X.shape[0])
+        self._check_range(X, "X")
+        if X_unlabeled is not None:
+            Xu = self._check_X(X_unlabeled, "X_unlabeled", n_features=n_features)
+            self._check_range(Xu, "X_unlabeled")
+            H = np.concatenate([X, Xu])
+        else:
+            H = X
+        val = None
+        if validation is not None:
+            if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+                raise ParameterError(
+                    "validation must be a pair (X_val, y_val); got "
+                    f"{type(validation).__name__}")
+            Xv = self._check_X(validation[0], "validation[0]", n_features=n_features)
+            yv = np.asarray(validation[1]).reshape(-1)
+            if yv.shape[0] != Xv.shape[0]:
+                raise ParameterError(
+                    f"validation[1] must have one label per row of validation[0] ({Xv.shape[0]}); "
+                    f"got {yv.shape[0]}")
+            val = (Xv, yv)
+
+        rng = check_random_state(self.random_state)
+        common = dict(backend=self.backend, dtype=self.dtype, n_jobs=self.n_jobs,
+                      verbose=self.verbose)
+        interrupted = False
+
+        # 1. greedy layer-wise pretraining
+        autoencoders = []
+        n_in = n_features
+        for i, h in enumerate(sizes):
+            _say(self.verbose, f"StackedAutoencoder: pretraining layer {i + 1}/{len(sizes)} "
+                               f"({n_in} -> {h}) on {H.shape[0]} examples")
+            sae = SparseAutoencoder(n_hidden=h, sparsity=self.sparsity, beta=self.beta,
+                                    weight_decay=self.weight_decay,
+                                    decoder=self.decoder if i == 0 else "sigmoid",
+                                    max_iter=self.pretrain_iter,
+                                    random_state=int(rng.integers(2**31 - 1)), **common)
+            sae.fit(H)
+            interrupted |= sae.interrupted_
+            H = sae.transform(H)
+            autoencoders.append(sae)
+            n_in = h
+        # 2. softmax on the labelled examples' top features (X comes first in H)
+        _say(self.verbose, f"StackedAutoencoder: softmax on {sizes[-1]} features, "
+                           f"{classes.size} classes")
+        softmax = SoftmaxRegression(weight_decay=self.softmax_weight_decay,
+                                    max_iter=self.softmax_iter,
+                                    random_state=int(rng.integers(2**31 - 1)), **common)
+        softmax.fit(H[:X.shape[0]], codes)
+        interrupted |= softmax.interrupted_
+
+        # 3. fine-tuning
+        self.classes_ = classes
+        self.n_features_in_ = n_features
+        self.autoencoders_ = autoencoders
+        self.softmax_ = softmax
+        self.n_pretrain_samples_ = H.shape[0]
+        layer_sizes = (n_features,) + sizes
+        theta0 = np.concatenate([softmax.coef_.ravel(), softmax.intercept_,
+                                 stack_to_params([(s.W1_, s.b1_) for s in autoencoders])[0]])
+        self._set_theta(theta0)
+        self.pretrain_score_ = self._accuracy(X, codes, val)
+        fun = self._objective(X, codes, layer_sizes)
+        _say(self.verbose, f"StackedAutoencoder: fine-tuning {'-'.join(map(str, layer_sizes))}-"
+                           f"{classes.size} on {X.shape[0]} labelled examples")
+        try:
+            with numba_threads(self.n_jobs):
+                self.pretrain_cost_ = float(fun(theta0)[0])
+                result = lbfgs(fun, theta0, max_iter=self.finetune_iter, callback=callback,
+                               verbose=self.verbose, desc="fine-tuning")
+        finally:
+            backends.release(self.backend)
+        self._set_theta(result.theta)
+        self.finetune_cost_ = float(result.cost)
+        self.finetune_score_ = self._accuracy(X, codes, val)
+        self.loss_curve_ = list(result.loss_curve)
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.interrupted_ = interrupted or result.interrupted
+        self.fit_time_ = time.perf_counter() - t0
+        if result.interrupted:
+            warnings.warn(f"StackedAutoencoder.fit: fine-tuning {result.message} "
+                          f"(cost {result.cost:.6g} after {result.n_iter} iterations)",
+                          RuntimeWarning, stacklevel=2)
+        _say(self.verbose, f"StackedAutoencoder: cost {self.pretrain_cost_:.6g} -> "
+                           f"{self.finetune_cost_:.6g}, accuracy {self.pretrain_score_:.4f} -> "
+                           f"{self.finetune_score_:.4f} "
+                           f"({'validation' if val is not None else 'training'} data)")
+        return self
+
+    def _objective(self, X, codes, layer_sizes):
+        cost_grad = backends.get_function(self.backend, "stacked_cost_grad")
+        K = self.classes_.size
+        kw = dict(weight_decay=self.softmax_weight_decay,
+                  stack_weight_decay=self.stack_weight_decay)
+        X = backends.to_device(self.backend, X)
+        return lambda theta: cost_grad(theta, X, codes, layer_sizes, K, **kw)
+
+    def _layer_sizes(self):
+        return (self.n_features_in_,) + tuple(W.shape[0] for W, _ in self.stack_)
+
+    def _theta(self):
+        return np.concatenate([self.coef_.ravel(), self.intercept_]
+                              + [a.ravel() for W, b in self.stack_ for a in (W, b)])
+
+    def _set_theta(self, theta):
+        sizes = (self.n_features_in_,) + tuple(s.n_hidden for s in self.autoencoders_)
+        views = unpack(np.ascontiguousarray(theta), _stacked_layout(sizes, self.classes_.size))
+        self.coef_ = np.array(views[0])
+        self.intercept_ = np.array(views[1])
+        self.stack_ = [(np.array(views[i]), np.array(views[i + 1]))
+                       for i in range(2, len(views), 2)]
+
+    def _accuracy(self, X, codes, val):
+        if val is None:
+            return float(np.mean(np.argmax(self._logits(self._features(X)), axis=1) == codes))
+        return self.score(*val)
+
+    # -- using it -----------------------------------------------------------
+    def _features(self, X):
+        A = X
+        for W, b in self.stack_:
+            A = expit(A @ W.T.astype(A.dtype) + b.astype(A.dtype))
+        return A
+
+    def _logits(self, H):
+        return H @ self.coef_.T.astype(H.dtype) + self.intercept_.astype(H.dtype)
+
+    def transform(self, X):
+        """Top-layer activations of the fine-tuned network [shape=(n_samples, h_L)], in dtype."""
+        self._check_fitted("stack_")
+        return self._features(self._check_X(X, n_features=self.n_features_in_))
+
+    def decision_function(self, X):
+        """Softmax logits [shape=(n_samples, n_classes)]."""
+        return self._logits(self.transform(X))
+
+    def predict_proba(self, X):
+        """Class probabilities [shape=(n_samples, n_classes)]; rows sum to 1."""
+        return _proba_function(self.backend)(self.coef_, self.intercept_, self.transform(X))
+
+    def predict(self, X):
+        """The most probable class of each row, as labels from ``classes_``."""
+        best = np.argmax(self.decision_function(X), axis=1)
+        return self.classes_[best]
+
+    def score(self, X, y):
+        """Accuracy: the fraction of rows whose predicted label equals ``y``."""
+        pred = self.predict(X)
+        y = np.asarray(y).reshape(-1)
+        if y.shape[0] != pred.shape[0]:
+            raise ParameterError(
+                f"y must have one label per row of X ({pred.shape[0]}); got {y.shape[0]}")
+        return float(np.mean(pred == y))
+
+    def cost(self, X, y):
+        """The fine-tuning objective at the current weights on ``X``, ``y``."""
+        self._check_fitted("stack_")
+        X = self._check_X(X, n_features=self.n_features_in_)
+        codes = encode_known_labels(self.classes_, y, X.shape[0])
+        return float(self._objective(X, codes, self._layer_sizes())(self._theta())[0])
