@@ -7,8 +7,13 @@ reference for each.
 """
 from __future__ import annotations
 
-from . import backends, optim, params, reference
+from . import backends, optim, params, reference, viz
 from .autoencoder import SparseAutoencoder
+from .conv import ConvolutionalFeatures, convolve, pool
+from .convae import ConvolutionalAutoencoder, StackedConvolutionalAutoencoder, crop_spectrograms
+from .io import load, save
+from .softmax import SoftmaxRegression, softmax_cost_grad
+from .stacked import StackedAutoencoder, stacked_cost_grad
 from .exceptions import (BackendUnavailableError, ConvergenceWarning, NotFittedError,
                          NumericalError, ParameterError)
 from .optim import check_gradient, lbfgs
@@ -44,7 +49,10 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
 
 
 __all__ = [
-    "SparseAutoencoder", "sae_cost_grad", "check_gradient", "lbfgs", "init_params",
+    "SparseAutoencoder", "sae_cost_grad", "SoftmaxRegression", "softmax_cost_grad",
+    "StackedAutoencoder", "stacked_cost_grad", "ConvolutionalFeatures", "convolve", "pool",
+    "ConvolutionalAutoencoder", "StackedConvolutionalAutoencoder", "crop_spectrograms",
+    "save", "load", "viz", "check_gradient", "lbfgs", "init_params",
     "ParameterError", "BackendUnavailableError", "ConvergenceWarning", "NotFittedError",
     "NumericalError", "backends", "optim", "params", "reference", "__version__",
 ]

@@ -1,0 +1,212 @@
+"""Pictures: learned spectro-temporal filters, training curves, confusion matrices.
+
+Everything renders with matplotlib's Agg canvas (no display, no global pyplot
+state) and writes PNG files.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ._validation import check_array, check_int
+from .exceptions import ParameterError
+
+
+def filter_mosaic(W, n_bands, n_frames, *, n_cols=None, scale=None, pad=1, normalize="each",
+                  cmap="RdBu_r", background=(0.85, 0.85, 0.85)):
+    """The filters as one RGB image: a grid of small spectro-temporal tiles.
+
+    Each row of ``W`` is one filter in the window layout (frame-major:
+    ``[frame0 bands…, frame1 bands…]``, as :func:`fastsae.audio.sample_windows`
+    lays out its windows). Its tile shows frequency upwards (band 0 at the
+    bottom) and time to the right, coloured with a diverging colour map
+    centred on zero (white = 0).
+
+    Parameters
+    ----------
+    W : array-like [shape=(n_filters, n_bands * n_frames)]
+    n_bands, n_frames : int
+    n_cols : int, optional
+        Tiles per row (default: about square).
+    scale : (int, int), optional
+        Pixels per band and per frame (default: chosen so that tiles are not
+        slivers, e.g. ``(2, 8)`` for 40 bands x 4 frames).
+    pad : int
+        Pixels between tiles.
+    normalize : {"each", "all"}
+        Colour range per tile (UFLDL's display_network) or shared by all.
+
+    Returns
+    -------
+    image : np.ndarray [shape=(height, width, 3)], float in [0, 1]
+        ``height = n_rows * (n_bands * scale[0] + pad) + pad``,
+        ``width = n_cols * (n_frames * scale[1] + pad) + pad``.
+    """
+    from matplotlib import colormaps
+
+    n_bands = check_int(n_bands, "n_bands", low=1)
+    n_frames = check_int(n_frames, "n_frames", low=1)
+    W = check_array(W, "W", dtype=np.float64)
+    if W.shape[1] != n_bands * n_frames:
+        raise ParameterError(f"W must have n_bands * n_frames = {n_bands * n_frames} columns; "
+                             f"got shape {W.shape}")
+    if normalize not in ("each", "all"):
+        raise ParameterError(f"normalize must be 'each' or 'all'; got {normalize!r}")
+    K = W.shape[0]
+    n_cols = check_int(n_cols, "n_cols", low=1) if n_cols is not None else int(np.ceil(np.sqrt(K)))
+    n_rows = int(np.ceil(K / n_cols))
+    if scale is None:
+        sy = max(1, 64 // max(n_bands, 1)) if n_bands < 64 else 1
+        sx = max(1, int(round(n_bands * sy / (2 * n_frames))))
+        scale = (sy, min(sx, 32))
+    sy, sx = (check_int(s, "scale", low=1) for s in scale)
+    tiles = W.reshape(K, n_frames, n_bands).transpose(0, 2, 1)[:, ::-1, :]   # frequency up
+    if normalize == "each":
+        lim = np.abs(tiles).max(axis=(1, 2), keepdims=True)
+    else:
+        lim = np.full((K, 1, 1), np.abs(tiles).max())
+    tiles = tiles / np.where(lim > 0, lim, 1.0)
+    rgb = colormaps[cmap]((tiles + 1.0) / 2.0)[..., :3]
+    th, tw = n_bands * sy, n_frames * sx
+    height = n_rows * (th + pad) + pad
+    width = n_cols * (tw + pad) + pad
+    img = np.empty((height, width, 3))
+    img[:] = background
+    for k in range(K):
+        r, c = divmod(k, n_cols)
+        y0, x0 = pad + r * (th + pad), pad + c * (tw + pad)
+        img[y0:y0 + th, x0:x0 + tw] = np.repeat(np.repeat(rgb[k], sy, axis=0), sx, axis=1)
+    return img
+
+
+def display_network(W, n_bands, n_frames, path=None, **kwargs):
+    """Draw learned filters as a grid (UFLDL's display_network with band and frame axes).
+
+    Parameters
+    ----------
+    W : array-like [shape=(n_filters, n_bands * n_frames)]
+        E.g. ``sae.W1_`` of an autoencoder trained on windows of ``n_frames``
+        frames of ``n_bands`` bands.
+    n_bands, n_frames : int
+    path : str or path-like, optional
+        Where to write the PNG.
+    **kwargs
+        See :func:`filter_mosaic`.
+
+    Returns
+    -------
+    image : np.ndarray [shape=(height, width, 3)]
+
+    Examples
+    --------
+    >>> W = np.random.default_rng(0).standard_normal((16, 40 * 4))
+    >>> display_network(W, 40, 4).shape
+    (165, 85, 3)
+    """
+    img = filter_mosaic(W, n_bands, n_frames, **kwargs)
+    if path is not None:
+        from matplotlib.image import imsave
+        _makedirs_for(path)
+        imsave(os.fspath(path), img)
+    return img
+
+
+def _makedirs_for(path):
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    os.makedirs(folder, exist_ok=True)
+
+
+def _figure(figsize):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_training_curve(curves, path=None, *, title="Training", logy=True):
+    """Objective against L-BFGS iteration.
+
+    Parameters
+    ----------
+    curves : list of float, or dict name -> list of float
+        One curve (e.g. ``sae.loss_curve_``) or several, labelled.
+    path : str, optional
+        Where to write the PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not isinstance(curves, dict):
+        curves = {"cost": curves}
+    fig = _figure((6, 4))
+    ax = fig.add_subplot()
+    for name, curve in curves.items():
+        curve = np.asarray(curve, dtype=float)
+        if curve.ndim != 1 or curve.size == 0:
+            raise ParameterError(f"curve {name!r} must be a non-empty list of numbers")
+        ax.plot(np.arange(1, curve.size + 1), curve, label=name)
+    if logy and all(np.all(np.asarray(c) > 0) for c in curves.values()):
+        ax.set_yscale("log")
+    ax.set_xlabel("L-BFGS iteration")
+    ax.set_ylabel("objective")
+    ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    if path is not None:
+        _makedirs_for(path)
+        fig.savefig(os.fspath(path))
+    return fig
+
+
+def confusion_matrix(y_true, y_pred, labels=None):
+    """Counts ``C[i, j]`` of examples of class ``labels[i]`` predicted as ``labels[j]``."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ParameterError(f"y_true and y_pred must be 1-D of the same length; got "
+                             f"{y_true.shape} and {y_pred.shape}")
+    if labels is None:
+        labels = np.unique(np.concatenate([y_true, y_pred]))
+    labels = list(labels)
+    index = {lab: i for i, lab in enumerate(labels)}
+    C = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for t, p in zip(y_true.tolist(), y_pred.tolist()):
+        if t in index and p in index:
+            C[index[t], index[p]] += 1
+    return C
+
+
+def plot_confusion_matrix(y_true, y_pred, path=None, *, labels=None, title="Confusion matrix"):
+    """A confusion matrix with counts in the cells; returns the Figure."""
+    if labels is None:
+        labels = np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))
+    C = confusion_matrix(y_true, y_pred, labels)
+    n = len(labels)
+    fig = _figure((1.2 + 0.45 * n, 1.0 + 0.45 * n))
+    ax = fig.add_subplot()
+    ax.imshow(C, cmap="Blues")
+    ax.set_xticks(range(n), [str(x) for x in labels], rotation=45 if n > 6 else 0, ha="right" if n > 6 else "center")
+    ax.set_yticks(range(n), [str(x) for x in labels])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    accuracy = np.trace(C) / max(C.sum(), 1)
+    ax.set_title(f"{title} (accuracy {accuracy:.1%})")
+    top = C.max() if C.size else 0
+    for i in range(n):
+        for j in range(n):
+            if C[i, j]:
+                ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if C[i, j] > top / 2 else "black")
+    fig.tight_layout()
+    if path is not None:
+        _makedirs_for(path)
+        fig.savefig(os.fspath(path))
+    return fig
+
+
+__all__ = ["display_network", "filter_mosaic", "plot_training_curve", "plot_confusion_matrix",
+           "confusion_matrix"]
