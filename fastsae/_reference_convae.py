@@ -23,10 +23,6 @@ weights before biases):
   ``W_l (K_l, C_l, ph_l, pw_l)``, ``b_l (K_l,)`` (as UFLDL's
   ``stackedAECost`` puts ``softmaxTheta`` first).
 
-Layering note: :func:`conv_net_plan` takes the pooling regions from
-:func:`fastsae.conv.region_bounds`, imported when called. That function is
-pure (no backend, no estimator) and belongs in this layer; it should move down
-next to ``pool_regions`` so that the import can go.
 """
 from __future__ import annotations
 
@@ -36,7 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import expit
 
-from ._reference_conv import pool_regions
+from ._reference_conv import pool_regions, region_bounds
 from ._validation import (DECODERS, FLOAT_DTYPES, POOL_MODES, check_bool, check_choice,
                           check_int, check_scalar)
 from .exceptions import ParameterError
@@ -286,7 +282,7 @@ def normalize_layers(layers):
     ``pool`` (``"mean"`` or ``"max"``, default ``"mean"``), at most one of
     ``pool_shape`` (pair) and ``n_pool_regions`` (pair) — neither means no
     pooling — and ``remainder`` (``"drop"`` or ``"partial"``, default
-    ``"drop"``, used with ``pool_shape``; see :func:`fastsae.conv.region_bounds`).
+    ``"drop"``, used with ``pool_shape``; see :func:`fastsae.reference.region_bounds`).
     """
     if isinstance(layers, (dict, str, bytes)) or not hasattr(layers, "__len__") \
             or len(layers) == 0:
@@ -342,7 +338,6 @@ def conv_net_plan(layers, input_shape):
     n_features : int
         ``K_L · R_L · S_L``, the inputs of the softmax.
     """
-    from .conv import region_bounds   # see the layering note in the module docstring
 
     layers = normalize_layers(layers)
     C, H, W = (int(s) for s in input_shape)
@@ -380,7 +375,7 @@ def conv_net_layout(plan, n_features, n_classes):
 
 def check_conv_net_args(theta, X, y, layers, n_classes, weight_decay, conv_weight_decay):
     """Checks shared by every ``conv_net_cost_grad``; returns ``(plan, n_features, y, layout)``."""
-    from .reference import _check_labels
+    from ._validation import check_labels
 
     n_classes = check_int(n_classes, "n_classes", low=2)
     check_scalar(weight_decay, "weight_decay", low=0.0)
@@ -390,7 +385,7 @@ def check_conv_net_args(theta, X, y, layers, n_classes, weight_decay, conv_weigh
     layout = conv_net_layout(plan, n_features, n_classes)
     _check_theta(theta, layout_size(layout),
                  f"{len(plan)} layer(s) on inputs {X.shape[1:]} and n_classes={n_classes}")
-    y = _check_labels(y, X.shape[0], n_classes)
+    y = check_labels(y, X.shape[0], n_classes)
     return plan, n_features, y, layout
 
 

@@ -221,3 +221,86 @@ def check_pool_args(maps, row_starts, row_ends, col_starts, col_ends, mode):
         if (starts < 0).any() or (ends > n).any() or (ends <= starts).any():
             raise ParameterError(
                 f"{name} regions must be non-empty and inside [0, {n}]; got starts {starts} ends {ends}")
+
+
+def check_labels(y, n_samples: int, n_classes: int) -> np.ndarray:
+    """``y`` as a contiguous intp vector of labels in [0, n_classes), or ParameterError."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ParameterError(f"y must be 1-D; got shape {arr.shape}")
+    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
+        raise ParameterError(
+            f"y must hold integer class labels 0..n_classes-1; got dtype {arr.dtype} "
+            "(the estimators accept any labels and encode them)")
+    if arr.shape[0] != n_samples:
+        raise ParameterError(
+            f"y must have one label per row of X ({n_samples}); got {arr.shape[0]}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= n_classes:
+        raise ParameterError(
+            f"y must hold labels in [0, {n_classes - 1}] for n_classes={n_classes}; "
+            f"got values in [{lo}, {hi}]")
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes=None,
+                        stack_weight_decay=0.0):
+    """Cheap checks shared by every softmax / stacked cost implementation.
+
+    Shapes, label range and hyper-parameters; not the O(n) NaN scan of ``X``
+    (the public entry points and the estimators do that once). The label
+    range *is* checked on every call: a kernel indexing with an out-of-range
+    label would read outside its buffers.
+
+    Returns ``(n_classes, y as intp, layer_sizes as a tuple or None)``.
+    """
+    from .params import layout_size, softmax_layout, stacked_layout
+
+    n_classes = check_int(n_classes, "n_classes", low=2)
+    check_scalar(weight_decay, "weight_decay", low=0.0)
+    check_scalar(stack_weight_decay, "stack_weight_decay", low=0.0)
+    if not isinstance(X, np.ndarray) or X.ndim != 2:
+        raise ParameterError(f"X must be a 2-D array; got {getattr(X, 'shape', type(X))}")
+    if X.dtype not in FLOAT_DTYPES:
+        raise ParameterError(f"X must be float32 or float64; got dtype {X.dtype}")
+    if X.shape[0] < 1 or X.shape[1] < 1:
+        raise ParameterError(f"X must have at least one row and one column; got shape {X.shape}")
+    if layer_sizes is None:
+        sizes = (X.shape[1],)
+        layout = softmax_layout(n_classes, X.shape[1])
+        what = f"n_classes={n_classes}, n_features={X.shape[1]}"
+    else:
+        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") \
+                or len(layer_sizes) < 1:
+            raise ParameterError(
+                "layer_sizes must be a sequence (n_features, h_1, ..., h_L) of positive "
+                f"integers; got {layer_sizes!r}")
+        sizes = tuple(check_int(s, f"layer_sizes[{i}]", low=1) for i, s in enumerate(layer_sizes))
+        if sizes[0] != X.shape[1]:
+            raise ParameterError(
+                f"layer_sizes[0] must equal the number of columns of X ({X.shape[1]}); "
+                f"got layer_sizes={sizes}")
+        layout = stacked_layout(sizes, n_classes)
+        what = f"layer_sizes={sizes}, n_classes={n_classes}"
+    need = layout_size(layout)
+    if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.size != need:
+        raise ParameterError(
+            f"theta must be a 1-D array of {need} parameters for {what}; "
+            f"got shape {getattr(theta, 'shape', None)}")
+    y = check_labels(y, X.shape[0], n_classes)
+    return n_classes, y, (sizes if layer_sizes is not None else None)
+
+
+def check_proba_args(W, b, X):
+    from ._validation import FLOAT_DTYPES
+    W, b = np.asarray(W), np.asarray(b)
+    if W.ndim != 2 or W.shape[0] < 1:
+        raise ParameterError(f"W must be a 2-D array (n_classes, n_features); got shape {W.shape}")
+    if b.shape != (W.shape[0],):
+        raise ParameterError(f"b must have shape ({W.shape[0]},) to match W; got {b.shape}")
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in FLOAT_DTYPES:
+        raise ParameterError("X must be a 2-D float32 or float64 array; got "
+                             f"{getattr(X, 'shape', type(X))} {getattr(X, 'dtype', '')}")
+    if X.shape[1] != W.shape[1]:
+        raise ParameterError(f"X must have {W.shape[1]} columns to match W; got shape {X.shape}")
+    return W, b

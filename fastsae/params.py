@@ -138,7 +138,26 @@ def init_params(n_visible: int, n_hidden: int, *, random_state=None, tied: bool 
     return theta
 
 
+def softmax_layout(n_classes: int, n_features: int):
+    """Shapes packed in a softmax theta: ``W (n_classes, n_features)``, then ``b (n_classes,)``."""
+    return ((n_classes, n_features), (n_classes,))
+
+
+def stacked_layout(layer_sizes, n_classes: int):
+    """Shapes packed in a stacked network's theta, in order.
+
+    The softmax first (``W (n_classes, h_L)``, ``b (n_classes,)``), as in
+    UFLDL's ``stackedAECost`` where ``softmaxTheta`` leads, then the sigmoid
+    layers ``W1 (h_1, n_features), b1 (h_1,), W2 (h_2, h_1), b2, ...`` in
+    :func:`fastsae.params.stack_to_params` order.
+    """
+    shapes = list(softmax_layout(n_classes, layer_sizes[-1]))
+    for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        shapes += [(n_out, n_in), (n_out,)]
+    return tuple(shapes)
+
+
 __all__ = [
     "pack", "unpack", "stack_to_params", "params_to_stack", "sae_layout",
-    "unpack_sae", "init_params", "layout_size",
+    "unpack_sae", "init_params", "layout_size", "softmax_layout", "stacked_layout",
 ]

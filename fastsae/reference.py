@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from ._validation import check_sae_options
-from .params import unpack_sae
+from ._validation import check_proba_args, check_sae_options, check_softmax_args
+from .params import softmax_layout, stacked_layout, unpack_sae
 
 
 def _kl_sparsity(rho: float, rho_hat: np.ndarray):
@@ -97,102 +97,6 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
 # ---------------------------------------------------------------------------
 # Softmax regression and stacked autoencoders
 # ---------------------------------------------------------------------------
-#
-# Argument checks and parameter layouts shared by both backends live here, next
-# to the reference, so that :mod:`fastsae.kernels` and the estimators use the
-# same ones (the kernels import them from this module; nothing here imports a
-# kernel). Their natural homes are ``_validation.py`` and ``params.py``.
-
-def _softmax_layout(n_classes: int, n_features: int):
-    """Shapes packed in a softmax theta: ``W (n_classes, n_features)``, then ``b (n_classes,)``."""
-    return ((n_classes, n_features), (n_classes,))
-
-
-def _stacked_layout(layer_sizes, n_classes: int):
-    """Shapes packed in a stacked network's theta, in order.
-
-    The softmax first (``W (n_classes, h_L)``, ``b (n_classes,)``), as in
-    UFLDL's ``stackedAECost`` where ``softmaxTheta`` leads, then the sigmoid
-    layers ``W1 (h_1, n_features), b1 (h_1,), W2 (h_2, h_1), b2, ...`` in
-    :func:`fastsae.params.stack_to_params` order.
-    """
-    shapes = list(_softmax_layout(n_classes, layer_sizes[-1]))
-    for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]):
-        shapes += [(n_out, n_in), (n_out,)]
-    return tuple(shapes)
-
-
-def _check_labels(y, n_samples: int, n_classes: int) -> np.ndarray:
-    """``y`` as a contiguous intp vector of labels in [0, n_classes), or ParameterError."""
-    from .exceptions import ParameterError
-
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise ParameterError(f"y must be 1-D; got shape {arr.shape}")
-    if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):
-        raise ParameterError(
-            f"y must hold integer class labels 0..n_classes-1; got dtype {arr.dtype} "
-            "(the estimators accept any labels and encode them)")
-    if arr.shape[0] != n_samples:
-        raise ParameterError(
-            f"y must have one label per row of X ({n_samples}); got {arr.shape[0]}")
-    lo, hi = int(arr.min()), int(arr.max())
-    if lo < 0 or hi >= n_classes:
-        raise ParameterError(
-            f"y must hold labels in [0, {n_classes - 1}] for n_classes={n_classes}; "
-            f"got values in [{lo}, {hi}]")
-    return np.ascontiguousarray(arr, dtype=np.intp)
-
-
-def _check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes=None,
-                        stack_weight_decay=0.0):
-    """Cheap checks shared by every softmax / stacked cost implementation.
-
-    Shapes, label range and hyper-parameters; not the O(n) NaN scan of ``X``
-    (the public entry points and the estimators do that once). The label
-    range *is* checked on every call: a kernel indexing with an out-of-range
-    label would read outside its buffers.
-
-    Returns ``(n_classes, y as intp, layer_sizes as a tuple or None)``.
-    """
-    from ._validation import FLOAT_DTYPES, check_int, check_scalar
-    from .exceptions import ParameterError
-    from .params import layout_size
-
-    n_classes = check_int(n_classes, "n_classes", low=2)
-    check_scalar(weight_decay, "weight_decay", low=0.0)
-    check_scalar(stack_weight_decay, "stack_weight_decay", low=0.0)
-    if not isinstance(X, np.ndarray) or X.ndim != 2:
-        raise ParameterError(f"X must be a 2-D array; got {getattr(X, 'shape', type(X))}")
-    if X.dtype not in FLOAT_DTYPES:
-        raise ParameterError(f"X must be float32 or float64; got dtype {X.dtype}")
-    if X.shape[0] < 1 or X.shape[1] < 1:
-        raise ParameterError(f"X must have at least one row and one column; got shape {X.shape}")
-    if layer_sizes is None:
-        sizes = (X.shape[1],)
-        layout = _softmax_layout(n_classes, X.shape[1])
-        what = f"n_classes={n_classes}, n_features={X.shape[1]}"
-    else:
-        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__") \
-                or len(layer_sizes) < 1:
-            raise ParameterError(
-                "layer_sizes must be a sequence (n_features, h_1, ..., h_L) of positive "
-                f"integers; got {layer_sizes!r}")
-        sizes = tuple(check_int(s, f"layer_sizes[{i}]", low=1) for i, s in enumerate(layer_sizes))
-        if sizes[0] != X.shape[1]:
-            raise ParameterError(
-                f"layer_sizes[0] must equal the number of columns of X ({X.shape[1]}); "
-                f"got layer_sizes={sizes}")
-        layout = _stacked_layout(sizes, n_classes)
-        what = f"layer_sizes={sizes}, n_classes={n_classes}"
-    need = layout_size(layout)
-    if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.size != need:
-        raise ParameterError(
-            f"theta must be a 1-D array of {need} parameters for {what}; "
-            f"got shape {getattr(theta, 'shape', None)}")
-    y = _check_labels(y, X.shape[0], n_classes)
-    return n_classes, y, (sizes if layer_sizes is not None else None)
-
 
 def _softmax_loss_delta(Z, y):
     """Mean negative log-likelihood of the rows of logits ``Z`` and ``P − onehot(y)``.
@@ -241,12 +145,12 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     cost : float
     grad : np.ndarray [shape=theta.shape, dtype=float64]
     """
-    n_classes, y, _ = _check_softmax_args(theta, X, y, n_classes, weight_decay)
+    n_classes, y, _ = check_softmax_args(theta, X, y, n_classes, weight_decay)
     from .params import unpack
 
     dt = X.dtype
     m, n = X.shape
-    W, b = (p.astype(dt) for p in unpack(theta, _softmax_layout(n_classes, n)))
+    W, b = (p.astype(dt) for p in unpack(theta, softmax_layout(n_classes, n)))
     data, D = _softmax_loss_delta(X @ W.T + b, y)     # (m, K)
     gW = (D.T @ X) / m + weight_decay * W
     gb = D.sum(axis=0) / m
@@ -255,30 +159,13 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     return float(cost), np.concatenate([gW.ravel(), gb]).astype(np.float64)
 
 
-def _check_proba_args(W, b, X):
-    from ._validation import FLOAT_DTYPES
-    from .exceptions import ParameterError
-
-    W, b = np.asarray(W), np.asarray(b)
-    if W.ndim != 2 or W.shape[0] < 1:
-        raise ParameterError(f"W must be a 2-D array (n_classes, n_features); got shape {W.shape}")
-    if b.shape != (W.shape[0],):
-        raise ParameterError(f"b must have shape ({W.shape[0]},) to match W; got {b.shape}")
-    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in FLOAT_DTYPES:
-        raise ParameterError("X must be a 2-D float32 or float64 array; got "
-                             f"{getattr(X, 'shape', type(X))} {getattr(X, 'dtype', '')}")
-    if X.shape[1] != W.shape[1]:
-        raise ParameterError(f"X must have {W.shape[1]} columns to match W; got shape {X.shape}")
-    return W, b
-
-
 def softmax_predict_proba(W, b, X):
     """Class probabilities ``softmax(X Wᵀ + b)`` [shape=(n_samples, n_classes)], in ``X.dtype``.
 
     ``W`` is ``(n_classes, n_features)``, ``b`` is ``(n_classes,)``. Rows sum
     to 1; overflow-safe for any finite logits.
     """
-    W, b = _check_proba_args(W, b, X)
+    W, b = check_proba_args(W, b, X)
     dt = X.dtype
     Z = X @ W.T.astype(dt) + b.astype(dt)
     Z -= Z.max(axis=1, keepdims=True)
@@ -321,13 +208,13 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
     cost : float
     grad : np.ndarray [shape=theta.shape, dtype=float64]
     """
-    n_classes, y, sizes = _check_softmax_args(theta, X, y, n_classes, weight_decay,
+    n_classes, y, sizes = check_softmax_args(theta, X, y, n_classes, weight_decay,
                                               layer_sizes, stack_weight_decay)
     from .params import unpack
 
     dt = X.dtype
     m = X.shape[0]
-    views = unpack(theta, _stacked_layout(sizes, n_classes))
+    views = unpack(theta, stacked_layout(sizes, n_classes))
     Ws, bs = (p.astype(dt) for p in views[:2])
     stack = [(views[i].astype(dt), views[i + 1].astype(dt)) for i in range(2, len(views), 2)]
 
@@ -356,5 +243,9 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
     return float(cost), np.concatenate([g.ravel() for g in grads]).astype(np.float64)
 
 
-from ._reference_conv import convolve, pool_regions  # noqa: E402,F401
+from ._reference_conv import convolve, pool_regions, region_bounds  # noqa: E402,F401
 from ._reference_convae import conv_ae_cost_grad, conv_net_cost_grad  # noqa: E402,F401
+
+# old private names, kept for modules that imported them from here
+_check_softmax_args, _check_proba_args = check_softmax_args, check_proba_args
+_softmax_layout, _stacked_layout = softmax_layout, stacked_layout

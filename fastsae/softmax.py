@@ -13,7 +13,8 @@ from .base import BaseEstimator
 from .exceptions import BackendUnavailableError, ParameterError
 from .optim import lbfgs
 from .params import unpack
-from .reference import _check_softmax_args, _softmax_layout
+from ._validation import check_softmax_args
+from .params import softmax_layout
 
 
 def encode_labels(y, n_samples: int, name: str = "y"):
@@ -77,7 +78,7 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay, backend="numba"):
     """
     X = check_array(X, "X")
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
-    _check_softmax_args(theta, X, y, n_classes, weight_decay)
+    check_softmax_args(theta, X, y, n_classes, weight_decay)
     fn = backends.get_function(backend, "softmax_cost_grad")
     return fn(theta, X, y, n_classes, weight_decay=weight_decay)
 
@@ -212,7 +213,7 @@ class SoftmaxRegression(BaseEstimator):
         return self
 
     def _set_theta(self, theta, n_features):
-        W, b = unpack(np.ascontiguousarray(theta), _softmax_layout(self.classes_.size, n_features))
+        W, b = unpack(np.ascontiguousarray(theta), softmax_layout(self.classes_.size, n_features))
         self.coef_ = np.array(W)
         self.intercept_ = np.array(b)
         self.n_features_in_ = n_features

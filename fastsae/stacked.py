@@ -18,7 +18,8 @@ from .base import BaseEstimator
 from .exceptions import ParameterError
 from .optim import lbfgs
 from .params import stack_to_params, unpack
-from .reference import _check_softmax_args, _stacked_layout
+from ._validation import check_softmax_args
+from .params import stacked_layout
 from .softmax import SoftmaxRegression, _proba_function, encode_known_labels, encode_labels
 
 
@@ -33,7 +34,7 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
     """
     X = check_array(X, "X")
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
-    _check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes, stack_weight_decay)
+    check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes, stack_weight_decay)
     fn = backends.get_function(backend, "stacked_cost_grad")
     return fn(theta, X, y, layer_sizes, n_classes, weight_decay=weight_decay,
               stack_weight_decay=stack_weight_decay)
@@ -335,7 +336,7 @@ class StackedAutoencoder(BaseEstimator):
 
     def _set_theta(self, theta):
         sizes = (self.n_features_in_,) + tuple(s.n_hidden for s in self.autoencoders_)
-        views = unpack(np.ascontiguousarray(theta), _stacked_layout(sizes, self.classes_.size))
+        views = unpack(np.ascontiguousarray(theta), stacked_layout(sizes, self.classes_.size))
         self.coef_ = np.array(views[0])
         self.intercept_ = np.array(views[1])
         self.stack_ = [(np.array(views[i]), np.array(views[i + 1]))

@@ -27,7 +27,8 @@ from numba import njit, prange
 from .._config import JIT_OPTIONS
 from .._threads import scipy_blas_single_thread
 from ..params import unpack
-from ..reference import _check_proba_args, _check_softmax_args, _softmax_layout
+from .._validation import check_proba_args, check_softmax_args
+from ..params import softmax_layout
 from ._blas import gemm, gemm_address
 from ._math import fexp, one
 
@@ -196,12 +197,12 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     not weight-decayed. Computes in ``X.dtype``; returns
     ``(float, float64 gradient)``.
     """
-    n_classes, y, _ = _check_softmax_args(theta, X, y, n_classes, weight_decay)
+    n_classes, y, _ = check_softmax_args(theta, X, y, n_classes, weight_decay)
     dt = X.dtype
     X = np.ascontiguousarray(X)
     m, n = X.shape
     K = n_classes
-    W, b = unpack(theta, _softmax_layout(K, n))
+    W, b = unpack(theta, softmax_layout(K, n))
     Wc = np.ascontiguousarray(W, dtype=dt)
     bc = b.astype(dt)
     n_threads = min(numba.get_num_threads(), m)
@@ -221,7 +222,7 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
 def softmax_predict_proba(W, b, X):
     """Class probabilities ``softmax(X Wᵀ + b)``, Numba backend (twin of
     :func:`fastsae.reference.softmax_predict_proba`)."""
-    W, b = _check_proba_args(W, b, X)
+    W, b = check_proba_args(W, b, X)
     dt = X.dtype
     X = np.ascontiguousarray(X)
     Wc = np.ascontiguousarray(W, dtype=dt)

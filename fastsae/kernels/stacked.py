@@ -30,7 +30,7 @@ from numba import njit, prange
 
 from .._config import JIT_OPTIONS
 from .._threads import scipy_blas_single_thread
-from ..reference import _check_softmax_args
+from .._validation import check_softmax_args
 from ._blas import gemm, gemm_address
 from ._math import one, sigmoid
 from .softmax import softmax_delta_t
@@ -196,7 +196,7 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
     objective and results as :func:`fastsae.reference.stacked_cost_grad` (see
     there). Computes in ``X.dtype``; returns ``(float, float64 gradient)``.
     """
-    K, y, sizes = _check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes,
+    K, y, sizes = check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes,
                                       stack_weight_decay)
     dt = X.dtype
     X = np.ascontiguousarray(X)
