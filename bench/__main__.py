@@ -8,20 +8,48 @@ import numpy as np
 
 from ._util import gemm_rate, machine_summary
 
-AREAS = ["sae", "conv"]
+
+def _sae(rates, quick):
+    importlib.import_module("bench.sae").run(rates, quick=quick)
+
+
+def _conv(rates, quick):
+    importlib.import_module("bench.conv").run(rates, quick=quick)
+
+
+def _softmax(rates, quick):
+    importlib.import_module("bench.bench_softmax").run(rates, quick=quick)
+
+
+def _convae(rates, quick):
+    importlib.import_module("bench.bench_convae").run(quick=quick)
+
+
+def _whitening(rates, quick):
+    print("\nPCA whitening, fit + transform, fastsae vs scikit-learn")
+    args = ["--rows", "10000", "--repeat", "3", "--no-full"] if quick else ["--no-full"]
+    importlib.import_module("bench.bench_whitening").main(args)
+
+
+AREAS = {"sae": _sae, "conv": _conv, "softmax": _softmax, "convae": _convae,
+         "whitening": _whitening}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("areas", nargs="*", choices=AREAS + [[]], help="what to run (default: all)")
+    p.add_argument("areas", nargs="*", metavar="area",
+                   help=f"what to run, any of {', '.join(AREAS)} (default: all)")
     p.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
     args = p.parse_args(argv)
+    unknown = [a for a in args.areas if a not in AREAS]
+    if unknown:
+        p.error(f"unknown area(s) {', '.join(unknown)}; choose from {', '.join(AREAS)}")
     print(machine_summary())
     rates = {np.dtype(dt): gemm_rate(dt) for dt in (np.float32, np.float64)}
     print("GEMM rate (2048^3, NumPy BLAS, all threads): "
           + ", ".join(f"{dt.name} {r:.0f} GFLOP/s" for dt, r in rates.items()))
     for area in args.areas or AREAS:
-        importlib.import_module(f"bench.{area}").run(rates, quick=args.quick)
+        AREAS[area](rates, args.quick)
 
 
 if __name__ == "__main__":

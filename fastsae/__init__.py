@@ -7,11 +7,12 @@ reference for each.
 """
 from __future__ import annotations
 
-from . import backends, optim, params, reference, viz
+from . import audio, backends, datasets, optim, params, preprocess, reference, viz
 from .autoencoder import SparseAutoencoder
 from .conv import ConvolutionalFeatures, convolve, pool
 from .convae import ConvolutionalAutoencoder, StackedConvolutionalAutoencoder, crop_spectrograms
 from .io import load, save
+from .preprocess import PCAWhitening, SigmoidNormalizer, normalize_sigmoid
 from .softmax import SoftmaxRegression, softmax_cost_grad
 from .stacked import StackedAutoencoder, stacked_cost_grad
 from .exceptions import (BackendUnavailableError, ConvergenceWarning, NotFittedError,
@@ -52,7 +53,8 @@ __all__ = [
     "SparseAutoencoder", "sae_cost_grad", "SoftmaxRegression", "softmax_cost_grad",
     "StackedAutoencoder", "stacked_cost_grad", "ConvolutionalFeatures", "convolve", "pool",
     "ConvolutionalAutoencoder", "StackedConvolutionalAutoencoder", "crop_spectrograms",
-    "save", "load", "viz", "check_gradient", "lbfgs", "init_params",
+    "save", "load", "viz", "audio", "datasets", "preprocess", "PCAWhitening",
+    "SigmoidNormalizer", "normalize_sigmoid", "check_gradient", "lbfgs", "init_params",
     "ParameterError", "BackendUnavailableError", "ConvergenceWarning", "NotFittedError",
     "NumericalError", "backends", "optim", "params", "reference", "__version__",
 ]

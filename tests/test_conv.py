@@ -236,3 +236,20 @@ def test_convolve_and_pool_errors():
         pool(np.ones((1, 1, 4, 4)))
     with pytest.raises(ParameterError, match="mode"):
         pool(np.ones((1, 1, 4, 4)), (2, 2), mode="sum")
+
+
+@pytest.mark.parametrize("zca,center", [(False, "feature"), (True, "feature"), (False, "example")])
+def test_whitened_autoencoder_filters_equal_encoding_whitened_patches(zca, center):
+    """Convolving a whitened autoencoder's filters equals encoding each whitened patch."""
+    from fastsae.preprocess import PCAWhitening
+
+    ph, pw = 6, 3
+    rng = np.random.default_rng(11)
+    S = rng.uniform(0, 1, (ph, 40)).cumsum(axis=1) / 10        # correlated columns
+    from fastsae.audio import sample_windows
+    X = sample_windows([S], n_frames=pw)
+    pca = PCAWhitening(retain=0.99 if not zca else None, epsilon=0.01, zca=zca, center=center).fit(X)
+    sae = _fitted_sae(pca.transform(X[:1]).shape[1], 5, seed=12)
+    conv = ConvolutionalFeatures(sae, (ph, pw), preprocessing=pca)
+    np.testing.assert_allclose(conv.feature_maps(S), _encode_patches_by_hand(sae, S, ph, pw, pca),
+                               rtol=1e-9, atol=1e-11)

@@ -76,3 +76,52 @@ def test_save_rejects_non_estimators_and_bad_paths(tmp_path):
     with pytest.raises(fastsae.ParameterError, match=".npz"):
         save(SparseAutoencoder(), tmp_path / "x.model")
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def _fitted_models():
+    """One small fitted instance of every estimator, with the data to compare on."""
+    from fastsae import (ConvolutionalAutoencoder, ConvolutionalFeatures, PCAWhitening,
+                         SigmoidNormalizer, SoftmaxRegression, StackedAutoencoder,
+                         StackedConvolutionalAutoencoder)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.1, 0.9, (120, 12))
+    y = (X[:, 0] > X[:, 1]).astype(int) + (X[:, 2] > 0.5)
+    sae = SparseAutoencoder(n_hidden=4, max_iter=5, random_state=0).fit(X)
+    pca = PCAWhitening(n_components=6, epsilon=0.01).fit(X)
+    images = rng.uniform(0, 1, (20, 10, 12))
+    labels = np.arange(20) % 2
+    models = [
+        (sae, "transform", X),
+        (SoftmaxRegression(max_iter=10).fit(X, np.array(["a", "b", "c"])[y]), "predict_proba", X),
+        (StackedAutoencoder(hidden_sizes=(5, 4), pretrain_iter=5, softmax_iter=5, finetune_iter=5,
+                            random_state=0).fit(X, y), "predict_proba", X),
+        (pca, "transform", X),
+        (SigmoidNormalizer().fit(X), "transform", X),
+        (ConvolutionalFeatures(SparseAutoencoder(n_hidden=3, max_iter=3, random_state=0,
+                                                 decoder="linear").fit(
+            pca.transform(X)), (3, 4), preprocessing=pca, pool=("mean", "max")),
+         "transform", [rng.uniform(0, 1, (3, 9)), rng.uniform(0, 1, (3, 15))]),
+        (ConvolutionalAutoencoder(n_filters=3, patch_shape=(3, 3), max_iter=3, random_state=0)
+         .fit(images), "transform", images),
+        (StackedConvolutionalAutoencoder(
+            layers=[dict(n_filters=3, patch_shape=(3, 3), pool_shape=(2, 2))],
+            pretrain_iter=3, finetune_iter=3, random_state=0).fit(images, labels),
+         "predict_proba", images),
+    ]
+    return models
+
+
+def test_every_estimator_round_trips(tmp_path):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models = _fitted_models()
+    for i, (model, method, data) in enumerate(models):
+        path = tmp_path / f"m{i}.npz"
+        save(model, path)
+        back = load(path)
+        assert type(back) is type(model)
+        np.testing.assert_array_equal(getattr(back, method)(data), getattr(model, method)(data),
+                                      err_msg=type(model).__name__)
+        if hasattr(model, "predict"):
+            np.testing.assert_array_equal(back.predict(data), model.predict(data))

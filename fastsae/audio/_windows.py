@@ -1,0 +1,168 @@
+"""Cutting spectrograms into windows of consecutive frames (the autoencoder's input)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .._validation import check_array, check_bool, check_int, check_random_state
+from ..exceptions import ParameterError
+
+
+def _as_spectra(spectra):
+    if isinstance(spectra, np.ndarray):
+        if spectra.ndim == 2:
+            return [check_array(spectra, "spectra", ndim=2)]
+        if spectra.ndim == 3:
+            return [check_array(s, f"spectra[{i}]", ndim=2) for i, s in enumerate(spectra)]
+        raise ParameterError("spectra must be a list of 2-D (n_bands, n_frames) arrays, one "
+                             f"2-D array or a 3-D stack; got shape {spectra.shape}")
+    if isinstance(spectra, (str, bytes)) or not hasattr(spectra, "__iter__"):
+        raise ParameterError("spectra must be a list of 2-D (n_bands, n_frames) arrays; "
+                             f"got {type(spectra).__name__}")
+    out = [check_array(s, f"spectra[{i}]", ndim=2, min_rows=1) for i, s in enumerate(spectra)]
+    if not out:
+        raise ParameterError("spectra must hold at least one spectrum; got an empty list")
+    return out
+
+
+def sample_windows(spectra, *, n_frames=4, n_samples=None, hop=1, random_state=None,
+                   return_index=False):
+    """Windows of ``n_frames`` consecutive frames, one flattened window per row.
+
+    A window starting at frame ``t`` of spectrum ``S`` is
+    ``S[:, t:t + n_frames].T.ravel()``: frame-major, ``[frame 0 bands...,
+    frame 1 bands..., ...]`` (:func:`windows_to_image` undoes it).
+
+    Parameters
+    ----------
+    spectra : list of np.ndarray [shape=(n_bands, n_frames_i)]
+        Every spectrum must have the same ``n_bands``. One 2-D array or a 3-D
+        stack ``(n_spectra, n_bands, n_frames)`` is accepted too.
+    n_frames : int >= 1
+        Frames per window.
+    n_samples : int or None
+        None: every window, at stride ``hop`` within each spectrum. An int:
+        that many windows drawn uniformly, independently and with replacement
+        from those same positions (over all spectra, so a longer spectrum
+        gives proportionally more windows).
+    hop : int >= 1
+        Stride between window starts within a spectrum.
+    random_state : int, numpy Generator or None
+        Seed of the draw (``n_samples`` given).
+    return_index : bool
+        Also return, per window, the index of its spectrum and its first frame.
+
+    Returns
+    -------
+    X : np.ndarray [shape=(n_windows, n_bands * n_frames)]
+        float32, or the spectra's float dtype (float64 if they all are).
+    source : np.ndarray [shape=(n_windows,), dtype=int64]
+        Only with ``return_index=True``: the spectrum of each window.
+    start : np.ndarray [shape=(n_windows,), dtype=int64]
+        Only with ``return_index=True``: its first frame.
+
+    Warns
+    -----
+    UserWarning
+        When spectra shorter than ``n_frames`` are skipped (with their count);
+        if all of them are, ParameterError.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastsae import audio
+    >>> S = np.arange(12, dtype=np.float32).reshape(3, 4)   # 3 bands, 4 frames
+    >>> audio.sample_windows([S], n_frames=2)
+    array([[ 0.,  4.,  8.,  1.,  5.,  9.],
+           [ 1.,  5.,  9.,  2.,  6., 10.],
+           [ 2.,  6., 10.,  3.,  7., 11.]], dtype=float32)
+    """
+    spectra = _as_spectra(spectra)
+    n_frames = check_int(n_frames, "n_frames", low=1)
+    hop = check_int(hop, "hop", low=1)
+    check_bool(return_index, "return_index")
+    if n_samples is not None:
+        n_samples = check_int(n_samples, "n_samples", low=0)
+    n_bands = spectra[0].shape[0]
+    for i, s in enumerate(spectra):
+        if s.shape[0] != n_bands:
+            raise ParameterError(
+                f"spectra must all have the same number of bands (rows); spectra[0] has "
+                f"{n_bands}, spectra[{i}] has shape {s.shape}")
+    dtypes = {s.dtype for s in spectra}
+    dtype = np.float64 if dtypes == {np.dtype(np.float64)} else np.float32
+
+    lengths = np.array([s.shape[1] for s in spectra], dtype=np.int64)
+    usable = lengths >= n_frames
+    n_short = int((~usable).sum())
+    if n_short == len(spectra):
+        raise ParameterError(
+            f"every spectrum is shorter than n_frames={n_frames} frames (longest: "
+            f"{int(lengths.max())} frames); lower n_frames or use longer clips")
+    if n_short:
+        warnings.warn(f"{n_short} of {len(spectra)} spectra are shorter than n_frames="
+                      f"{n_frames} frames and were skipped", UserWarning, stacklevel=2)
+
+    # All usable spectra end to end as one (total_frames, n_bands) C array: a
+    # window starting at global frame g is the contiguous slice
+    # flat[g * n_bands:(g + n_frames) * n_bands], so the windows are rows of a
+    # strided view and one fancy-index gather copies all of them.
+    used = np.flatnonzero(usable)
+    frames = np.concatenate([spectra[i].T for i in used], axis=0).astype(dtype, copy=False)
+    frames = np.ascontiguousarray(frames)
+    flat = frames.reshape(-1)
+    width = n_bands * n_frames
+    view = np.lib.stride_tricks.sliding_window_view(flat, width)[::n_bands]
+
+    used_len = lengths[used]
+    offsets = np.concatenate(([0], np.cumsum(used_len)[:-1]))
+    n_pos = (used_len - n_frames) // hop + 1           # window positions per spectrum
+    first = np.concatenate(([0], np.cumsum(n_pos)[:-1]))
+    total = int(n_pos.sum())
+    if n_samples is None:
+        k = np.arange(total, dtype=np.int64)
+    else:
+        rng = check_random_state(random_state)
+        k = rng.integers(0, total, size=n_samples, dtype=np.int64)
+    which = np.searchsorted(first, k, side="right") - 1   # index into `used`
+    start = (k - first[which]) * hop
+    X = view[offsets[which] + start]
+    if return_index:
+        return X, used[which].astype(np.int64), start.astype(np.int64)
+    return X
+
+
+def windows_to_image(x, n_bands, n_frames):
+    """Undo :func:`sample_windows`' layout: flat windows back to ``(n_bands, n_frames)``.
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n_bands * n_frames,) or (k, n_bands * n_frames)]
+    n_bands, n_frames : int
+
+    Returns
+    -------
+    image : np.ndarray [shape=(n_bands, n_frames) or (k, n_bands, n_frames)]
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastsae import audio
+    >>> S = np.arange(12.0).reshape(3, 4)
+    >>> x = audio.sample_windows([S], n_frames=4)[0]
+    >>> np.array_equal(audio.windows_to_image(x, 3, 4), S)
+    True
+    """
+    n_bands = check_int(n_bands, "n_bands", low=1)
+    n_frames = check_int(n_frames, "n_frames", low=1)
+    x = np.asarray(x)
+    if x.ndim not in (1, 2):
+        raise ParameterError(f"x must be 1-D or 2-D; got shape {x.shape}")
+    if x.shape[-1] != n_bands * n_frames:
+        raise ParameterError(
+            f"x must have n_bands * n_frames = {n_bands * n_frames} values per window; "
+            f"got shape {x.shape}")
+    if x.ndim == 1:
+        return np.ascontiguousarray(x.reshape(n_frames, n_bands).T)
+    return np.ascontiguousarray(x.reshape(len(x), n_frames, n_bands).transpose(0, 2, 1))
