@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from bench.cases import CONV_SHAPES, POOL_SHAPES
-from bench.conv import conv_impls, conv_problem
+from fastsae.benchmarks.cases import CONV_SHAPES, POOL_SHAPES
+from fastsae.benchmarks.conv import conv_impls, conv_problem
 from fastsae.conv import region_bounds
 from fastsae.kernels import conv as numba_conv
 from fastsae import reference

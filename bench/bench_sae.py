@@ -7,8 +7,8 @@ comparison tools can be used on them.
 import numpy as np
 import pytest
 
-from bench.cases import SAE_HYPER, SAE_SHAPES
-from bench.sae import five_gemms, sae_problem, torch_sae
+from fastsae.benchmarks.cases import SAE_HYPER, SAE_SHAPES
+from fastsae.benchmarks.sae import five_gemms, sae_problem, torch_sae
 from fastsae import reference
 from fastsae.kernels import sae as numba_sae
 

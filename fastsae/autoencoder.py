@@ -124,6 +124,14 @@ class SparseAutoencoder(BaseEstimator):
                 f"loss='cross_entropy' needs decoder='sigmoid'; got decoder={self.decoder!r}")
 
     def _check_X(self, X, *, fitting=False):
+        if fitting and self.backend == "cuda":
+            from . import cuda as cuda_backend      # cheap: imports neither numba.cuda nor CuPy
+            if cuda_backend.is_device_array(X):     # a CuPy or Numba device array stays there
+                X = cuda_backend.check_device_array(X, "X", dtype=check_dtype(self.dtype))
+                if self.loss == "cross_entropy" or self.decoder == "sigmoid":
+                    lo, hi, _ = cuda_backend.value_range(X)
+                    self._check_unit_range(lo, hi)
+                return X
         X = check_array(X, "X", dtype=check_dtype(self.dtype))
         if not fitting:
             self._check_fitted("W1_")
@@ -131,13 +139,16 @@ class SparseAutoencoder(BaseEstimator):
                 raise ParameterError(
                     f"X must have {self.n_features_in_} features (as in fit); got shape {X.shape}")
         if fitting and (self.loss == "cross_entropy" or self.decoder == "sigmoid"):
-            lo, hi = float(X.min()), float(X.max())
-            if lo < 0.0 or hi > 1.0:
-                raise ParameterError(
-                    f"X must lie in [0, 1] for decoder='sigmoid' (the output is a sigmoid); "
-                    f"got values in [{lo:.4g}, {hi:.4g}]. Scale it (fastsae.preprocess."
-                    f"normalize_sigmoid) or use decoder='linear'")
+            self._check_unit_range(float(X.min()), float(X.max()))
         return X
+
+    @staticmethod
+    def _check_unit_range(lo, hi):
+        if lo < 0.0 or hi > 1.0:
+            raise ParameterError(
+                f"X must lie in [0, 1] for decoder='sigmoid' (the output is a sigmoid); "
+                f"got values in [{lo:.4g}, {hi:.4g}]. Scale it (fastsae.preprocess."
+                f"normalize_sigmoid) or use decoder='linear'")
 
     # -- fitting ------------------------------------------------------------
     def _theta(self):

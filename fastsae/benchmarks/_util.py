@@ -1,0 +1,89 @@
+"""Timing, machine GEMM rate, allocator settings and table printing for the benchmarks."""
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def timeit(fn, *, repeat=7, warmup=1, min_time=0.0):
+    """Median and minimum wall time (seconds) of ``fn()`` over ``repeat`` runs after warm-up."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    t_start = time.perf_counter()
+    while len(times) < repeat or time.perf_counter() - t_start < min_time:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+        if len(times) >= 10 * repeat:
+            break
+    return float(np.median(times)), float(np.min(times))
+
+
+def gemm_rate(dtype, n=2048, repeat=5):
+    """GFLOP/s of NumPy's BLAS on an n x n x n product (all its threads)."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((n, n)).astype(dtype)
+    B = rng.standard_normal((n, n)).astype(dtype)
+    C = np.empty((n, n), dtype)
+    med, best = timeit(lambda: np.matmul(A, B, out=C), repeat=repeat)
+    return 2.0 * n ** 3 / med / 1e9
+
+
+def keep_freed_memory():
+    """Stop glibc from returning freed temporaries to the OS after each call.
+
+    With glibc's default thresholds, a NumPy function that allocates a few MB
+    of temporaries per call page-faults them in again on every call. This
+    raises the mmap and trim thresholds (``mallopt``); it is a property of the
+    process, so the benchmark reports the NumPy reference both ways.
+    Returns True if it could be applied.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    ok = libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 31)
+    return bool(ok)
+
+
+def machine_summary():
+    import numba
+    import scipy
+    from threadpoolctl import threadpool_info
+    blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} thr, "
+                     f"{os.path.basename(os.path.dirname(i.get('filepath', '')))})"
+                     for i in threadpool_info() if i.get("user_api") == "blas")
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores | numpy {np.__version__}, scipy {scipy.__version__}, "
+            f"numba {numba.__version__} ({numba.get_num_threads()} threads) | BLAS: {blas}")
+
+
+def print_table(title, header, rows):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+
+
+def torch_or_none():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch

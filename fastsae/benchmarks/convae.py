@@ -1,0 +1,125 @@
+"""Convolutional autoencoder and convolutional network cost+grad: NumPy reference vs Numba.
+
+``python -m fastsae.benchmarks convae`` prints the table;
+``python -m pytest bench/bench_convae.py`` runs each implementation of each case
+as a pytest-benchmark. Both implementations compute in the
+data's dtype from the same float64 ``theta``.
+
+One evaluation is six ``K × C·ph·pw × positions`` products per input (the
+encoder, the decoder, the decoder-filter gradient, the decoder's adjoint and
+the two-block encoder-filter gradient of the one-pass sparsity statistics),
+so ``flops = 12 · N · P · K · C·ph·pw``; the GFLOP/s column is against that.
+The network case (fine-tuning objective of a two-layer stack with a
+10-class softmax) is timed the same way.
+
+Implementations of a case are timed in alternating blocks in one process,
+after a warm-up call that also compiles the Numba kernel.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from fastsae import _reference_convae as reference  # noqa: E402
+from fastsae.kernels import convae as numba_convae  # noqa: E402
+from fastsae.params import layout_size  # noqa: E402
+
+#: (name, n_filters, ph, pw, n_inputs, n_channels, H, W, dtype)
+CONVAE_CASES = [
+    ("spectrogram 40x64", 64, 8, 8, 100, 1, 40, 64, np.float32),
+    ("spectrogram 40x64", 64, 8, 8, 100, 1, 40, 64, np.float64),
+]
+QUICK_CASES = [("spectrogram 40x64 /4", 64, 8, 8, 25, 1, 40, 64, np.float32)]
+HYPER = dict(sparsity=0.05, beta=3.0, weight_decay=1e-4)
+IMPLS = {"numpy": reference.conv_ae_cost_grad, "numba": numba_convae.conv_ae_cost_grad}
+NET_IMPLS = {"numpy": reference.conv_net_cost_grad, "numba": numba_convae.conv_net_cost_grad}
+#: (name, layers, n_inputs, input shape (C, H, W), n_classes, dtype)
+NET_LAYERS = [dict(n_filters=64, patch_shape=(8, 8), pool_shape=(2, 2)),
+              dict(n_filters=32, patch_shape=(3, 3), n_pool_regions=(2, 4), pool="max")]
+NET_CASES = [
+    ("2 layers 40x64", NET_LAYERS, 100, (1, 40, 64), 10, np.float32),
+    ("2 layers 40x64", NET_LAYERS, 100, (1, 40, 64), 10, np.float64),
+]
+QUICK_NET_CASES = [("2 layers 40x64 /4", NET_LAYERS, 25, (1, 40, 64), 10, np.float32)]
+
+
+def convae_problem(K, ph, pw, N, C, H, W, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0.0, 1.0, (N, C, H, W)).astype(dtype)
+    r = np.sqrt(6.0 / (C * ph * pw + K * ph * pw + 1))
+    theta = rng.uniform(-r, r, layout_size(reference.conv_ae_layout(K, C, (ph, pw))))
+    theta[-(K + C):] = 0.0
+    return theta, X
+
+
+def net_problem(layers, N, shape, n_classes, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(0.0, 1.0, (N,) + shape).astype(dtype)
+    y = rng.integers(0, n_classes, N)
+    plan, n_features = reference.conv_net_plan(layers, shape)
+    theta = rng.uniform(-0.05, 0.05,
+                        layout_size(reference.conv_net_layout(plan, n_features, n_classes)))
+    return theta, X, y
+
+
+def _net_runner(impl, layers, theta, X, y, n_classes):
+    fn = NET_IMPLS[impl]
+    return lambda: fn(theta, X, y, layers, n_classes, weight_decay=1e-4)
+
+
+def convae_flops(K, ph, pw, N, C, H, W):
+    return 12.0 * N * (H - ph + 1) * (W - pw + 1) * K * C * ph * pw
+
+
+def _runner(impl, theta, X, K, ph, pw):
+    fn = IMPLS[impl]
+    return lambda: fn(theta, X, K, (ph, pw), **HYPER)
+
+
+def time_alternating(fns, *, blocks=3, per_block=2):
+    """Median seconds per call of each function, timed in alternating blocks."""
+    times = {name: [] for name in fns}
+    for _ in range(blocks):
+        for name, fn in fns.items():
+            for _ in range(per_block):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def run(quick=False):
+    import numba
+
+    print(f"numba threads: {numba.get_num_threads()}")
+    print(f"{'case':<24}{'dtype':<9}{'impl':<7}{'time':>10}{'GFLOP/s':>9}{'vs numpy':>10}")
+    for name, K, ph, pw, N, C, H, W, dtype in (QUICK_CASES if quick else CONVAE_CASES):
+        theta, X = convae_problem(K, ph, pw, N, C, H, W, dtype)
+        fns = {impl: _runner(impl, theta, X, K, ph, pw) for impl in IMPLS}
+        c_ref, g_ref = fns["numpy"]()
+        c_nb, g_nb = fns["numba"]()                       # compiles
+        err = np.abs(g_nb - g_ref).max() / np.abs(g_ref).max()
+        t = time_alternating(fns, blocks=2 if quick else 3)
+        gflop = convae_flops(K, ph, pw, N, C, H, W) / 1e9
+        for impl in IMPLS:
+            print(f"{name:<24}{np.dtype(dtype).name:<9}{impl:<7}{t[impl] * 1e3:>8.1f}ms"
+                  f"{gflop / t[impl]:>9.1f}{t['numpy'] / t[impl]:>9.1f}x")
+        print(f"{'':<24}max |grad numba - grad numpy| / max |grad| = {err:.1e}")
+    for name, layers, N, shape, n_classes, dtype in (QUICK_NET_CASES if quick else NET_CASES):
+        theta, X, y = net_problem(layers, N, shape, n_classes, dtype)
+        fns = {impl: _net_runner(impl, layers, theta, X, y, n_classes) for impl in NET_IMPLS}
+        g_ref, g_nb = fns["numpy"]()[1], fns["numba"]()[1]
+        err = np.abs(g_nb - g_ref).max() / np.abs(g_ref).max()
+        t = time_alternating(fns, blocks=2 if quick else 3)
+        for impl in NET_IMPLS:
+            print(f"{'net ' + name:<24}{np.dtype(dtype).name:<9}{impl:<7}{t[impl] * 1e3:>8.1f}ms"
+                  f"{'':>9}{t['numpy'] / t[impl]:>9.1f}x")
+        print(f"{'':<24}max |grad numba - grad numpy| / max |grad| = {err:.1e}")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a quarter of the inputs, float32 only")
+    run(quick=p.parse_args().quick)

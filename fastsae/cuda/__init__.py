@@ -1,0 +1,69 @@
+"""CUDA kernels: the ``"cuda"`` backend (numba.cuda, with cuBLAS through CuPy when installed).
+
+Each function here has a twin with the same name and signature in
+:mod:`fastsae.reference` (NumPy) and :mod:`fastsae.kernels` (Numba CPU), and
+is tested against the reference (also on Numba's CUDA simulator, so without
+a GPU).
+
+Importing this package is cheap and works anywhere: ``numba.cuda`` (and
+CuPy) are imported only when a kernel is first asked for, after
+:func:`ensure_available` has checked that they can run, so a missing GPU or
+package raises :class:`fastsae.BackendUnavailableError` saying what is
+missing. ``import fastsae`` never imports this package.
+
+For training, move the data once with :func:`to_device` (NumPy, numba or
+CuPy input) and pass the device array to the cost functions at every
+iteration: only theta goes to the device and the gradient comes back.
+Buffers are kept between calls with the same shapes; :func:`clear_workspace`
+frees them.
+
+``FASTSAE_CUDA_MATMUL=numba|cupy|auto`` chooses what does the matrix products
+(see :mod:`fastsae.cuda._matmul`).
+"""
+from __future__ import annotations
+
+import importlib
+
+from ._device import (check_device_array, ensure_available, is_device_array, is_simulator,
+                      to_device, value_range)
+
+_LAZY = {
+    "sae_cost_grad": "sae",
+    "softmax_cost_grad": "softmax",
+    "softmax_predict_proba": "softmax",
+    "stacked_cost_grad": "stacked",
+    "convolve": "conv",
+    "pool_regions": "conv",
+}
+
+__all__ = ["sae_cost_grad", "softmax_cost_grad", "softmax_predict_proba", "stacked_cost_grad",
+           "convolve", "pool_regions", "clear_workspace", "ensure_available", "to_device",
+           "is_device_array", "check_device_array", "value_range", "matmul_engine"]
+
+
+def __getattr__(name):
+    # The kernels import numba.cuda; load them on first use, once it is known to work.
+    if name in _LAZY:
+        ensure_available()
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+def clear_workspace():
+    """Free the device buffers every CUDA kernel keeps between calls (after a ``fit``)."""
+    from . import _device
+    _device.clear_workspace()
+
+
+def matmul_engine() -> str:
+    """``"cupy"`` (cuBLAS) or ``"numba"``: what does the matrix products now."""
+    ensure_available()
+    from ._matmul import engine
+    return engine()
