@@ -200,6 +200,46 @@ def _check_folder(path, name="path"):
     return path
 
 
+def folder_files(path):
+    """List a folder with one sub-folder of audio files per class, without reading audio.
+
+    The layout and rules of :func:`load_folder`: ``path/<class>/**/<file>``
+    with an audio suffix; other files are counted in one warning; hidden
+    files and folders are skipped.
+
+    Returns
+    -------
+    files : list of str
+    labels : list of str
+        The class (sub-folder name) of each file.
+
+    Raises
+    ------
+    ParameterError
+        ``path`` is not a folder, or holds no audio file in a class sub-folder.
+    """
+    path = _check_folder(path)
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    ignored = sum(1 for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    files, labels = [], []
+    for folder in classes:
+        for f in sorted(folder.rglob("*")):
+            if not f.is_file() or any(part.startswith(".") for part in f.relative_to(path).parts):
+                continue
+            if f.suffix.lower() in AUDIO_SUFFIXES:
+                files.append(str(f))
+                labels.append(folder.name)
+            else:
+                ignored += 1
+    if ignored:
+        warnings.warn(f"ignored {ignored} file(s) in {str(path)!r} that are not "
+                      "audio files inside a class sub-folder", UserWarning, stacklevel=3)
+    if not files:
+        raise ParameterError(f"path {str(path)!r} has no audio files in class sub-folders "
+                             "(expected path/<class>/<file>.wav, ...)")
+    return files, labels
+
+
 def load_folder(path, *, sr=None, on_error="fail", n_jobs=None, progress=False,
                 return_meta=False):
     """Clips from a folder with one sub-folder of audio files per class.
@@ -241,26 +281,8 @@ def load_folder(path, *, sr=None, on_error="fail", n_jobs=None, progress=False,
     >>> labels
     ['hiss', 'hum']
     """
-    path = _check_folder(path)
     check_bool(return_meta, "return_meta")
-    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    ignored = sum(1 for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    files, labels = [], []
-    for folder in classes:
-        for f in sorted(folder.rglob("*")):
-            if not f.is_file() or any(part.startswith(".") for part in f.relative_to(path).parts):
-                continue
-            if f.suffix.lower() in AUDIO_SUFFIXES:
-                files.append(str(f))
-                labels.append(folder.name)
-            else:
-                ignored += 1
-    if ignored:
-        warnings.warn(f"load_folder: ignored {ignored} file(s) in {str(path)!r} that are not "
-                      "audio files inside a class sub-folder", UserWarning, stacklevel=2)
-    if not files:
-        raise ParameterError(f"path {str(path)!r} has no audio files in class sub-folders "
-                             "(expected path/<class>/<file>.wav, ...)")
+    files, labels = folder_files(path)
     clips, rate, kept = load_many(files, sr=sr, on_error=on_error, n_jobs=n_jobs,
                                   progress=progress, return_paths=True)
     index = {f: i for i, f in enumerate(files)}

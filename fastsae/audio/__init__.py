@@ -12,8 +12,11 @@
 - :func:`sample_windows`, :func:`windows_to_image`: windows of consecutive
   frames as flat rows, and back.
 - :func:`spectra_from_files`: spectra of many files, in parallel, cached on disk.
+- :class:`Spectrogram`: those settings as a saveable step of a pipeline;
+  :func:`save_spectra` / :func:`load_spectra`: spectra of any lengths in one file.
 """
 from ._extract import default_cache_dir, spectra_from_files
+from ._frontend import Spectrogram, load_spectra, save_spectra
 from ._io import AUDIO_SUFFIXES, load, load_many
 from ._spectrum import (KINDS, bark_filterbank, bark_to_hz, default_hop_length, default_n_fft,
                         hz_to_bark, spectrum)
@@ -22,5 +25,6 @@ from ._windows import sample_windows, windows_to_image
 __all__ = [
     "load", "load_many", "spectrum", "bark_filterbank", "hz_to_bark", "bark_to_hz",
     "default_n_fft", "default_hop_length", "sample_windows", "windows_to_image",
-    "spectra_from_files", "default_cache_dir", "KINDS", "AUDIO_SUFFIXES",
+    "spectra_from_files", "default_cache_dir", "KINDS", "AUDIO_SUFFIXES", "Spectrogram",
+    "save_spectra", "load_spectra",
 ]

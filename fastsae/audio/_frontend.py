@@ -1,0 +1,127 @@
+"""The spectral front end as a saveable estimator, and spectra on disk."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .._validation import check_int
+from ..base import BaseEstimator
+from ..exceptions import ParameterError
+from ._extract import spectra_from_files
+from ._spectrum import KINDS, spectrum
+
+
+class Spectrogram(BaseEstimator):
+    """Audio clips or files -> spectra, with the settings kept for later.
+
+    A pipeline that learned features from spectra must compute the spectra of
+    new audio the same way; this object holds those settings (and is saved
+    with the model by :func:`fastsae.save`).
+
+    Parameters
+    ----------
+    kind, n_bands, n_fft, hop_length, log
+        As in :func:`fastsae.audio.spectrum`.
+    sr : int or None
+        Sample rate every clip is resampled to (None: each file's own rate).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spec = Spectrogram(kind="mel", n_bands=20, sr=8000)
+    >>> [S] = spec.transform([np.random.default_rng(0).standard_normal(4000).astype("float32")])
+    >>> S.shape
+    (20, 51)
+    """
+
+    def __init__(self, kind="mel", n_bands=40, *, sr=None, n_fft=None, hop_length=None, log=True):
+        self.kind = kind
+        self.n_bands = n_bands
+        self.sr = sr
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.log = log
+
+    def _spectrum_kw(self):
+        return dict(kind=self.kind, n_bands=self.n_bands, n_fft=self.n_fft,
+                    hop_length=self.hop_length, log=self.log)
+
+    def fit(self, X=None, y=None):
+        """Nothing to learn; checks the settings."""
+        if self.kind not in KINDS:
+            raise ParameterError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {self.kind!r}")
+        check_int(self.n_bands, "n_bands", low=1)
+        return self
+
+    def transform(self, X, *, n_jobs=None, cache_dir=None, progress=False, on_error="fail"):
+        """Spectra of clips (1-D arrays at ``sr``) or of audio files (paths).
+
+        Returns
+        -------
+        spectra : list of np.ndarray [shape=(n_bands, n_frames_i), dtype=float32]
+        """
+        self.fit()
+        items = list(X)
+        if not items:
+            raise ParameterError("X must hold at least one clip or file")
+        if all(isinstance(x, (str, os.PathLike)) for x in items):
+            return spectra_from_files(items, sr=self.sr, n_jobs=n_jobs, cache_dir=cache_dir,
+                                      progress=progress, on_error=on_error, **self._spectrum_kw())
+        if self.sr is None:
+            raise ParameterError("sr must be set to compute spectra of clips given as arrays")
+        return [spectrum(np.asarray(y), self.sr, **self._spectrum_kw()) for y in items]
+
+    def fit_transform(self, X, y=None, **kw):
+        return self.transform(X, **kw)
+
+
+def save_spectra(path, spectra, *, paths=None, labels=None, params=None):
+    """Write spectra of any lengths to one ``.npz`` (no pickle).
+
+    The spectra are concatenated along time with their offsets; ``paths``,
+    ``labels`` and ``params`` (a JSON-able dict of the settings that made
+    them) are stored beside them. :func:`load_spectra` reads it back.
+    """
+    spectra = [np.asarray(S) for S in spectra]
+    if not spectra or any(S.ndim != 2 for S in spectra):
+        raise ParameterError("spectra must be a non-empty list of 2-D arrays")
+    n_bands = spectra[0].shape[0]
+    if any(S.shape[0] != n_bands for S in spectra):
+        raise ParameterError("spectra must all have the same number of bands")
+    offsets = np.cumsum([0] + [S.shape[1] for S in spectra]).astype(np.int64)
+    arrays = {"data": np.concatenate(spectra, axis=1), "offsets": offsets,
+              "params": np.array(json.dumps(params or {}))}
+    for name, values in (("paths", paths), ("labels", labels)):
+        if values is not None:
+            if len(values) != len(spectra):
+                raise ParameterError(f"{name} must have one entry per spectrum")
+            arrays[name] = np.asarray([str(v) for v in values])
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    os.makedirs(folder, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def load_spectra(path):
+    """Read a file written by :func:`save_spectra` (or ``fastsae features``).
+
+    Returns
+    -------
+    spectra : list of np.ndarray [shape=(n_bands, n_frames_i)]
+    info : dict
+        ``"paths"`` and ``"labels"`` (lists of str, or None) and ``"params"`` (dict).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data, offsets = npz["data"], npz["offsets"]
+            info = {"params": json.loads(str(npz["params"])),
+                    "paths": npz["paths"].tolist() if "paths" in npz.files else None,
+                    "labels": npz["labels"].tolist() if "labels" in npz.files else None}
+    except FileNotFoundError:
+        raise ParameterError(f"spectra file {os.fspath(path)!r} does not exist") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise ParameterError(f"{os.fspath(path)!r} is not a spectra file written by "
+                             f"fastsae ({exc})") from None
+    spectra = [data[:, a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+    return spectra, info
