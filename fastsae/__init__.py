@@ -7,7 +7,7 @@ reference for each.
 """
 from __future__ import annotations
 
-from . import audio, backends, datasets, optim, params, preprocess, reference, viz
+from . import audio, backends, datasets, distributed, optim, params, preprocess, reference, viz
 from .autoencoder import SparseAutoencoder
 from .conv import ConvolutionalFeatures, convolve, pool
 from .convae import ConvolutionalAutoencoder, StackedConvolutionalAutoencoder, crop_spectrograms
@@ -53,7 +53,7 @@ __all__ = [
     "SparseAutoencoder", "sae_cost_grad", "SoftmaxRegression", "softmax_cost_grad",
     "StackedAutoencoder", "stacked_cost_grad", "ConvolutionalFeatures", "convolve", "pool",
     "ConvolutionalAutoencoder", "StackedConvolutionalAutoencoder", "crop_spectrograms",
-    "save", "load", "viz", "audio", "datasets", "preprocess", "PCAWhitening",
+    "save", "load", "viz", "distributed", "audio", "datasets", "preprocess", "PCAWhitening",
     "SigmoidNormalizer", "normalize_sigmoid", "check_gradient", "lbfgs", "init_params",
     "ParameterError", "BackendUnavailableError", "ConvergenceWarning", "NotFittedError",
     "NumericalError", "backends", "optim", "params", "reference", "__version__",

@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 from scipy.special import expit
 
-from . import backends
+from . import backends, distributed
 from ._threads import numba_threads
 from ._validation import (DECODERS, LOSSES, check_array, check_bool, check_choice, check_dtype,
                           check_int, check_scalar)
@@ -124,6 +124,11 @@ class SparseAutoencoder(BaseEstimator):
                 f"loss='cross_entropy' needs decoder='sigmoid'; got decoder={self.decoder!r}")
 
     def _check_X(self, X, *, fitting=False):
+        if fitting and distributed.is_dask_collection(X):     # shards stay on the workers
+            X, lo, hi = distributed.check_dask_array(X, "X", dtype=check_dtype(self.dtype))
+            if self.loss == "cross_entropy" or self.decoder == "sigmoid":
+                self._check_unit_range(lo, hi)
+            return X
         if fitting and self.backend == "cuda":
             from . import cuda as cuda_backend      # cheap: imports neither numba.cuda nor CuPy
             if cuda_backend.is_device_array(X):     # a CuPy or Numba device array stays there
@@ -156,6 +161,11 @@ class SparseAutoencoder(BaseEstimator):
         return pack(arrays + [self.b1_, self.b2_])[0]
 
     def _objective(self, X):
+        if distributed.is_dask_collection(X):
+            return distributed.sae_objective(
+                None, X, X.shape[1], self.n_hidden, sparsity=self.sparsity, beta=self.beta,
+                weight_decay=self.weight_decay, decoder=self.decoder, loss=self.loss,
+                tied=self.tied, backend=self.backend, n_jobs=self.n_jobs)
         cost_grad = backends.get_function(self.backend, "sae_cost_grad")
         n_visible, n_hidden = X.shape[1], self.n_hidden
         kw = dict(sparsity=self.sparsity, beta=self.beta, weight_decay=self.weight_decay,

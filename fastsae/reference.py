@@ -245,6 +245,7 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
 
 from ._reference_conv import convolve, pool_regions, region_bounds  # noqa: E402,F401
 from ._reference_convae import conv_ae_cost_grad, conv_net_cost_grad  # noqa: E402,F401
+from ._reference_distributed import sae_combine_stats, sae_shard_stats  # noqa: E402,F401
 
 # old private names, kept for modules that imported them from here
 _check_softmax_args, _check_proba_args = check_softmax_args, check_proba_args

@@ -1,0 +1,410 @@
+"""Training on a Dask cluster equals training on one machine.
+
+The per-shard statistics kernel is checked against its NumPy reference and,
+combined over shards, against ``sae_cost_grad`` on the whole data; the
+cluster tests run a 2-worker ``LocalCluster`` (processes, one thread each)
+and are skipped when ``distributed`` is not installed.
+"""
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import fastsae
+from fastsae import reference
+from fastsae._reference_distributed import sae_combine_stats
+from fastsae._reference_distributed import sae_shard_stats as ref_shard_stats
+from fastsae.exceptions import BackendUnavailableError, ParameterError
+from fastsae.kernels import sae as numba_sae
+from fastsae.kernels.sae_stats import sae_shard_stats as numba_shard_stats
+
+OPTIONS = [
+    dict(decoder="sigmoid", loss="squared", tied=False),
+    dict(decoder="linear", loss="squared", tied=False),
+    dict(decoder="sigmoid", loss="cross_entropy", tied=False),
+    dict(decoder="sigmoid", loss="squared", tied=True),
+    dict(decoder="linear", loss="squared", tied=True),
+    dict(decoder="sigmoid", loss="cross_entropy", tied=True),
+]
+HYPER = dict(sparsity=0.05, beta=3.0, weight_decay=1e-3)
+
+
+def _label(opts):
+    return "-".join(str(v) for v in opts.values())
+
+
+def _problem(v, h, m, opts, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    if opts["decoder"] == "linear":
+        X = rng.standard_normal((m, v))
+    else:
+        X = rng.uniform(0.05, 0.95, (m, v))
+    theta = fastsae.init_params(v, h, random_state=seed, tied=opts["tied"])
+    theta += 0.3 * rng.standard_normal(theta.size)
+    return theta, X.astype(dtype)
+
+
+def _rel(a, b):
+    return np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b))
+
+
+# ---------------------------------------------------------------------------
+# Shard statistics: kernel == reference, and combined == the whole-data objective
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("with_sparsity", [True, False])
+@pytest.mark.parametrize("opts", OPTIONS, ids=_label)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_shard_stats_kernel_equals_reference(opts, dtype, with_sparsity):
+    v, h = 13, 5
+    theta, X = _problem(v, h, 301, opts, dtype)
+    ref = ref_shard_stats(theta, X, v, h, with_sparsity=with_sparsity, **opts)
+    got = numba_shard_stats(theta, X, v, h, with_sparsity=with_sparsity, **opts)
+    assert got.dtype == np.float64 and got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, rtol=0,
+                               atol=(1e-12 if dtype == np.float64 else 1e-5) * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("beta", [3.0, 0.0])
+@pytest.mark.parametrize("opts", OPTIONS, ids=_label)
+@pytest.mark.parametrize("stats", [ref_shard_stats, numba_shard_stats], ids=["numpy", "numba"])
+def test_combined_shards_equal_whole_objective(stats, opts, beta):
+    v, h = 17, 6
+    theta, X = _problem(v, h, 400, opts)
+    kw = dict(HYPER, beta=beta, **opts)
+    cost, grad = reference.sae_cost_grad(theta, X, v, h, **kw)
+    bounds = [0, 1, 150, 151, 333, 400]            # uneven shards, some of one row
+    total = sum(stats(theta, X[a:b], v, h, with_sparsity=beta > 0, **opts)
+                for a, b in zip(bounds[:-1], bounds[1:]))
+    c, g = sae_combine_stats(total, theta, v, h, **kw)
+    assert abs(c - cost) <= 1e-10 * abs(cost)
+    assert _rel(g, grad) <= 1e-10
+
+
+# ---------------------------------------------------------------------------
+# Without Dask
+# ---------------------------------------------------------------------------
+
+def test_without_dask_import_works_and_calls_say_what_to_install():
+    # a fresh interpreter in which importing dask or distributed fails
+    code = textwrap.dedent("""
+        import sys
+        for name in ("dask", "dask.array", "distributed"):
+            sys.modules[name] = None
+        import fastsae, fastsae.distributed as fd
+        assert not fd.is_dask_collection([1.0])
+        for call in (lambda: fd.connect("tcp://127.0.0.1:8786"),
+                     lambda: fd.sae_objective(None, None, 4, 2, sparsity=0.1, beta=3.0,
+                                              weight_decay=0.0),
+                     lambda: fd.windows_from_files(None, ["a.wav"])):
+            try:
+                call()
+            except fastsae.BackendUnavailableError as exc:
+                assert "pip install fastsae[dist]" in str(exc), exc
+            else:
+                raise AssertionError("no error")
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_missing_dask_in_this_process(monkeypatch):
+    import fastsae.distributed as fd
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(BackendUnavailableError, match=r"pip install fastsae\[dist\]"):
+        fd.connect()
+
+
+def test_import_fastsae_does_not_import_dask():
+    code = "import sys, fastsae; print(any(m.split('.')[0] in ('dask', 'distributed') " \
+           "for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------
+# On a LocalCluster
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers cannot import tests/
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.CRITICAL)
+    client = distributed.Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def _dask(X, rows):
+    import dask.array as da
+    return da.from_array(X, chunks=(rows, X.shape[1]))
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=_label)
+def test_distributed_sae_equals_single_machine(client, opts):
+    import fastsae.distributed as fd
+
+    v, h = 17, 6
+    theta, X = _problem(v, h, 301, opts)
+    cost, grad = numba_sae.sae_cost_grad(theta, X, v, h, **HYPER, **opts)
+    f = fd.sae_objective(client, _dask(X, 70), v, h, **HYPER, **opts, n_jobs=1, split_every=2)
+    assert f.n_shards == 5
+    c, g = f(theta)
+    assert abs(c - cost) <= 1e-10 * abs(cost)
+    assert g.dtype == np.float64 and _rel(g, grad) <= 1e-10
+    c2, g2 = f(theta)                  # reusable, and the fixed summation order is repeatable
+    assert c2 == c and np.array_equal(g2, g)
+
+
+def test_distributed_sae_numpy_backend_float32_and_no_sparsity(client):
+    import fastsae.distributed as fd
+
+    v, h = 12, 4
+    opts = OPTIONS[0]
+    theta, X = _problem(v, h, 250, opts, np.float32)
+    for beta, backend in ((3.0, "numpy"), (0.0, "numba")):
+        kw = dict(HYPER, beta=beta, **opts)
+        cost, grad = reference.sae_cost_grad(theta, X, v, h, **kw)
+        c, g = fd.sae_cost_grad(client, theta, _dask(X, 100), v, h, **kw, backend=backend,
+                                n_jobs=1)
+        assert c == pytest.approx(cost, rel=1e-5)
+        assert _rel(g, grad) <= 1e-4
+
+
+def test_distributed_softmax_and_stacked_equal_single_machine(client):
+    import fastsae.distributed as fd
+    from fastsae.kernels import softmax as nb_softmax, stacked as nb_stacked
+
+    rng = np.random.default_rng(1)
+    m, n, K = 257, 11, 4
+    X = rng.uniform(0, 1, (m, n))
+    y = rng.integers(0, K, m)
+    Xd, yd = _dask(X, 60), _dask(y[:, None], 100)[:, 0]     # y chunked unlike X
+    theta = 0.1 * rng.standard_normal(K * n + K)
+    cost, grad = nb_softmax.softmax_cost_grad(theta, X, y, K, weight_decay=1e-3)
+    c, g = fd.softmax_cost_grad(client, theta, Xd, yd, K, weight_decay=1e-3, n_jobs=1)
+    assert abs(c - cost) <= 1e-10 * abs(cost) and _rel(g, grad) <= 1e-10
+    # any labels, encoded on the cluster as SoftmaxRegression.fit encodes them
+    import dask.array as da
+    names = np.array(["eel", "cat", "fox", "dog"])
+    classes, codes = fd.encode_labels(da.from_array(names[y], chunks=90))
+    assert classes.tolist() == ["cat", "dog", "eel", "fox"]
+    np.testing.assert_array_equal(classes[codes.compute()], names[y])
+    c2, g2 = fd.softmax_cost_grad(client, theta, Xd, codes, K, weight_decay=1e-3, n_jobs=1,
+                                  backend="numpy")
+    cost2, grad2 = reference.softmax_cost_grad(theta, X, np.searchsorted(classes, names[y]), K,
+                                               weight_decay=1e-3)
+    assert abs(c2 - cost2) <= 1e-10 * abs(cost2) and _rel(g2, grad2) <= 1e-10
+
+    sizes = (n, 7, 5)
+    theta = 0.1 * rng.standard_normal(fastsae.params.layout_size(
+        fastsae.params.stacked_layout(sizes, K)))
+    kw = dict(weight_decay=1e-3, stack_weight_decay=1e-2)
+    cost, grad = nb_stacked.stacked_cost_grad(theta, X, y, sizes, K, **kw)
+    ref_cost, ref_grad = reference.stacked_cost_grad(theta, X, y, sizes, K, **kw)
+    c, g = fd.stacked_cost_grad(client, theta, Xd, y, sizes, K, **kw, n_jobs=1)
+    assert abs(c - cost) <= 1e-10 * abs(cost) and _rel(g, grad) <= 1e-10
+    assert abs(c - ref_cost) <= 1e-10 * abs(ref_cost) and _rel(g, ref_grad) <= 1e-10
+
+
+def test_bad_input_is_reported(client):
+    import fastsae.distributed as fd
+
+    X = np.random.default_rng(0).uniform(size=(50, 6))
+    with pytest.raises(ParameterError, match="n_visible=7"):
+        fd.sae_objective(client, _dask(X, 20), 7, 3, **HYPER)
+    with pytest.raises(ParameterError, match="sparsity"):
+        fd.sae_objective(client, _dask(X, 20), 6, 3, sparsity=1.5, beta=3.0, weight_decay=0.0)
+    f = fd.sae_objective(client, _dask(X, 20), 6, 3, **HYPER)
+    with pytest.raises(ParameterError, match="theta must be a 1-D array of 45"):
+        f(np.zeros(5))
+    X[3, 2] = np.nan
+    with pytest.raises(ParameterError, match="1 NaN"):
+        fd.check_dask_array(_dask(X, 20))
+    with pytest.raises(ParameterError, match="one label per row"):
+        fd.softmax_objective(client, _dask(X, 20), np.zeros(49, int), 2, weight_decay=0.0)
+
+
+def test_connect_to_nowhere_is_a_clear_error():
+    pytest.importorskip("distributed")
+    import socket
+
+    import fastsae.distributed as fd
+
+    with socket.socket() as s:             # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(BackendUnavailableError, match="could not reach the Dask scheduler"):
+        fd.connect(f"tcp://127.0.0.1:{port}", timeout=1)
+
+
+def _same_shards_here(X, bounds, v, h, kw):
+    """The distributed objective's arithmetic in this process: the same per-shard kernel
+    (one thread, as on the workers) and the same order of additions."""
+    import fastsae.distributed as fd
+    from fastsae._threads import numba_threads
+
+    def f(theta):
+        with numba_threads(1):
+            parts = [numba_shard_stats(theta, X[a:b], v, h, with_sparsity=kw["beta"] > 0)
+                     for a, b in zip(bounds[:-1], bounds[1:])]
+        return sae_combine_stats(fd._add(*parts), theta, v, h, **kw)
+    return f
+
+
+def test_fit_on_dask_array_ends_where_single_machine_fit_ends(client):
+    v, h, m = 16, 6, 600
+    _, X = _problem(v, h, m, OPTIONS[0], seed=3)
+    # well conditioned (strong decay): rounding differences do not grow along the path
+    kw = dict(n_hidden=h, sparsity=0.1, weight_decay=1e-2, max_iter=50, random_state=0,
+              n_jobs=1)
+    local = fastsae.SparseAutoencoder(**kw).fit(X)
+    dist = fastsae.SparseAutoencoder(**kw).fit(_dask(X, 150))
+    assert dist.n_iter_ == local.n_iter_ >= 40
+    for name in ("W1_", "W2_", "b1_", "b2_"):
+        np.testing.assert_allclose(getattr(dist, name), getattr(local, name), rtol=1e-8,
+                                   atol=1e-10)
+    with pytest.raises(ParameterError, match=r"\[0, 1\]"):
+        fastsae.SparseAutoencoder(**kw).fit(_dask(X * 2, 150))
+
+
+def test_fit_is_bitwise_the_same_arithmetic_as_here(client):
+    """On an ill-conditioned problem 50 L-BFGS iterations turn 1e-16 differences into
+    1e-7 (two single-machine fits with 1 and 2 Numba threads differ as much); what the
+    cluster adds is nothing: the same shard arithmetic here gives the same bits."""
+    import fastsae.distributed as fd
+
+    v, h, m = 16, 6, 600
+    _, X = _problem(v, h, m, OPTIONS[0], seed=3)
+    kw = dict(sparsity=0.1, beta=3.0, weight_decay=1e-4)
+    theta0 = fastsae.init_params(v, h, random_state=0)
+    here = fastsae.lbfgs(_same_shards_here(X, [0, 150, 300, 450, 600], v, h, kw), theta0,
+                         max_iter=50)
+    f = fd.sae_objective(client, _dask(X, 150), v, h, **kw, n_jobs=1)
+    there = fastsae.lbfgs(f, theta0, max_iter=50)
+    assert there.n_iter == 50
+    np.testing.assert_array_equal(there.theta, here.theta)
+
+
+def _kill_worker_holding(client, future):
+    """SIGKILL the worker process that holds ``future`` (its nanny starts a new one)."""
+    addr = client.who_has([future])[future.key][0]
+    pid = client.run(os.getpid, workers=[addr])[addr]
+    os.kill(pid, 9)
+    return addr
+
+
+# -- audio ------------------------------------------------------------------
+
+SR = 8000
+
+
+def _wav_files(folder):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, n in enumerate([4000, 2400, 6100, 100, 3300]):     # 100 samples: too few frames
+        y = (0.2 * np.sin(2 * np.pi * (200 + 150 * i) * np.arange(n) / SR)
+             + 0.02 * rng.standard_normal(n)).astype(np.float32)
+        path = folder / f"clip{i}.wav"
+        sf.write(str(path), y, SR, subtype="PCM_16")
+        paths.append(str(path))
+    return paths
+
+
+def test_windows_from_files_equal_single_machine_windows(client, tmp_path):
+    import fastsae.distributed as fd
+    from fastsae import audio, preprocess
+
+    files = _wav_files(tmp_path)
+    n_frames = 6
+    spectra = audio.spectra_from_files(files, kind="mel", n_bands=20, n_jobs=1, cache_dir=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        every = audio.sample_windows(spectra, n_frames=n_frames).astype(np.float64)
+    common = dict(kind="mel", n_bands=20, n_frames=n_frames, files_per_shard=2)
+
+    with pytest.warns(UserWarning, match="1 of 5 file"):
+        X = fd.windows_from_files(client, files, normalize=None, **common)
+    assert X.numblocks[0] == 3 and X.dtype == np.float64     # 2 + 2 + 1 files
+    np.testing.assert_array_equal(X.compute(), every)
+
+    with pytest.warns(UserWarning):
+        Xn, norm = fd.windows_from_files(client, files, return_normalizer=True, **common)
+    single = preprocess.SigmoidNormalizer().fit(every)
+    assert norm.std_ == pytest.approx(single.std_, rel=1e-12)
+    np.testing.assert_allclose(Xn.compute(), single.transform(every), rtol=1e-12)
+    # the shards are rebuilt from their lineage (files -> spectra -> windows -> scaled)
+    # when the worker holding one dies, although the intermediate futures are gone
+    _kill_worker_holding(client, fd._chunk_futures(Xn)[0])
+    np.testing.assert_allclose(Xn.compute(), single.transform(every), rtol=1e-12)
+    client.wait_for_workers(2, timeout=60)
+
+    k = 9
+    with pytest.warns(UserWarning):
+        Xs = fd.windows_from_files(client, files, normalize=None, n_windows_per_file=k,
+                                   random_state=7, **common).compute()
+    seeds = fd.file_seeds(7, len(files))
+    expect = np.concatenate([audio.sample_windows([S], n_frames=n_frames, n_samples=k,
+                                                  random_state=int(seed))
+                             for S, seed in zip(spectra, seeds) if S.shape[1] >= n_frames])
+    np.testing.assert_array_equal(Xs, expect.astype(np.float64))
+    assert set(map(bytes, Xs)) <= set(map(bytes, every))     # drawn from the same windows
+
+
+# -- a worker dies in the middle of a fit -----------------------------------
+
+def _make_shard(i, rows, cols):
+    return np.random.default_rng(100 + i).uniform(0.1, 0.9, (rows, cols))
+
+
+@pytest.mark.filterwarnings("ignore:distributed evaluation failed:RuntimeWarning")
+def test_worker_lost_during_fit_changes_nothing(client):
+    import dask
+    import dask.array as da
+
+    import fastsae.distributed as fd
+
+    v, h, rows, n_shards = 16, 6, 150, 4
+    X = da.concatenate([da.from_delayed(dask.delayed(_make_shard)(i, rows, v), (rows, v),
+                                        dtype=np.float64) for i in range(n_shards)])
+    X = client.persist(X)
+    X_local = X.compute()
+    kw = dict(sparsity=0.1, beta=3.0, weight_decay=1e-4)
+    theta0 = fastsae.init_params(v, h, random_state=0)
+    f = fd.sae_objective(client, X, v, h, **kw, n_jobs=1)
+    plain = fastsae.lbfgs(f, theta0, max_iter=30)
+
+    killed = []
+
+    def kill_a_worker(iteration, theta, cost):
+        if iteration == 10:
+            killed.append(_kill_worker_holding(client, f2.shards[0][0]))
+
+    f2 = fd.sae_objective(client, X, v, h, **kw, n_jobs=1)
+    survived = fastsae.lbfgs(f2, theta0, max_iter=30, callback=kill_a_worker)
+    assert killed and killed[0] not in client.scheduler_info()["workers"]
+    np.testing.assert_array_equal(survived.theta, plain.theta)
+    assert survived.loss_curve == plain.loss_curve
+    here = fastsae.lbfgs(_same_shards_here(X_local, [0, 150, 300, 450, 600], v, h, kw),
+                         theta0, max_iter=30)
+    np.testing.assert_array_equal(survived.theta, here.theta)
+    client.wait_for_workers(2, timeout=60)
