@@ -21,3 +21,7 @@ JIT_OPTIONS = dict(nogil=True, cache=CACHE, fastmath=set(FASTMATH), error_model=
 
 #: Rows of X processed together by one thread in the fused autoencoder kernel.
 SAE_CHUNK_BYTES = 256 * 1024
+
+#: Below this many flops per thread a kernel runs in the calling thread only
+#: (about 0.2 ms of work: more than waking the thread team costs).
+PARALLEL_MIN_FLOPS = 10_000_000

@@ -11,6 +11,7 @@ writing to them writes to ``theta``.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -22,7 +23,7 @@ Layout = tuple  # tuple of shapes
 
 
 def layout_size(layout: Layout) -> int:
-    return int(sum(int(np.prod(s)) for s in layout))
+    return sum(math.prod(s) for s in layout)
 
 
 def pack(arrays: Sequence[np.ndarray], dtype=np.float64) -> tuple[np.ndarray, Layout]:
@@ -65,7 +66,7 @@ def unpack(theta: np.ndarray, layout: Layout) -> list[np.ndarray]:
     out = []
     offset = 0
     for shape in layout:
-        n = int(np.prod(shape))
+        n = math.prod(shape)
         out.append(theta[offset:offset + n].reshape(shape))
         offset += n
     return out

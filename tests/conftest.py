@@ -19,3 +19,11 @@ def fsdd_path():
     if not (FSDD / "recordings").is_dir():
         pytest.skip(f"FSDD not found at {FSDD} (set FASTSAE_FSDD to its folder)")
     return FSDD
+
+
+@pytest.fixture(autouse=True)
+def _parallel_kernels_even_for_small_shapes(monkeypatch):
+    """Tests use small shapes, which the kernels would run serially; run their
+    parallel drivers instead (tests/test_parallel.py checks the serial ones)."""
+    from fastsae import _config
+    monkeypatch.setattr(_config, "PARALLEL_MIN_FLOPS", 1)

@@ -16,7 +16,6 @@ elementwise (vectorised across columns), then reduces each column region.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -24,6 +23,7 @@ from .._config import JIT_OPTIONS
 from .._threads import scipy_blas_single_thread
 from .._validation import check_conv_args, check_pool_args
 from ._blas import gemm, gemm_address
+from ._parallel import parallel_kernel, threads_for
 from ._math import sigmoid
 
 SIGMOID, LINEAR, RELU = 0, 1, 2
@@ -74,7 +74,7 @@ def _im2col_block(img, ph, pw, ow, p0, p1, col):
         p += n
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _convolve(fn, Wmat, b, images, out, ph, pw, act, block, n_threads):
     N, H, Wd = images.shape
     K = Wmat.shape[0]
@@ -111,14 +111,14 @@ def convolve(W, b, images, *, activation="sigmoid"):
     Wmat = np.ascontiguousarray(W.reshape(K, ph * pw), dtype=dt)
     out = np.empty((N, K, oh * ow), dt)
     block = conv_block(K, dt.itemsize, oh * ow)
-    n_threads = numba.get_num_threads()
+    n_threads = threads_for(2.0 * K * ph * pw * N * oh * ow, N * oh * ow)
     with scipy_blas_single_thread():
-        _convolve(gemm_address(dt), Wmat, b.astype(dt), images, out, ph, pw, _ACT[activation],
+        _convolve(n_threads)(gemm_address(dt), Wmat, b.astype(dt), images, out, ph, pw, _ACT[activation],
                   block, n_threads)
     return out.reshape(N, K, oh, ow)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _pool(planes, rs, re, cs, ce, mode, out):
     P, H, W = planes.shape
     R = rs.shape[0]
@@ -158,5 +158,6 @@ def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean
     idx = [np.ascontiguousarray(a, dtype=np.int64)
            for a in (row_starts, row_ends, col_starts, col_ends)]
     out = np.empty((planes.shape[0], len(idx[0]), len(idx[2])), maps.dtype)
-    _pool(planes, *idx, MEAN if mode == "mean" else MAX, out)
+    n_threads = threads_for(30.0 * planes.size, planes.shape[0])   # memory-bound: a few flops per byte
+    _pool(n_threads)(planes, *idx, MEAN if mode == "mean" else MAX, out)
     return out.reshape(lead + out.shape[1:])

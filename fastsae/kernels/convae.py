@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -54,6 +53,7 @@ from .._reference_convae import (_kl_sparsity, check_conv_ae_args, check_conv_ne
                                  unpack_conv_ae)
 from .._threads import scipy_blas_single_thread
 from ._blas import gemm, gemm_address
+from ._parallel import parallel_kernel, threads_for
 from ._math import one, sigmoid
 
 
@@ -156,7 +156,7 @@ def _accumulate(acc, T):
             a[q] += t[q]
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _conv_ae_pass(fn, X, Wext, Vmat, cb, ph, pw, oh, ow, sigmoid_out,
                   Q, R, A, D, Y, T1, T2, gW, gV, cost, gc):
     N = X.shape[0]
@@ -259,10 +259,10 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     Vmat = np.ascontiguousarray(V.reshape(K, CK), dtype=dt)
     Xf = np.ascontiguousarray(X).reshape(N, C, H * Wd)
 
-    n_threads = min(numba.get_num_threads(), N)
+    n_threads = threads_for(12.0 * N * oh * ow * K * (CK + 1), N)
     ws = _workspace((N, C, H, Wd, K, ph, pw, dt, n_threads))
     with scipy_blas_single_thread():
-        _conv_ae_pass(gemm_address(dt), Xf, Wext, Vmat, c.astype(dt), ph, pw, oh, ow,
+        _conv_ae_pass(n_threads)(gemm_address(dt), Xf, Wext, Vmat, c.astype(dt), ph, pw, oh, ow,
                       decoder == "sigmoid", ws.Q, ws.R, ws.A, ws.D, ws.Y, ws.T1, ws.T2,
                       ws.gW, ws.gV, ws.cost, ws.gc)
 
@@ -494,7 +494,7 @@ def _net_image(fn, Xn, yn, w, meta, bounds, n_classes, da_off, dcol_off, buf, ib
     return nll
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _conv_net_pass(fn, X, y, w, meta, bounds, n_classes, da_off, dcol_off, buf, ibuf, z, gw,
                    nll):
     N = X.shape[0]
@@ -576,13 +576,13 @@ def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_wei
                                                                           n_classes)
     w = theta.astype(dt)
     Xf = np.ascontiguousarray(X).reshape(N, C, H * Wd)
-    n_threads = min(numba.get_num_threads(), N)
+    n_threads = threads_for(6.0 * N * H * Wd * n_params, N)
     key = (meta.tobytes(), N, n_threads, n_classes, dt)
     ws = getattr(_local, "convnet", None)
     if ws is None or ws.key != key:
         ws = _local.convnet = _NetWorkspace(key, n_buf, n_ibuf, n_params)
     with scipy_blas_single_thread():
-        _conv_net_pass(gemm_address(dt), Xf, y, w, meta, bounds, n_classes, da_off, dcol_off,
+        _conv_net_pass(n_threads)(gemm_address(dt), Xf, y, w, meta, bounds, n_classes, da_off, dcol_off,
                        ws.buf, ws.ibuf, ws.z, ws.gw, ws.nll)
 
     grad = ws.gw.sum(axis=0) / N

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -33,6 +32,7 @@ from .._validation import check_sae_options
 from ..params import unpack_sae
 from ._blas import gemm, gemm_address
 from ._math import one, sigmoid, softplus
+from ._parallel import parallel_kernel, threads_for
 
 # output-layer variants (decoder, loss)
 SIGMOID_SQUARED, LINEAR_SQUARED, SIGMOID_CROSS_ENTROPY = 0, 1, 2
@@ -106,7 +106,7 @@ def _delta_hidden(D, A, s, gb):
             gb[j] += dd
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _encode(fn, X, W1, b1, A2, chunk, rho_parts):
     m = X.shape[0]
     n_threads = rho_parts.shape[0]
@@ -122,7 +122,7 @@ def _encode(fn, X, W1, b1, A2, chunk, rho_parts):
             _bias_sigmoid_colsum(Ac, b1, acc)
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _backprop(fn, X, A2, W2, b2, s, kind, chunk, bufZ, bufD, gW1, gW2, gb1, gb2, cost):
     m = X.shape[0]
     n_threads = gW1.shape[0]
@@ -215,17 +215,17 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     kind = (SIGMOID_CROSS_ENTROPY if loss == "cross_entropy"
             else LINEAR_SQUARED if decoder == "linear" else SIGMOID_SQUARED)
 
-    n_threads = min(numba.get_num_threads(), m)
+    n_threads = threads_for(10.0 * m * v * h, m)
     chunk = chunk_rows(v, dt.itemsize)
     ws = _workspace(m, v, h, dt, n_threads, chunk)
     fn = gemm_address(dt)
     with scipy_blas_single_thread():
-        _encode(fn, X, W1c, b1c, ws.A2, chunk, ws.rho)
+        _encode(n_threads)(fn, X, W1c, b1c, ws.A2, chunk, ws.rho)
         rho_hat = ws.rho.sum(axis=0) / m
         rho = sparsity
         kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
         s = (beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))).astype(dt)
-        _backprop(fn, X, ws.A2, W2c, b2c, s, kind, chunk, ws.Z, ws.D,
+        _backprop(n_threads)(fn, X, ws.A2, W2c, b2c, s, kind, chunk, ws.Z, ws.D,
                   ws.gW1, ws.gW2, ws.gb1, ws.gb2, ws.cost)
 
     data = ws.cost.sum()

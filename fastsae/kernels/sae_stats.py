@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -34,6 +33,7 @@ from .._threads import scipy_blas_single_thread
 from ..params import unpack_sae
 from ._blas import gemm, gemm_address
 from ._math import one
+from ._parallel import parallel_kernel, threads_for
 from .sae import (LINEAR_SQUARED, SIGMOID_CROSS_ENTROPY, SIGMOID_SQUARED,
                   _bias_sigmoid_colsum, _delta_out_linear_squared,
                   _delta_out_sigmoid_cross_entropy, _delta_out_sigmoid_squared, chunk_rows)
@@ -70,7 +70,7 @@ def _hidden_stats_p(D, A, p, q):
             q[j] += da
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _stats_pass(fn, X, W1, b1, W2, b2, kind, with_q, chunk, bufA, bufZ, bufD,
                 gW2, PQ, hsum, gb2, cost):
     m = X.shape[0]
@@ -165,11 +165,11 @@ def sae_shard_stats(theta, X, n_visible, n_hidden, *, decoder="sigmoid", loss="s
     kind = (SIGMOID_CROSS_ENTROPY if loss == "cross_entropy"
             else LINEAR_SQUARED if decoder == "linear" else SIGMOID_SQUARED)
     with_q = bool(with_sparsity)
-    n_threads = min(numba.get_num_threads(), m)
+    n_threads = threads_for((12.0 if with_q else 10.0) * m * v * h, m)
     chunk = chunk_rows(v, dt.itemsize)
     ws = _workspace((v, h, dt, n_threads, chunk, with_q))
     with scipy_blas_single_thread():
-        _stats_pass(gemm_address(dt), X, W1c, b1.astype(dt), W2c, b2.astype(dt), kind, with_q,
+        _stats_pass(n_threads)(gemm_address(dt), X, W1c, b1.astype(dt), W2c, b2.astype(dt), kind, with_q,
                     chunk, ws.A, ws.Z, ws.D, ws.gW2, ws.PQ, ws.hsum, ws.gb2, ws.cost)
 
     out = np.empty(sum(sae_stats_layout(v, h, with_q)))

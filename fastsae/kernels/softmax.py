@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -30,6 +29,7 @@ from ..params import unpack
 from .._validation import check_proba_args, check_softmax_args
 from ..params import softmax_layout
 from ._blas import gemm, gemm_address
+from ._parallel import parallel_kernel, threads_for
 from ._math import fexp, one
 
 #: Rows per chunk. The pass is bound by reading X from memory; short chunks
@@ -119,7 +119,7 @@ def _softmax_share(fn, X, y, W, b, chunk, lo, hi, bufZ, bufV, G, gW):
     return nll
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _softmax_pass(fn, X, y, W, b, chunk, bufZ, bufV, G, gW, nll):
     m = X.shape[0]
     n_threads = gW.shape[0]
@@ -128,7 +128,7 @@ def _softmax_pass(fn, X, y, W, b, chunk, bufZ, bufV, G, gW, nll):
                                 (t + 1) * m // n_threads, bufZ[t], bufV[t], G[t], gW[t])
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _predict_proba(fn, X, W, b, chunk, out):
     m = X.shape[0]
     K = W.shape[0]
@@ -205,11 +205,11 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     W, b = unpack(theta, softmax_layout(K, n))
     Wc = np.ascontiguousarray(W, dtype=dt)
     bc = b.astype(dt)
-    n_threads = min(numba.get_num_threads(), m)
+    n_threads = threads_for(4.0 * m * n * K, m)
     chunk = min(chunk_rows(n, dt.itemsize), -(-m // n_threads))
     ws = _workspace((m, n, K, dt, n_threads, chunk))
     with scipy_blas_single_thread():
-        _softmax_pass(gemm_address(dt), X, y, Wc, bc, chunk, ws.Z, ws.V, ws.G, ws.gW, ws.nll)
+        _softmax_pass(n_threads)(gemm_address(dt), X, y, Wc, bc, chunk, ws.Z, ws.V, ws.G, ws.gW, ws.nll)
 
     W64 = Wc.astype(np.float64)
     grad = np.empty(theta.size)
@@ -230,5 +230,6 @@ def softmax_predict_proba(W, b, X):
     out = np.empty((X.shape[0], Wc.shape[0]), dt)
     chunk = chunk_rows(max(X.shape[1], 1), dt.itemsize)   # a (m, 0) X: logits = b
     with scipy_blas_single_thread():
-        _predict_proba(gemm_address(dt), X, Wc, bc, chunk, out)
+        n_threads = threads_for(2.0 * X.shape[0] * max(X.shape[1], 1) * Wc.shape[0], X.shape[0])
+        _predict_proba(n_threads)(gemm_address(dt), X, Wc, bc, chunk, out)
     return out

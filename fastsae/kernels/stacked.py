@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -32,6 +31,7 @@ from .._config import JIT_OPTIONS
 from .._threads import scipy_blas_single_thread
 from .._validation import check_softmax_args
 from ._blas import gemm, gemm_address
+from ._parallel import parallel_kernel, threads_for
 from ._math import one, sigmoid
 from .softmax import softmax_delta_t
 
@@ -122,7 +122,7 @@ def _stacked_share(fn, X, y, w, sizes, woff, boff, hoff, K, chunk, lo, hi,
     return nll
 
 
-@njit(parallel=True, **JIT_OPTIONS)
+@parallel_kernel
 def _stacked_pass(fn, X, y, w, sizes, woff, boff, hoff, K, chunk,
                   bufA, bufB, bufZ, bufV, G, gw, gb, nll):
     m = X.shape[0]
@@ -204,11 +204,11 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
     L = len(sizes) - 1
     w = theta.astype(dt)
     woff, boff, hoff = _offsets(sizes, K)
-    n_threads = min(numba.get_num_threads(), m)
+    n_threads = threads_for(6.0 * m * theta.size, m)
     chunk = min(chunk_rows(sizes, K, dt.itemsize), -(-m // n_threads))
     ws = _workspace((m, sizes, K, dt, n_threads, chunk, theta.size))
     with scipy_blas_single_thread():
-        _stacked_pass(gemm_address(dt), X, y, w, np.asarray(sizes, np.int64), woff, boff, hoff,
+        _stacked_pass(n_threads)(gemm_address(dt), X, y, w, np.asarray(sizes, np.int64), woff, boff, hoff,
                       K, chunk, ws.A, ws.B, ws.Z, ws.V, ws.G, ws.gw, ws.gb, ws.nll)
 
     grad = ws.gw.sum(axis=0, dtype=np.float64)

@@ -1,0 +1,40 @@
+"""When to use threads, and kernels compiled both parallel and serial.
+
+Waking Numba's thread team costs tens of microseconds on an idle machine and
+milliseconds when the other cores are busy (the woken thread waits for a
+core). A call with little work therefore runs serially: each driver is
+compiled twice from the same source, once with ``parallel=True`` (its
+``prange`` over thread shares spread over the team) and once without (the
+same loop, in the calling thread).
+"""
+from __future__ import annotations
+
+import numba
+from numba import njit
+
+from .. import _config
+from .._config import JIT_OPTIONS
+
+
+class ParallelKernel:
+    """A driver compiled parallel and serial; call ``kernel(n_threads)(*args)``."""
+
+    def __init__(self, fn):
+        self.parallel = njit(parallel=True, **JIT_OPTIONS)(fn)
+        self.serial = njit(**JIT_OPTIONS)(fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+
+    def __call__(self, n_threads):
+        return self.parallel if n_threads > 1 else self.serial
+
+
+def parallel_kernel(fn):
+    """Decorator: compile ``fn`` (whose work loop is ``prange``) both ways."""
+    return ParallelKernel(fn)
+
+
+def threads_for(flops, n_items):
+    """Threads worth waking for ``flops`` of work split over ``n_items`` rows or images."""
+    n = numba.get_num_threads()
+    return int(max(1, min(n, n_items, flops // max(_config.PARALLEL_MIN_FLOPS, 1))))

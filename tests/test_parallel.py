@@ -1,0 +1,57 @@
+"""Every kernel gives the same result whether it runs on the thread team or serially."""
+import numba
+import numpy as np
+import pytest
+
+import fastsae
+from fastsae import _config
+from fastsae.kernels import conv, convae, sae, softmax, stacked
+from fastsae.kernels._parallel import threads_for
+
+
+def _both(monkeypatch, fn):
+    monkeypatch.setattr(_config, "PARALLEL_MIN_FLOPS", 1)
+    par = fn()
+    monkeypatch.setattr(_config, "PARALLEL_MIN_FLOPS", 1e30)
+    ser = fn()
+    return par, ser
+
+
+def test_threads_for(monkeypatch):
+    monkeypatch.setattr(_config, "PARALLEL_MIN_FLOPS", 1e7)
+    assert threads_for(1e5, 1000) == 1
+    assert threads_for(1e12, 1) == 1
+    assert threads_for(1e12, 1000) == numba.get_num_threads()
+
+
+@pytest.mark.skipif(numba.get_num_threads() < 2, reason="needs 2 Numba threads to compare")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_serial_equals_parallel(monkeypatch, dtype):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 1, (777, 13)).astype(dtype)
+    y = rng.integers(0, 3, 777)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    th = fastsae.init_params(13, 5, random_state=0)
+    kw = dict(sparsity=0.1, beta=3.0, weight_decay=1e-3)
+    (c1, g1), (c2, g2) = _both(monkeypatch, lambda: sae.sae_cost_grad(th, X, 13, 5, **kw))
+    assert c1 == pytest.approx(c2, rel=tol)
+    np.testing.assert_allclose(g1, g2, rtol=tol * 100, atol=tol)
+    ts = 0.01 * rng.standard_normal(3 * 13 + 3)
+    (c1, g1), (c2, g2) = _both(monkeypatch, lambda: softmax.softmax_cost_grad(ts, X, y, 3, weight_decay=1e-3))
+    np.testing.assert_allclose(g1, g2, rtol=tol * 100, atol=tol)
+    sizes = (13, 6, 4)
+    tst = 0.1 * rng.standard_normal(3 * 4 + 3 + 6 * 13 + 6 + 4 * 6 + 4)
+    (c1, g1), (c2, g2) = _both(monkeypatch, lambda: stacked.stacked_cost_grad(tst, X, y, sizes, 3, weight_decay=1e-3))
+    np.testing.assert_allclose(g1, g2, rtol=tol * 100, atol=tol)
+    F = rng.standard_normal((4, 3, 5)).astype(dtype)
+    imgs = rng.standard_normal((3, 17, 23)).astype(dtype)
+    m1, m2 = _both(monkeypatch, lambda: conv.convolve(F, np.zeros(4), imgs))
+    np.testing.assert_allclose(m1, m2, rtol=tol, atol=tol)
+    p1, p2 = _both(monkeypatch, lambda: conv.pool_regions(m1, np.array([0, 5]), np.array([5, 15]),
+                                                          np.array([0, 7]), np.array([7, 19]), mode="max"))
+    np.testing.assert_array_equal(p1, p2)
+    Xc = rng.uniform(0, 1, (5, 1, 9, 10)).astype(dtype)
+    thc = 0.1 * rng.standard_normal(2 * 3 * 9 + 3 + 1)
+    (c1, g1), (c2, g2) = _both(monkeypatch, lambda: convae.conv_ae_cost_grad(
+        thc, Xc, 3, (3, 3), sparsity=0.1, beta=3.0, weight_decay=1e-3))
+    np.testing.assert_allclose(g1, g2, rtol=tol * 100, atol=tol)
