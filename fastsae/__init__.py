@@ -7,11 +7,14 @@ reference for each.
 """
 from __future__ import annotations
 
-from . import audio, backends, datasets, distributed, optim, params, preprocess, reference, viz
+from . import (audio, backends, datasets, distributed, optim, params, pipeline, preprocess,
+               reference, viz)
 from .autoencoder import SparseAutoencoder
 from .conv import ConvolutionalFeatures, convolve, pool
 from .convae import ConvolutionalAutoencoder, StackedConvolutionalAutoencoder, crop_spectrograms
+from .compose import Pipeline
 from .io import load, save
+from .pipeline import SelfTaughtFeatures
 from .preprocess import PCAWhitening, SigmoidNormalizer, normalize_sigmoid
 from .softmax import SoftmaxRegression, softmax_cost_grad
 from .stacked import StackedAutoencoder, stacked_cost_grad
@@ -53,7 +56,7 @@ __all__ = [
     "SparseAutoencoder", "sae_cost_grad", "SoftmaxRegression", "softmax_cost_grad",
     "StackedAutoencoder", "stacked_cost_grad", "ConvolutionalFeatures", "convolve", "pool",
     "ConvolutionalAutoencoder", "StackedConvolutionalAutoencoder", "crop_spectrograms",
-    "save", "load", "viz", "distributed", "audio", "datasets", "preprocess", "PCAWhitening",
+    "save", "load", "viz", "distributed", "pipeline", "Pipeline", "SelfTaughtFeatures", "audio", "datasets", "preprocess", "PCAWhitening",
     "SigmoidNormalizer", "normalize_sigmoid", "check_gradient", "lbfgs", "init_params",
     "ParameterError", "BackendUnavailableError", "ConvergenceWarning", "NotFittedError",
     "NumericalError", "backends", "optim", "params", "reference", "__version__",

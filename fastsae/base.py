@@ -17,7 +17,7 @@ class BaseEstimator:
     def _param_names(cls):
         sig = inspect.signature(cls.__init__)
         return sorted(p.name for p in sig.parameters.values()
-                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+                      if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
 
     def get_params(self, deep=True):
         return {name: getattr(self, name) for name in self._param_names()}
@@ -36,7 +36,7 @@ class BaseEstimator:
         sig = inspect.signature(type(self).__init__)
         parts = []
         for name, p in sig.parameters.items():
-            if name == "self" or p.kind == p.VAR_KEYWORD:
+            if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
                 continue
             value = getattr(self, name)
             if p.default is inspect.Parameter.empty or value is not p.default and value != p.default:

@@ -190,6 +190,34 @@ def persist_rows(X, *, client=None, dtype=None, name="X"):
     return X
 
 
+def scatter_rows(X, *, client=None, n_shards=None, name="X"):
+    """Send a NumPy array to the workers in row shards: a persisted dask array.
+
+    For data that fits this machine but whose training should run on the
+    cluster (``fastsae train-sae --scheduler``): each shard is scattered once
+    and stays on a worker.
+
+    Parameters
+    ----------
+    X : np.ndarray [shape=(n_samples, n_features)]
+    n_shards : int, optional
+        Default: two per worker thread.
+    """
+    _, da, _ = _require()
+    client = _get_client(client)
+    X = np.ascontiguousarray(X)
+    if X.ndim != 2 or X.shape[0] < 1:
+        raise ParameterError(f"{name} must be a 2-D array with rows; got shape {X.shape}")
+    if n_shards is None:
+        n_shards = 2 * max(1, sum(client.nthreads().values()))
+    n_shards = check_int(n_shards, "n_shards", low=1)
+    bounds = np.linspace(0, X.shape[0], min(n_shards, X.shape[0]) + 1).astype(int)
+    parts = [X[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    futures = client.scatter(parts)
+    blocks = [da.from_delayed(f, shape=p.shape, dtype=p.dtype) for f, p in zip(futures, parts)]
+    return client.persist(da.concatenate(blocks, axis=0))
+
+
 def check_dask_array(X, name="X", *, dtype=None, client=None):
     """Validate a dask array of training rows; persist it; return it with its value range.
 

@@ -1,0 +1,470 @@
+"""The ``fastsae`` command.
+
+::
+
+    fastsae demo                       # built-in synthetic audio: the whole pipeline, a report folder
+    fastsae features AUDIO_DIR -o spectra.npz
+    fastsae train-sae AUDIO_DIR -o sae.npz --hidden 256 --sparsity 0.05
+    fastsae classify AUDIO_DIR --sae sae.npz -o report/
+    fastsae show sae.npz -o filters.png
+    fastsae bench
+
+Every command prints one line and exits with a non-zero status on an error a
+user can act on (a missing folder, a folder without audio, an unreadable file,
+a bad option); ``--verbose`` shows the traceback as well.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """An error in how the command was called: printed as one line."""
+
+
+# -- helpers -------------------------------------------------------------------
+
+class Console:
+    def __init__(self, quiet=False, verbose=False):
+        self.quiet, self.verbose = quiet, verbose
+
+    def info(self, msg=""):
+        if not self.quiet:
+            print(msg, flush=True)
+
+    def debug(self, msg):
+        if self.verbose:
+            print(msg, file=sys.stderr, flush=True)
+
+
+def _table(rows, header):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(out)
+
+
+def _audio_inputs(source, *, labels="subfolder"):
+    """Files (and labels) of an audio folder, or spectra saved by ``fastsae features``.
+
+    Returns (items, labels, kind) with kind "files" or "spectra".
+    """
+    from . import datasets
+    from .audio import load_spectra
+
+    path = Path(source)
+    if path.is_file() and path.suffix == ".npz":
+        spectra, info = load_spectra(path)
+        return spectra, info["labels"], "spectra"
+    if not path.exists():
+        raise CommandError(f"{source}: no such folder")
+    if not path.is_dir():
+        raise CommandError(f"{source}: not a folder (nor a .npz written by 'fastsae features')")
+    if labels == "fsdd":
+        y, speakers, index, files = datasets.fsdd_files(path)
+        return list(files), [str(d) for d in y], "files"
+    try:
+        files, names = datasets.folder_files(path)
+    except Exception:
+        flat = sorted(str(p) for p in path.rglob("*") if p.is_file()
+                      and p.suffix.lower() in _audio_suffixes()
+                      and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not flat:
+            raise CommandError(f"{source}: no audio files found "
+                               f"(looked for {', '.join(sorted(_audio_suffixes()))})") from None
+        return flat, None, "files"
+    return files, names, "files"
+
+
+def _audio_suffixes():
+    from .audio import AUDIO_SUFFIXES
+    return AUDIO_SUFFIXES
+
+
+def _spectra_with_paths(items, kind, spectrogram, args):
+    from .audio import spectra_from_files
+
+    if kind == "spectra":
+        return items, list(range(len(items)))
+    spectra, kept = spectra_from_files(items, sr=spectrogram.sr, n_jobs=args.n_jobs,
+                                       cache_dir=args.cache_dir, progress=not args.quiet,
+                                       on_error=args.on_error, return_paths=True,
+                                       **spectrogram._spectrum_kw())
+    index = {p: i for i, p in enumerate(items)}
+    return spectra, [index[p] for p in kept]
+
+
+def _find_autoencoder(model):
+    """(weights, n_bands, n_frames) of the filters inside any saved model."""
+    from .autoencoder import SparseAutoencoder
+    from .compose import Pipeline
+
+    from .pipeline import SelfTaughtFeatures
+
+    if isinstance(model, Pipeline) and "features" in model.named_steps:
+        model = model["features"]
+    if isinstance(model, SelfTaughtFeatures) and hasattr(model, "sae_"):
+        return model.filters(), model.n_bands_ if hasattr(model, "n_bands_") else None, model.n_frames
+    if isinstance(model, SparseAutoencoder) and hasattr(model, "W1_"):
+        return model.W1_, None, None
+    if hasattr(model, "weights_") and hasattr(model, "patch_shape"):
+        ph, pw = model.patch_shape
+        return model.weights_, ph * (model.weights_.shape[1] // (ph * pw)), pw
+    raise CommandError(f"the model ({type(model).__name__}) holds no fitted autoencoder filters")
+
+
+# -- commands ------------------------------------------------------------------
+
+def cmd_features(args, console):
+    from .audio import Spectrogram, save_spectra
+
+    items, labels, kind = _audio_inputs(args.audio_dir, labels=args.labels)
+    if kind != "files":
+        raise CommandError("features needs an audio folder")
+    spec = Spectrogram(args.kind, args.n_bands, sr=args.sr, n_fft=args.n_fft,
+                       hop_length=args.hop_length).fit()
+    t = time.perf_counter()
+    spectra, kept = _spectra_with_paths(items, kind, spec, args)
+    out = args.output
+    save_spectra(out, spectra, paths=[items[i] for i in kept],
+                 labels=[labels[i] for i in kept] if labels is not None else None,
+                 params=spec.get_params())
+    frames = sum(S.shape[1] for S in spectra)
+    console.info(f"{len(spectra)} spectra ({spec.kind}, {spectra[0].shape[0]} bands, {frames} frames) "
+                 f"in {time.perf_counter() - t:.1f} s -> {out}")
+    return 0
+
+
+def _feature_model(args):
+    from .audio import Spectrogram
+    from .compose import Pipeline
+    from .pipeline import SelfTaughtFeatures
+
+    params = dict(n_hidden=args.hidden, n_frames=args.n_frames, sparsity=args.sparsity,
+                  max_iter=400 if args.max_iter is None else args.max_iter, backend=args.backend, dtype=args.dtype,
+                  n_jobs=args.n_jobs, random_state=args.seed, verbose=not args.quiet)
+    if args.n_windows is not None:
+        params["n_windows"] = args.n_windows
+    if args.beta is not None:
+        params["beta"] = args.beta
+    if args.weight_decay is not None:
+        params["weight_decay"] = args.weight_decay
+    return Pipeline([("spectrogram", Spectrogram(args.kind, args.n_bands, sr=args.sr)),
+                     ("features", SelfTaughtFeatures(**params))])
+
+
+def cmd_train_sae(args, console):
+    from . import io
+
+    out = args.output
+    checkpoint = args.checkpoint or str(Path(out).with_suffix("")) + ".checkpoint.npz"
+    if args.resume:
+        if not os.path.exists(checkpoint):
+            raise CommandError(f"--resume: no checkpoint at {checkpoint}")
+        model = io.load(checkpoint)
+        if args.max_iter is not None:
+            model["features"].max_iter = args.max_iter
+        console.info(f"resuming from {checkpoint} "
+                     f"({model['features'].sae_.n_iter_ if hasattr(model['features'], 'sae_') else 0} "
+                     "iterations done)")
+    else:
+        model = _feature_model(args)
+    items, _, kind = _audio_inputs(args.audio_dir)
+    spec, feats = model["spectrogram"], model["features"]
+    if kind == "spectra":
+        spectra = items
+    else:
+        spectra, _ = _spectra_with_paths(items, kind, spec.fit(), args)
+    console.info(f"{len(spectra)} spectra; training a {feats.n_hidden}-unit sparse autoencoder "
+                 f"on {feats.n_frames}-frame windows ({feats.backend}, {feats.dtype})")
+
+    def save_checkpoint(iteration, theta, cost):
+        if args.checkpoint_every and iteration % args.checkpoint_every == 0:
+            feats.set_training_state(theta, iteration)
+            io.save(model, checkpoint)
+            console.debug(f"checkpoint at iteration {iteration} (cost {cost:.6g}) -> {checkpoint}")
+
+    client = None
+    if args.scheduler:
+        from .distributed import connect
+        client = connect(args.scheduler)
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        feats.fit(spectra, callback=save_checkpoint, resume=args.resume, client=client)
+    for w in caught:
+        if "interrupted" in str(w.message):
+            console.info(f"interrupted: {w.message}")
+        elif not args.quiet:
+            console.debug(f"warning: {w.message}")
+    io.save(model, out)
+    sae = feats.sae_
+    console.info(f"trained in {time.perf_counter() - t:.1f} s: {sae.n_iter_} iterations, "
+                 f"final cost {sae.loss_curve_[-1]:.6g} -> {out}")
+    if getattr(sae, "interrupted_", False):
+        return EXIT_INTERRUPTED
+    if os.path.exists(checkpoint) and not args.resume:
+        os.unlink(checkpoint)
+    return 0
+
+
+def _split(labels, test_size, seed):
+    """Stratified train/test indices."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = max(1, int(round(test_size * idx.size))) if idx.size > 1 else 0
+        test += idx[:n_test].tolist()
+        train += idx[n_test:].tolist()
+    return np.sort(train), np.sort(test)
+
+
+def cmd_classify(args, console):
+    from . import io
+    from .softmax import SoftmaxRegression
+    from .viz import plot_confusion_matrix
+
+    model = io.load(args.sae)
+    from .compose import Pipeline
+    if not isinstance(model, Pipeline) or "features" not in model.named_steps:
+        raise CommandError(f"{args.sae}: not a feature model written by 'fastsae train-sae'")
+    items, labels, kind = _audio_inputs(args.audio_dir, labels=args.labels)
+    if labels is None:
+        raise CommandError(f"{args.audio_dir}: labels come from class sub-folders "
+                           "(AUDIO_DIR/<class>/<file>), and there are none")
+    spectra, kept = _spectra_with_paths(items, kind, model["spectrogram"], args)
+    labels = np.asarray(labels)[kept]
+    if np.unique(labels).size < 2:
+        raise CommandError("classify needs at least two classes")
+    if args.labels == "fsdd":
+        index = np.array([int(Path(items[i]).stem.split("_")[2]) for i in kept])
+        train, test = np.flatnonzero(index >= 5), np.flatnonzero(index < 5)
+    else:
+        train, test = _split(labels, args.test_size, args.seed)
+    t = time.perf_counter()
+    F = model["features"].transform(spectra)
+    t_feat = time.perf_counter() - t
+    clf = SoftmaxRegression(weight_decay=args.weight_decay, max_iter=args.max_iter,
+                            backend=model["features"].backend, random_state=args.seed,
+                            verbose=not args.quiet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(F[train], labels[train])
+    pred = clf.predict(F[test]) if test.size else np.array([])
+    train_acc = float(clf.score(F[train], labels[train]))
+    test_acc = float(np.mean(pred == labels[test])) if test.size else float("nan")
+    report = Path(args.output)
+    report.mkdir(parents=True, exist_ok=True)
+    if test.size:
+        plot_confusion_matrix(labels[test], pred, report / "confusion.png", labels=clf.classes_)
+    metrics = {"n_clips": int(len(labels)), "n_train": int(train.size), "n_test": int(test.size),
+               "classes": [str(c) for c in clf.classes_], "train_accuracy": train_acc,
+               "test_accuracy": test_acc, "feature_seconds": t_feat,
+               "n_features": int(F.shape[1]), "model": os.fspath(args.sae)}
+    (report / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (report / "report.md").write_text(
+        f"# Classification report\n\nModel: `{args.sae}`; data: `{args.audio_dir}`\n\n"
+        f"| set | clips | accuracy |\n|---|---|---|\n| train | {train.size} | {train_acc:.1%} |\n"
+        f"| test | {test.size} | {test_acc:.1%} |\n\n![confusion matrix](confusion.png)\n")
+    console.info(_table([["train", train.size, f"{train_acc:.1%}"],
+                         ["test", test.size, f"{test_acc:.1%}"]], ["set", "clips", "accuracy"]))
+    console.info(f"report -> {report}")
+    return 0
+
+
+def cmd_show(args, console):
+    from . import io
+    from .viz import display_network
+
+    model = io.load(args.model)
+    W, n_bands, n_frames = _find_autoencoder(model)
+    n_bands = args.n_bands or n_bands
+    n_frames = args.n_frames or n_frames
+    if n_bands is None or n_frames is None:
+        if n_frames is None and n_bands:
+            n_frames = W.shape[1] // n_bands
+        elif n_bands is None and n_frames:
+            n_bands = W.shape[1] // n_frames
+        else:
+            side = int(round(np.sqrt(W.shape[1])))
+            if side * side != W.shape[1]:
+                raise CommandError("give --n-bands and --n-frames: the model does not say how its "
+                                   f"{W.shape[1]} inputs are laid out")
+            n_bands = n_frames = side
+    if n_bands * n_frames != W.shape[1]:
+        raise CommandError(f"--n-bands {n_bands} x --n-frames {n_frames} != {W.shape[1]} inputs")
+    img = display_network(W, n_bands, n_frames, path=args.output)
+    console.info(f"{W.shape[0]} filters ({n_bands} bands x {n_frames} frames) -> {args.output} "
+                 f"({img.shape[1]}x{img.shape[0]} px)")
+    return 0
+
+
+def cmd_bench(args, console):
+    from .benchmarks import main as bench_main
+    bench_main((["--quick"] if args.quick else []) + list(args.areas))
+    return 0
+
+
+def cmd_demo(args, console):
+    from .demo import run_demo
+    run_demo(args.output, fast=args.fast, seed=args.seed, n_jobs=args.n_jobs,
+             backend=args.backend, console=console)
+    return 0
+
+
+# -- the parser ----------------------------------------------------------------
+
+def _common(p):
+    g = p.add_argument_group("general")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress bars, only results")
+    g.add_argument("--verbose", "-v", action="store_true",
+                   help="more detail, and a traceback on errors")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--n-jobs", type=int, default=None,
+                   help="threads / processes to use (default: all cores)")
+
+
+def _audio_opts(p, *, labels=False):
+    g = p.add_argument_group("audio")
+    g.add_argument("--kind", default="mel", choices=["fft", "mel", "bark", "cepstrum", "cqt"],
+                   help="spectral transform (default mel)")
+    g.add_argument("--n-bands", type=int, default=40, help="bands (default 40)")
+    g.add_argument("--sr", type=int, default=None, help="resample to this rate (Hz)")
+    g.add_argument("--on-error", choices=["fail", "skip"], default="fail",
+                   help="unreadable audio files: stop (default) or skip with a warning")
+    g.add_argument("--no-cache", dest="cache_dir", action="store_const", const=False, default=None,
+                   help="do not read or write the spectra cache")
+    if labels:
+        g.add_argument("--labels", choices=["subfolder", "fsdd"], default="subfolder",
+                       help="class labels from sub-folder names (default) or FSDD file names")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fastsae",
+        description="Learn audio features without labels (sparse autoencoders) and classify with them.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the whole pipeline on built-in synthetic audio")
+    p.add_argument("-o", "--output", default="fastsae-demo", help="report folder (default fastsae-demo)")
+    p.add_argument("--fast", action="store_true", help="tiny settings (a few seconds)")
+    p.add_argument("--backend", default="numba", choices=["numba", "numpy", "cuda"])
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("features", help="spectra of every audio file of a folder, into one .npz")
+    p.add_argument("audio_dir", metavar="AUDIO_DIR")
+    p.add_argument("-o", "--output", required=True, help="the .npz to write")
+    p.add_argument("--n-fft", type=int, default=None)
+    p.add_argument("--hop-length", type=int, default=None)
+    _audio_opts(p, labels=True)
+    _common(p)
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("train-sae", help="train a sparse autoencoder on windows of spectra")
+    p.add_argument("audio_dir", metavar="AUDIO_DIR", help="audio folder, or spectra .npz")
+    p.add_argument("-o", "--output", required=True, help="model file (.npz)")
+    p.add_argument("--hidden", type=int, default=256, help="hidden units (default 256)")
+    p.add_argument("--n-frames", type=int, default=4, help="frames per window (default 4)")
+    p.add_argument("--n-windows", type=int, default=None, help="training windows to sample")
+    p.add_argument("--sparsity", type=float, default=0.05, help="target activation (default 0.05)")
+    p.add_argument("--beta", type=float, default=None, help="sparsity weight")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--max-iter", type=int, default=None,
+                   help="L-BFGS iterations (default 400; with --resume, the new total)")
+    p.add_argument("--backend", default="numba", choices=["numba", "numpy", "cuda"])
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="write the model every N iterations (atomically)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUTPUT.checkpoint.npz)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address: train on a cluster (needs fastsae[dist])")
+    _audio_opts(p)
+    _common(p)
+    p.set_defaults(func=cmd_train_sae)
+
+    p = sub.add_parser("classify", help="softmax on the features of a trained model; writes a report")
+    p.add_argument("audio_dir", metavar="AUDIO_DIR")
+    p.add_argument("--sae", required=True, help="model from 'fastsae train-sae'")
+    p.add_argument("-o", "--output", default="report", help="report folder (default report)")
+    p.add_argument("--test-size", type=float, default=0.25, help="held-out fraction (default 0.25)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--max-iter", type=int, default=400)
+    _audio_opts(p, labels=True)
+    _common(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("show", help="draw the learned filters of a model as a PNG")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("-o", "--output", default="filters.png")
+    p.add_argument("--n-bands", type=int, default=None)
+    p.add_argument("--n-frames", type=int, default=None)
+    _common(p)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("bench", help="benchmark ratio tables on this machine")
+    p.add_argument("areas", nargs="*", help="sae, conv, softmax, convae, whitening (default: all)")
+    p.add_argument("--quick", action="store_true")
+    _common(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def _check_args(args):
+    for name in ("hidden", "n_frames", "max_iter", "n_bands", "n_windows"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be a positive integer; got {value}")
+    if getattr(args, "n_jobs", None) == 0:
+        raise CommandError("--n-jobs must be positive (or -1 for all cores); got 0")
+    ts = getattr(args, "test_size", None)
+    if ts is not None and not 0.0 < ts < 1.0:
+        raise CommandError(f"--test-size must be in (0, 1); got {ts}")
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+        print(f"fastsae {__version__}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    console = Console(quiet=args.quiet, verbose=args.verbose)
+    from .exceptions import (BackendUnavailableError, NumericalError, ParameterError)
+    try:
+        _check_args(args)
+        if not args.verbose:
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
+        return args.func(args, console)
+    except KeyboardInterrupt:
+        print("fastsae: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CommandError, ParameterError, BackendUnavailableError, NumericalError,
+            FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        if args.verbose:
+            raise
+        print(f"fastsae: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The fastsae command, end to end in a temporary folder, on tiny settings."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from matplotlib.image import imread
+
+import fastsae
+from fastsae.cli import main
+
+
+def _tone(freq, sr=8000, n=3200, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / sr
+    return (0.3 * np.sin(2 * np.pi * freq * t * (1 + 0.2 * t)) + 0.01 * rng.standard_normal(n)).astype(np.float32)
+
+
+@pytest.fixture
+def audio_dir(tmp_path):
+    root = tmp_path / "sounds"
+    for label, base in (("low", 220.0), ("high", 1500.0)):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            sf.write(root / label / f"{i}.wav", _tone(base * (1 + 0.03 * i), seed=i), 8000)
+    return root
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+TRAIN = ["--hidden", "6", "--n-frames", "3", "--n-windows", "400", "--max-iter", "8", "--quiet",
+         "--no-cache", "--n-jobs", "1"]
+
+
+def test_features_train_classify_show(audio_dir, tmp_path, capsys):
+    code, out, err = run(["features", audio_dir, "-o", tmp_path / "spectra.npz", "--n-bands", "20",
+                          "--no-cache", "--n-jobs", "1"], capsys)
+    assert code == 0, err
+    spectra, info = fastsae.audio.load_spectra(tmp_path / "spectra.npz")
+    assert len(spectra) == 12 and spectra[0].shape[0] == 20
+    assert sorted(set(info["labels"])) == ["high", "low"]
+
+    code, out, err = run(["train-sae", audio_dir, "-o", tmp_path / "sae.npz", "--n-bands", "20"] + TRAIN,
+                         capsys)
+    assert code == 0, err
+    model = fastsae.load(tmp_path / "sae.npz")
+    assert model["features"].sae_.n_iter_ >= 1 and model["spectrogram"].n_bands == 20
+    assert not (tmp_path / "sae.checkpoint.npz").exists()
+
+    # train-sae also takes the spectra written by `features`
+    code, _, err = run(["train-sae", tmp_path / "spectra.npz", "-o", tmp_path / "sae2.npz"] + TRAIN,
+                       capsys)
+    assert code == 0, err
+
+    code, out, err = run(["classify", audio_dir, "--sae", tmp_path / "sae.npz", "-o",
+                          tmp_path / "report", "--test-size", "0.34", "--quiet", "--no-cache"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["n_test"] == 4 and metrics["n_train"] == 8
+    assert metrics["train_accuracy"] == 1.0            # two well-separated tones
+    assert (tmp_path / "report" / "confusion.png").exists()
+    assert "accuracy" in (tmp_path / "report" / "report.md").read_text()
+
+    code, out, err = run(["show", tmp_path / "sae.npz", "-o", tmp_path / "filters.png"], capsys)
+    assert code == 0, err
+    png = imread(tmp_path / "filters.png")
+    assert png.shape[0] > 20 and png.shape[1] > 10 and png[..., :3].std() > 0.05
+    assert "6 filters (20 bands x 3 frames)" in out
+
+
+def test_demo_fast_writes_its_report(tmp_path, capsys):
+    code, out, err = run(["demo", "--fast", "-o", tmp_path / "demo", "--quiet"], capsys)
+    assert code == 0, err
+    report = tmp_path / "demo"
+    for name in ("filters.png", "conv_filters.png", "training.png", "confusion.png",
+                 "metrics.json", "report.md"):
+        assert (report / name).stat().st_size > 0, name
+    metrics = json.loads((report / "metrics.json").read_text())
+    for stage in ("baseline", "self_taught", "stacked", "convolutional"):
+        assert 0.0 <= metrics[stage]["test_accuracy"] <= 1.0
+    assert metrics["baseline"]["test_accuracy"] > 2 * metrics["chance"]
+    img = imread(report / "filters.png")
+    assert img[..., :3].std() > 0.05
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train-sae", "/no/such/folder", "-o", "x.npz"], "no such folder"),
+    (["features", "EMPTY", "-o", "x.npz"], "no audio files"),
+    (["show", "/no/such/model.npz"], "does not exist"),
+    (["train-sae", "AUDIO", "-o", "x.npz", "--hidden", "0"], "--hidden must be a positive"),
+    (["classify", "AUDIO", "--sae", "/no/model.npz"], "does not exist"),
+])
+def test_errors_are_one_line_without_traceback(args, message, tmp_path, audio_dir, capsys):
+    (tmp_path / "empty").mkdir()
+    args = [str(tmp_path / "empty") if a == "EMPTY" else str(audio_dir) if a == "AUDIO" else a
+            for a in args]
+    code, out, err = run(args, capsys)
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unreadable_file_fails_or_is_skipped(audio_dir, tmp_path, capsys):
+    (audio_dir / "low" / "broken.wav").write_bytes(b"RIFF....not really a wav")
+    code, out, err = run(["features", audio_dir, "-o", tmp_path / "s.npz", "--no-cache",
+                          "--n-jobs", "1"], capsys)
+    assert code == 2 and "broken.wav" in err
+    with pytest.warns(UserWarning, match="skipped 1"):
+        code, out, err = run(["features", audio_dir, "-o", tmp_path / "s.npz", "--no-cache",
+                              "--n-jobs", "1", "--on-error", "skip"], capsys)
+    assert code == 0 and len(fastsae.audio.load_spectra(tmp_path / "s.npz")[0]) == 12
+
+
+def test_unknown_option_value_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["features", "x", "-o", "y.npz", "--kind", "wavelet"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_verbose_shows_the_traceback(capsys):
+    with pytest.raises(Exception):
+        main(["show", "/no/such/model.npz", "--verbose"])
+
+
+def test_ctrl_c_keeps_the_best_weights_and_resume_continues(audio_dir, tmp_path):
+    """SIGINT during train-sae writes the model (exit 130); --resume continues from the checkpoint."""
+    out = tmp_path / "sae.npz"
+    ckpt = tmp_path / "sae.checkpoint.npz"
+    cmd = [sys.executable, "-m", "fastsae.cli", "train-sae", str(audio_dir), "-o", str(out),
+           "--hidden", "6", "--n-frames", "3", "--n-windows", "400", "--max-iter", "100000",
+           "--checkpoint-every", "2", "--quiet", "--no-cache", "--n-jobs", "1"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr.decode()
+    model = fastsae.load(out)
+    sae = model["features"].sae_
+    assert sae.interrupted_ and np.isfinite(sae.W1_).all()
+    assert sae.loss_curve_[-1] < sae.loss_curve_[0]
+    # the checkpoint is a resumable model: continue it for a few more iterations
+    done = fastsae.load(ckpt)["features"].sae_.n_iter_
+    assert done >= 2 and done % 2 == 0
+    code = main(["train-sae", str(audio_dir), "-o", str(tmp_path / "resumed.npz"), "--resume",
+                 "--checkpoint", str(ckpt), "--hidden", "6", "--n-frames", "3", "--n-windows", "400",
+                 "--max-iter", str(done + 5), "--quiet", "--no-cache", "--n-jobs", "1"])
+    assert code == 0
+    resumed = fastsae.load(tmp_path / "resumed.npz")["features"].sae_
+    assert resumed.n_iter_ == done + 5
+
+
+def test_resume_reaches_the_cost_of_an_uninterrupted_run(tmp_path):
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 60)
+    spectra = [(-40 + 10 * np.sin(2 * np.pi * (k % 4 + 1) * t)[None, :]
+                + 3 * rng.standard_normal((12, 60))) for k in range(16)]
+    kw = dict(n_hidden=8, n_frames=4, n_windows=2000, max_iter=60, random_state=0, trim_db=None)
+    whole = fastsae.SelfTaughtFeatures(**kw).fit(spectra)
+
+    feats = fastsae.SelfTaughtFeatures(**kw)
+    ckpt = tmp_path / "ckpt.npz"
+
+    def checkpoint_then_stop(iteration, theta, cost):
+        feats.set_training_state(theta, iteration)
+        fastsae.save(feats, ckpt)
+        if iteration == 30:
+            raise KeyboardInterrupt
+
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        feats.fit(spectra, callback=checkpoint_then_stop)
+    assert feats.sae_.n_iter_ == 30
+    resumed = fastsae.load(ckpt).fit(spectra, resume=True)
+    assert resumed.sae_.n_iter_ == 60
+    # the same windows and whitening, and the same cost as one uninterrupted run
+    np.testing.assert_allclose(resumed.preprocessing_.components_, whole.preprocessing_.components_)
+    assert resumed.sae_.loss_curve_[-1] == pytest.approx(whole.sae_.loss_curve_[-1], rel=5e-3)
+    assert resumed.sae_.loss_curve_[-1] < feats.sae_.loss_curve_[-1]
