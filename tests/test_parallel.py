@@ -55,3 +55,24 @@ def test_serial_equals_parallel(monkeypatch, dtype):
     (c1, g1), (c2, g2) = _both(monkeypatch, lambda: convae.conv_ae_cost_grad(
         thc, Xc, 3, (3, 3), sparsity=0.1, beta=3.0, weight_decay=1e-3))
     np.testing.assert_allclose(g1, g2, rtol=tol * 100, atol=tol)
+
+
+def _parallel_kernels():
+    from fastsae.kernels._parallel import ParallelKernel
+    for mod in (conv, convae, sae, softmax, stacked):
+        for name, obj in vars(mod).items():
+            if isinstance(obj, ParallelKernel):
+                yield f"{mod.__name__}.{name}", obj
+
+
+def test_parallel_and_serial_compilations_are_cached_apart():
+    # Numba's disk cache is keyed by qualified name and signature, not by the
+    # parallel flag: if both dispatchers shared one index, a serial compilation
+    # cached by one process would be loaded as the "parallel" kernel by the next.
+    kernels = dict(_parallel_kernels())
+    assert len(kernels) >= 5
+    for name, k in kernels.items():
+        par = k.parallel._cache._cache_file._index_name
+        ser = k.serial._cache._cache_file._index_name
+        assert par != ser, name
+        assert k.parallel.targetoptions.get("parallel") and not k.serial.targetoptions.get("parallel"), name

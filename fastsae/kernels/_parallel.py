@@ -9,6 +9,8 @@ same loop, in the calling thread).
 """
 from __future__ import annotations
 
+import types
+
 import numba
 from numba import njit
 
@@ -21,7 +23,14 @@ class ParallelKernel:
 
     def __init__(self, fn):
         self.parallel = njit(parallel=True, **JIT_OPTIONS)(fn)
-        self.serial = njit(**JIT_OPTIONS)(fn)
+        # A distinct function object with its own name: Numba's on-disk cache
+        # is keyed by the function's qualified name and signature, not by the
+        # parallel flag, so one name would make both load one compilation.
+        serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                    fn.__defaults__, fn.__closure__)
+        serial.__qualname__ = fn.__qualname__ + "_serial"
+        serial.__module__ = fn.__module__
+        self.serial = njit(**JIT_OPTIONS)(serial)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
