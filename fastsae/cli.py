@@ -40,8 +40,13 @@ class Console:
         self.quiet, self.verbose = quiet, verbose
 
     def info(self, msg=""):
+        """Progress and context: silenced by ``--quiet``."""
         if not self.quiet:
             print(msg, flush=True)
+
+    def result(self, msg=""):
+        """Results (tables, where the output went): printed even with ``--quiet``."""
+        print(msg, flush=True)
 
     def debug(self, msg):
         if self.verbose:
@@ -106,7 +111,7 @@ def _spectra_with_paths(items, kind, spectrogram, args):
     return spectra, [index[p] for p in kept]
 
 
-def _find_autoencoder(model):
+def _find_autoencoder(model, kind="encoder"):
     """(weights, n_bands, n_frames) of the filters inside any saved model."""
     from .autoencoder import SparseAutoencoder
     from .compose import Pipeline
@@ -116,9 +121,9 @@ def _find_autoencoder(model):
     if isinstance(model, Pipeline) and "features" in model.named_steps:
         model = model["features"]
     if isinstance(model, SelfTaughtFeatures) and hasattr(model, "sae_"):
-        return model.filters(), model.n_bands_ if hasattr(model, "n_bands_") else None, model.n_frames
+        return model.filters(kind), model.n_bands_ if hasattr(model, "n_bands_") else None, model.n_frames
     if isinstance(model, SparseAutoencoder) and hasattr(model, "W1_"):
-        return model.W1_, None, None
+        return (model.W1_ if kind == "encoder" or model.tied else model.W2_.T), None, None
     if hasattr(model, "weights_") and hasattr(model, "patch_shape"):
         ph, pw = model.patch_shape
         return model.weights_, ph * (model.weights_.shape[1] // (ph * pw)), pw
@@ -142,7 +147,7 @@ def cmd_features(args, console):
                  labels=[labels[i] for i in kept] if labels is not None else None,
                  params=spec.get_params())
     frames = sum(S.shape[1] for S in spectra)
-    console.info(f"{len(spectra)} spectra ({spec.kind}, {spectra[0].shape[0]} bands, {frames} frames) "
+    console.result(f"{len(spectra)} spectra ({spec.kind}, {spectra[0].shape[0]} bands, {frames} frames) "
                  f"in {time.perf_counter() - t:.1f} s -> {out}")
     return 0
 
@@ -211,7 +216,7 @@ def cmd_train_sae(args, console):
             console.debug(f"warning: {w.message}")
     io.save(model, out)
     sae = feats.sae_
-    console.info(f"trained in {time.perf_counter() - t:.1f} s: {sae.n_iter_} iterations, "
+    console.result(f"trained in {time.perf_counter() - t:.1f} s: {sae.n_iter_} iterations, "
                  f"final cost {sae.loss_curve_[-1]:.6g} -> {out}")
     if getattr(sae, "interrupted_", False):
         return EXIT_INTERRUPTED
@@ -280,9 +285,9 @@ def cmd_classify(args, console):
         f"# Classification report\n\nModel: `{args.sae}`; data: `{args.audio_dir}`\n\n"
         f"| set | clips | accuracy |\n|---|---|---|\n| train | {train.size} | {train_acc:.1%} |\n"
         f"| test | {test.size} | {test_acc:.1%} |\n\n![confusion matrix](confusion.png)\n")
-    console.info(_table([["train", train.size, f"{train_acc:.1%}"],
+    console.result(_table([["train", train.size, f"{train_acc:.1%}"],
                          ["test", test.size, f"{test_acc:.1%}"]], ["set", "clips", "accuracy"]))
-    console.info(f"report -> {report}")
+    console.result(f"report -> {report}")
     return 0
 
 
@@ -291,7 +296,7 @@ def cmd_show(args, console):
     from .viz import display_network
 
     model = io.load(args.model)
-    W, n_bands, n_frames = _find_autoencoder(model)
+    W, n_bands, n_frames = _find_autoencoder(model, "decoder" if args.decoder else "encoder")
     n_bands = args.n_bands or n_bands
     n_frames = args.n_frames or n_frames
     if n_bands is None or n_frames is None:
@@ -308,7 +313,7 @@ def cmd_show(args, console):
     if n_bands * n_frames != W.shape[1]:
         raise CommandError(f"--n-bands {n_bands} x --n-frames {n_frames} != {W.shape[1]} inputs")
     img = display_network(W, n_bands, n_frames, path=args.output)
-    console.info(f"{W.shape[0]} filters ({n_bands} bands x {n_frames} frames) -> {args.output} "
+    console.result(f"{W.shape[0]} filters ({n_bands} bands x {n_frames} frames) -> {args.output} "
                  f"({img.shape[1]}x{img.shape[0]} px)")
     return 0
 
@@ -415,6 +420,9 @@ def build_parser():
     p.add_argument("-o", "--output", default="filters.png")
     p.add_argument("--n-bands", type=int, default=None)
     p.add_argument("--n-frames", type=int, default=None)
+    p.add_argument("--decoder", action="store_true",
+                   help="draw the patterns the hidden units reconstruct (decoder, whitening "
+                        "undone) instead of the encoder's filters: smoother, often easier to read")
     _common(p)
     p.set_defaults(func=cmd_show)
 

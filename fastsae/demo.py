@@ -43,7 +43,7 @@ class _Quiet:
     def info(self, msg=""):
         pass
 
-    debug = info
+    debug = result = info
 
 
 def fixed_length(spectra, n_frames):
@@ -139,7 +139,8 @@ def run_demo(output="fastsae-demo", *, fast=False, seed=0, n_jobs=None, backend=
         pred = clf.predict(F[test])
         record("self-taught: autoencoder features + softmax", np.mean(pred == y_test),
                time.perf_counter() - t, "self_taught", f"{F.shape[1]} features")
-        display_network(feats.filters(), feats.n_bands_, feats.n_frames, path=out / "filters.png")
+        display_network(feats.filters("decoder"), feats.n_bands_, feats.n_frames,
+                        path=out / "filters.png")
         plot_confusion_matrix(names[y_test], names[pred], out / "confusion.png", labels=names,
                               title="Self-taught classifier")
         curves["sparse autoencoder"] = feats.sae_.loss_curve_
@@ -199,8 +200,8 @@ def run_demo(output="fastsae-demo", *, fast=False, seed=0, n_jobs=None, backend=
         "![conv filters](conv_filters.png)\n\n## Training\n\n![training](training.png)\n\n"
         "## Confusion matrix (self-taught classifier, test clips)\n\n![confusion](confusion.png)\n")
     console.info("")
-    console.info(_plain(rows, header))
-    console.info(f"\nreport: {out}{os.sep} (report.md, metrics.json, filters.png, conv_filters.png, "
+    console.result(_plain(rows, header))
+    console.result(f"\nreport: {out}{os.sep} (report.md, metrics.json, filters.png, conv_filters.png, "
                  f"training.png, confusion.png); total {total:.0f} s")
     return metrics
 

@@ -499,17 +499,35 @@ class SelfTaughtFeatures(BaseEstimator):
             self.sae_.n_iter_ = check_int(iteration, "iteration", low=0)
         return self
 
-    def filters(self):
+    def filters(self, kind="encoder"):
         """The autoencoder's filters on raw windows [shape=(n_hidden, n_bands_ * n_frames)].
 
-        Whitening is folded in (the filter a whitened autoencoder applies to a
-        raw window), in the window layout, ready for
-        :func:`fastsae.viz.display_network` with ``(n_bands_, n_frames)``.
+        In the window layout, ready for :func:`fastsae.viz.display_network`
+        with ``(n_bands_, n_frames)``.
+
+        Parameters
+        ----------
+        kind : {"encoder", "decoder"}
+            ``"encoder"``: what each hidden unit applies to a raw window
+            (whitening folded in: ``W1 @ A``), i.e. what the convolution
+            uses. Whitening divides by the square root of each component's
+            variance, so these look busy: they boost the weak, fine-grained
+            directions. ``"decoder"``: the spectro-temporal pattern each unit
+            adds to the reconstruction, mapped back to raw windows (the
+            columns of ``W2`` through the inverse whitening, without the
+            mean): usually the easier picture to read.
         """
         self._check_fitted("sae_")
-        W = self.sae_.W1_
-        affine = getattr(self.preprocessing_, "affine_map", None)
-        return W @ affine()[0] if affine is not None else W
+        if kind == "encoder":
+            W = self.sae_.W1_
+            affine = getattr(self.preprocessing_, "affine_map", None)
+            return W @ affine()[0] if affine is not None else W
+        if kind == "decoder":
+            W = self.sae_.W1_ if self.sae_.tied else self.sae_.W2_.T
+            if isinstance(self.preprocessing_, PCAWhitening):
+                return W @ self.preprocessing_._ensure_matrices()[1]
+            return W
+        raise ParameterError(f"kind must be 'encoder' or 'decoder'; got {kind!r}")
 
     def _fit(self, spectra, callback=None, *, resume=False, client=None):
         """Fit; return the training clips' pooled features (before standardising)."""

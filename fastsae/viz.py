@@ -57,7 +57,7 @@ def filter_mosaic(W, n_bands, n_frames, *, n_cols=None, scale=None, pad=1, norma
     n_cols = check_int(n_cols, "n_cols", low=1) if n_cols is not None else int(np.ceil(np.sqrt(K)))
     n_rows = int(np.ceil(K / n_cols))
     if scale is None:
-        sy = max(1, 64 // max(n_bands, 1)) if n_bands < 64 else 1
+        sy = -(-80 // n_bands) if n_bands < 80 else 1      # tiles at least 80 px tall
         sx = max(1, int(round(n_bands * sy / (2 * n_frames))))
         scale = (sy, min(sx, 32))
     sy, sx = (check_int(s, "scale", low=1) for s in scale)
@@ -102,7 +102,7 @@ def display_network(W, n_bands, n_frames, path=None, **kwargs):
     --------
     >>> W = np.random.default_rng(0).standard_normal((16, 40 * 4))
     >>> display_network(W, 40, 4).shape
-    (165, 85, 3)
+    (325, 165, 3)
     """
     img = filter_mosaic(W, n_bands, n_frames, **kwargs)
     if path is not None:

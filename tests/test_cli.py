@@ -75,6 +75,11 @@ def test_features_train_classify_show(audio_dir, tmp_path, capsys):
     png = imread(tmp_path / "filters.png")
     assert png.shape[0] > 20 and png.shape[1] > 10 and png[..., :3].std() > 0.05
     assert "6 filters (20 bands x 3 frames)" in out
+    code, out, err = run(["show", tmp_path / "sae.npz", "--decoder", "-o", tmp_path / "dec.png"],
+                         capsys)
+    assert code == 0, err
+    dec = imread(tmp_path / "dec.png")
+    assert dec.shape == png.shape and not np.allclose(dec, png)
 
 
 def test_demo_fast_writes_its_report(tmp_path, capsys):
@@ -88,6 +93,8 @@ def test_demo_fast_writes_its_report(tmp_path, capsys):
     for stage in ("baseline", "self_taught", "stacked", "convolutional"):
         assert 0.0 <= metrics[stage]["test_accuracy"] <= 1.0
     assert metrics["baseline"]["test_accuracy"] > 2 * metrics["chance"]
+    # --quiet silences progress, not the results
+    assert "self-taught" in out and "report:" in out and "%" in out
     img = imread(report / "filters.png")
     assert img[..., :3].std() > 0.05
 

@@ -216,3 +216,29 @@ def test_fit_callback_sees_every_iteration(rng):
     stf = SelfTaughtFeatures(**SMALL, random_state=0)
     stf.fit(_spectra(rng), callback=lambda it, theta, cost: seen.append(cost))
     assert len(seen) == stf.sae_.n_iter_ and seen == stf.sae_.loss_curve_
+
+
+@pytest.mark.parametrize("normalization", ["pca", "zca", "sigmoid"])
+def test_filters_encoder_and_decoder(rng, normalization):
+    spectra = _spectra(rng)
+    stf = SelfTaughtFeatures(**SMALL, normalization=normalization, random_state=0).fit(spectra)
+    prep, sae = stf.preprocessing_, stf.sae_
+    windows = fastsae.audio.sample_windows(spectra, n_frames=3, n_samples=50, random_state=1)
+    windows = windows.astype(np.float64)
+    enc, dec = stf.filters(), stf.filters("decoder")
+    assert enc.shape == dec.shape == (6, 10 * 3)
+    # the encoder filters act on raw windows as the autoencoder acts on preprocessed ones
+    Z = prep.transform(windows) @ sae.W1_.T
+    A, c = prep.affine_map() if hasattr(prep, "affine_map") else (None, None)
+    if A is not None:
+        np.testing.assert_allclose(windows @ enc.T + c @ sae.W1_.T, Z, rtol=1e-8, atol=1e-8)
+    # the decoder patterns add up to the reconstruction, mapped back to raw windows
+    H = sae.transform(prep.transform(windows))
+    if normalization != "sigmoid":
+        recon = prep.inverse_transform(H @ sae.W2_.T + sae.b2_)
+        offset = prep.inverse_transform(sae.b2_[None, :])
+        np.testing.assert_allclose(H @ dec + offset, recon, rtol=1e-8, atol=1e-8)
+    else:
+        np.testing.assert_allclose(dec, sae.W2_.T)
+    with pytest.raises(ParameterError, match="kind"):
+        stf.filters("bias")
