@@ -151,7 +151,7 @@ def run_softmax(spectra, labels, tr, ev, cfg, seed, n_jobs):
     X = _fixed_input(spectra, cfg)
     scaler = Standardizer().fit(X[tr])
     clf = fastsae.SoftmaxRegression(cfg["raw_weight_decay"], max_iter=cfg["softmax_iter"],
-                                    random_state=seed, n_jobs=n_jobs)
+                                    dtype=cfg["dtype"], random_state=seed, n_jobs=n_jobs)
     clf.fit(scaler.transform(X[tr]), labels[tr])
     seconds = time.perf_counter() - t0
     return {"softmax on the spectrogram": (clf.score(scaler.transform(X[ev]), labels[ev]),
@@ -161,11 +161,11 @@ def run_softmax(spectra, labels, tr, ev, cfg, seed, n_jobs):
 def run_self_taught(spectra, labels, tr, ev, cfg, seed, n_jobs):
     t0 = time.perf_counter()
     features = SelfTaughtFeatures(**cfg["self_taught"], trim_db=cfg["trim_db"],
-                                  random_state=seed, n_jobs=n_jobs)
+                                  dtype=cfg["dtype"], random_state=seed, n_jobs=n_jobs)
     F = features.fit_transform([spectra[i] for i in tr])
     clf = fastsae.SoftmaxRegression(cfg["self_taught_weight_decay"],
-                                    max_iter=cfg["softmax_iter"], random_state=seed,
-                                    n_jobs=n_jobs).fit(F, labels[tr])
+                                    max_iter=cfg["softmax_iter"], dtype=cfg["dtype"],
+                                    random_state=seed, n_jobs=n_jobs).fit(F, labels[tr])
     seconds = time.perf_counter() - t0
     accuracy = clf.score(features.transform([spectra[i] for i in ev]), labels[ev])
     return {"self-taught (autoencoder features + softmax)": (accuracy, seconds)}
@@ -175,8 +175,8 @@ def run_stacked(spectra, labels, tr, ev, cfg, seed, n_jobs):
     t0 = time.perf_counter()
     X = _fixed_input(spectra, cfg)
     scaler = Standardizer().fit(X[tr])
-    net = fastsae.StackedAutoencoder(**cfg["stacked"], decoder="linear", random_state=seed,
-                                     n_jobs=n_jobs)
+    net = fastsae.StackedAutoencoder(**cfg["stacked"], decoder="linear", dtype=cfg["dtype"],
+                                     random_state=seed, n_jobs=n_jobs)
     net.fit(scaler.transform(X[tr]), labels[tr])
     seconds = time.perf_counter() - t0
     Xe = scaler.transform(X[ev])
@@ -219,13 +219,15 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small settings (< 1 minute)")
     parser.add_argument("--no-validation", action="store_true",
                         help="skip the validation runs (test accuracy only)")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                        help="arithmetic of every training run (default float64)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--n-jobs", type=int, default=None,
                         help="threads / worker processes (default: all cores)")
     parser.add_argument("--cache-dir", default=None,
                         help="spectra cache folder (default: fastsae's); 'none': no cache")
     args = parser.parse_args(argv)
-    cfg = QUICK if args.quick else FULL
+    cfg = dict(QUICK if args.quick else FULL, dtype=args.dtype)
     cache_dir = False if args.cache_dir == "none" else args.cache_dir
 
     t_start = time.perf_counter()

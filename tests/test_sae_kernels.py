@@ -1,5 +1,6 @@
 """The Numba kernel equals the NumPy reference, for every option and odd sizes."""
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -156,3 +157,13 @@ def test_bad_shapes_raise_parameter_error(backend):
         f(theta, X.astype(np.int64), 10, 4, **kw)
     with pytest.raises(fastsae.ParameterError, match="at least one row"):
         f(theta, X[:0], 10, 4, **kw)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"),
+                    reason="peak RSS reset needs Linux's /proc/self/clear_refs")
+def test_peak_memory_of_one_call_is_two_activation_buffers_at_most():
+    # a fresh process: the extra resident memory at the peak of one cost+grad call,
+    # the input already loaded, stays within two (n_hidden x n_samples) buffers + 10%
+    from fastsae.benchmarks.scaling import measure_peak_memory
+    r = measure_peak_memory(256, 128, 40_000, np.float32)
+    assert 0 < r["extra"] <= r["budget"], r

@@ -36,8 +36,16 @@ def _whitening(rates, quick):
     importlib.import_module("fastsae.benchmarks.whitening").main(args)
 
 
+def _scaling(rates, quick):
+    importlib.import_module("fastsae.benchmarks.scaling").run(quick=quick)
+
+
+def _compile(rates, quick):
+    importlib.import_module("fastsae.benchmarks.scaling").run_compile()
+
+
 AREAS = {"sae": _sae, "conv": _conv, "softmax": _softmax, "convae": _convae,
-         "whitening": _whitening}
+         "whitening": _whitening, "scaling": _scaling, "compile": _compile}
 
 
 def main(argv=None):

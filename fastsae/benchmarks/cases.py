@@ -1,8 +1,10 @@
-"""The one table of benchmark cases: shapes and implementations per operation.
+"""The one table of benchmark cases: shapes and options per operation.
 
-Both ``python -m bench`` and ``pytest bench/`` iterate over these; the tests
-in ``tests/`` check the same implementations against the reference on small
-shapes.
+``fastsae bench`` (ratio tables) and ``pytest bench/`` (pytest-benchmark)
+time every case; ``tests/test_bench_cases.py`` runs every case, with its
+sample dimension cut down, through the same implementation builders
+(``sae_impls``, ``softmax_impls``, ``stacked_impls``, ``conv_impls``,
+``pool_impls``) and checks each implementation against the NumPy reference.
 """
 import numpy as np
 
@@ -21,6 +23,31 @@ SAE_SHAPES_QUICK = [
 ]
 
 SAE_HYPER = dict(sparsity=0.01, beta=3.0, weight_decay=1e-4)
+
+#: autoencoder options, each benchmarked at the shapes of SAE_OPTION_SHAPES: (name, keywords)
+SAE_OPTIONS = [
+    ("sigmoid decoder, squared error", {}),
+    ("linear decoder", dict(decoder="linear")),
+    ("cross-entropy", dict(loss="cross_entropy")),
+    ("tied weights", dict(tied=True)),
+]
+SAE_OPTION_SHAPES = [
+    ("ufldl", 64, 25, 10_000, np.float64),
+    ("audio", 512, 256, 50_000, np.float32),
+]
+
+#: softmax cost+grad: (name, n_samples, n_features, n_classes, dtype)
+SOFTMAX_CASES = [
+    ("audio", 50_000, 256, 10, np.float32),
+    ("audio", 50_000, 256, 10, np.float64),
+]
+#: stacked cost+grad: (name, n_samples, layer_sizes, n_classes, dtype)
+STACKED_CASES = [
+    ("fsdd", 2_700, (1280, 200, 200), 10, np.float32),
+    ("fsdd", 2_700, (1280, 200, 200), 10, np.float64),
+]
+QUICK_SOFTMAX = [("audio/10", 5_000, 256, 10, np.float32)]
+QUICK_STACKED = [("fsdd/4", 675, (1280, 200, 200), 10, np.float32)]
 
 
 def sae_flops(v, h, m):

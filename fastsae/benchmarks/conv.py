@@ -32,6 +32,19 @@ def conv_impls(F, b, images, include_reference=True):
     return impls
 
 
+def pool_impls(maps, rs, re, cs, ce, mode, torch=None, pool_shape=None):
+    """Pooling implementations of one case: name -> zero-argument callable."""
+    impls = {
+        "numba": lambda: numba_conv.pool_regions(maps, rs, re, cs, ce, mode=mode),
+        "numpy reference": lambda: reference.pool_regions(maps, rs, re, cs, ce, mode=mode),
+    }
+    if torch is not None and pool_shape is not None:
+        x = torch.from_numpy(maps)
+        f = torch.nn.functional.avg_pool2d if mode == "mean" else torch.nn.functional.max_pool2d
+        impls[f"pytorch {f.__name__}"] = lambda: f(x, pool_shape)
+    return impls
+
+
 def run_conv(gemm_rates, quick=False):
     for name, K, ph, pw, N, H, W, dtype in (CONV_SHAPES_QUICK if quick else CONV_SHAPES):
         F, b, images = conv_problem(K, ph, pw, N, H, W, dtype)
@@ -59,14 +72,7 @@ def run_pool(quick=False):
         cs, ce = region_bounds(shape[3], size=pw)
         rows = []
         for mode in ("mean", "max"):
-            impls = {
-                "numba": lambda: numba_conv.pool_regions(maps, rs, re, cs, ce, mode=mode),
-                "numpy reference": lambda: reference.pool_regions(maps, rs, re, cs, ce, mode=mode),
-            }
-            if torch is not None:
-                x = torch.from_numpy(maps)
-                f = torch.nn.functional.avg_pool2d if mode == "mean" else torch.nn.functional.max_pool2d
-                impls[f"pytorch {f.__name__}"] = lambda f=f: f(x, (ph, pw))
+            impls = pool_impls(maps, rs, re, cs, ce, mode, torch, (ph, pw))
             times = {k: timeit(fn, repeat=7)[0] for k, fn in impls.items()}
             tt = [t for k, t in times.items() if k.startswith("pytorch")]
             for impl, t in times.items():

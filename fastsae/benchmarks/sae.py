@@ -11,7 +11,8 @@ from fastsae import SparseAutoencoder, init_params, reference
 from fastsae.kernels import sae as numba_sae
 
 from ._util import keep_freed_memory, print_table, timeit, torch_or_none
-from .cases import SAE_HYPER, SAE_SHAPES, SAE_SHAPES_QUICK, sae_flops
+from .cases import (SAE_HYPER, SAE_OPTION_SHAPES, SAE_OPTIONS, SAE_SHAPES, SAE_SHAPES_QUICK,
+                    sae_flops)
 
 
 def sae_problem(v, h, m, dtype, seed=0):
@@ -67,25 +68,45 @@ def torch_sae(theta, X, v, h, torch):
     return run
 
 
-def sae_rows(v, h, m, dtype, gemm_rates, repeat=7):
+REFERENCE, NUMBA, FLOOR, TORCH = ("numpy reference", "numba", "5 GEMMs alone (NumPy BLAS)",
+                                  "pytorch CPU, hand-written grad")
+
+
+def sae_impls(theta, X, v, h, options=None, torch=None):
+    """The implementations timed for one case: name -> zero-argument callable.
+
+    ``options`` are the autoencoder's keywords (``decoder``, ``loss``,
+    ``tied``); PyTorch (hand-written gradient) only for the default ones.
+    The GEMM floor returns nothing; the others return ``(cost, grad)``.
+    """
+    kw = dict(SAE_HYPER, **(options or {}))
+    th = theta
+    if kw.get("tied"):                        # tied: theta holds W1, b1, b2 only
+        th = np.concatenate([theta[:h * v], theta[2 * h * v:]])
+    impls = {
+        REFERENCE: lambda: reference.sae_cost_grad(th, X, v, h, **kw),
+        NUMBA: lambda: numba_sae.sae_cost_grad(th, X, v, h, **kw),
+        FLOOR: five_gemms(theta, X, v, h),
+    }
+    if torch is not None and not options:
+        impls[TORCH] = torch_sae(theta, X, v, h, torch)
+    return impls
+
+
+def sae_rows(v, h, m, dtype, gemm_rates, repeat=7, options=None):
     theta, X = sae_problem(v, h, m, dtype)
     flops = sae_flops(v, h, m)
-    impls = {
-        "numpy reference": lambda: reference.sae_cost_grad(theta, X, v, h, **SAE_HYPER),
-        "numba": lambda: numba_sae.sae_cost_grad(theta, X, v, h, **SAE_HYPER),
-        "5 GEMMs alone (NumPy BLAS)": five_gemms(theta, X, v, h),
-    }
     torch = torch_or_none()
-    if torch is not None:
-        impls["pytorch CPU, hand-written grad"] = torch_sae(theta, X, v, h, torch)
+    impls = sae_impls(theta, X, v, h, options, torch)
+    torch = torch if TORCH in impls else None
     times = {name: timeit(fn, repeat=repeat)[0] for name, fn in impls.items()}
     rate = gemm_rates[np.dtype(dtype)]
     rows = []
     for name, t in times.items():
         rows.append([name, f"{t * 1e3:.2f}", f"{flops / t / 1e9:.1f}",
-                     f"{times['numpy reference'] / t:.2f}",
-                     f"{times[name] / times['5 GEMMs alone (NumPy BLAS)']:.2f}",
-                     f"{times['pytorch CPU, hand-written grad'] / t:.2f}" if torch else "-",
+                     f"{times[REFERENCE] / t:.2f}",
+                     f"{times[name] / times[FLOOR]:.2f}",
+                     f"{times[TORCH] / t:.2f}" if torch else "-",
                      f"{flops / t / 1e9 / rate:.0%}"])
     return rows, times
 
@@ -104,6 +125,20 @@ def run_cost_grad(gemm_rates, quick=False):
                     f"n_samples={m:,}, {np.dtype(dtype).name}); 5 GEMMs = {sae_flops(v, h, m) / 1e9:.2f} GFLOP",
                     SAE_HEADER, rows)
     return results
+
+
+def run_options(gemm_rates, quick=False):
+    """Every autoencoder option, numba against the reference and the GEMM floor."""
+    for name, v, h, m, dtype in SAE_OPTION_SHAPES:
+        if quick:
+            m //= 10
+        rows = []
+        for opt_name, opts in SAE_OPTIONS:
+            r, _ = sae_rows(v, h, m, dtype, gemm_rates, repeat=3 if m > 20_000 else 9,
+                            options=opts or None)
+            rows += [[opt_name] + row for row in r if row[0] in (NUMBA, REFERENCE)]
+        print_table(f"Autoencoder options, {name} shape ({v}, {h}, {m:,}, {np.dtype(dtype).name})",
+                    ["option"] + SAE_HEADER, rows)
 
 
 def run_training(max_iter=400):
@@ -149,5 +184,6 @@ def run(gemm_rates, quick=False):
         results_kept = run_cost_grad(gemm_rates, quick=quick)
     else:
         results_kept = None
+    run_options(gemm_rates, quick=quick)
     run_training(max_iter=100 if quick else 400)
     return results, results_kept

@@ -23,18 +23,8 @@ from fastsae.kernels import softmax as numba_softmax
 from fastsae.kernels import stacked as numba_stacked
 from fastsae.params import layout_size
 
-#: softmax cost+grad: (name, n_samples, n_features, n_classes, dtype)
-SOFTMAX_CASES = [
-    ("audio", 50_000, 256, 10, np.float32),
-    ("audio", 50_000, 256, 10, np.float64),
-]
-#: stacked cost+grad: (name, n_samples, layer_sizes, n_classes, dtype)
-STACKED_CASES = [
-    ("fsdd", 2_700, (1280, 200, 200), 10, np.float32),
-    ("fsdd", 2_700, (1280, 200, 200), 10, np.float64),
-]
-QUICK_SOFTMAX = [("audio/10", 5_000, 256, 10, np.float32)]
-QUICK_STACKED = [("fsdd/4", 675, (1280, 200, 200), 10, np.float32)]
+from .cases import QUICK_SOFTMAX, QUICK_STACKED, SOFTMAX_CASES, STACKED_CASES  # noqa: F401
+
 WEIGHT_DECAY = 1e-4
 
 

@@ -1,0 +1,102 @@
+"""Every benchmark case, sample dimension cut down, through the benchmarks' own
+implementation builders: each timed implementation equals the NumPy reference.
+
+The shapes (features, hidden units, filters, image sizes) come from
+``fastsae.benchmarks.cases``, the table that also drives ``fastsae bench`` and
+``pytest bench/``: a benchmarked implementation that computes something else
+fails here.
+"""
+import numpy as np
+import pytest
+
+from fastsae.benchmarks import cases
+from fastsae.benchmarks.conv import conv_impls, conv_problem, pool_impls
+from fastsae.benchmarks.sae import FLOOR, REFERENCE, sae_impls, sae_problem
+from fastsae.benchmarks.softmax import softmax_impls, softmax_problem, stacked_impls, stacked_problem
+from fastsae.benchmarks._util import torch_or_none
+from fastsae.conv import region_bounds
+
+TORCH = torch_or_none()
+
+
+def _tol(dtype):
+    return dict(rtol=2e-4, atol=2e-5) if np.dtype(dtype) == np.float32 else dict(rtol=1e-9,
+                                                                                  atol=1e-11)
+
+
+def _compare(impls, dtype, skip=()):
+    cost0, grad0 = impls[REFERENCE]()
+    checked = 0
+    for name, fn in impls.items():
+        if name in skip or name == REFERENCE:
+            continue
+        cost, grad = fn()
+        tol = _tol(dtype)
+        assert cost == pytest.approx(cost0, rel=tol["rtol"]), name
+        np.testing.assert_allclose(grad, grad0, rtol=tol["rtol"],
+                                   atol=tol["atol"] * np.abs(grad0).max(), err_msg=name)
+        checked += 1
+    assert checked >= 1
+
+
+SAE_CASES = [(shape, opt) for shape in cases.SAE_SHAPES + cases.SAE_OPTION_SHAPES
+             for opt in cases.SAE_OPTIONS]
+
+
+@pytest.mark.parametrize("case,option", SAE_CASES,
+                         ids=[f"{s[0]}-{np.dtype(s[4]).name}-{o[0]}" for s, o in SAE_CASES])
+def test_sae_cases(case, option):
+    name, v, h, m, dtype = case
+    theta, X = sae_problem(v, h, min(m, 300), dtype)
+    impls = sae_impls(theta, X, v, h, option[1] or None, TORCH)
+    impls[FLOOR]()                                   # the floor runs; it computes no objective
+    _compare(impls, dtype, skip=(FLOOR,))
+
+
+@pytest.mark.parametrize("case", cases.SOFTMAX_CASES + cases.QUICK_SOFTMAX,
+                         ids=lambda c: f"{c[0]}-{np.dtype(c[4]).name}")
+def test_softmax_cases(case):
+    name, m, n, K, dtype = case
+    theta, X, y = softmax_problem(min(m, 500), n, K, dtype)
+    _compare(softmax_impls(theta, X, y, K, TORCH), dtype, skip=("2 GEMMs alone (NumPy BLAS)",))
+
+
+@pytest.mark.parametrize("case", cases.STACKED_CASES + cases.QUICK_STACKED,
+                         ids=lambda c: f"{c[0]}-{np.dtype(c[4]).name}")
+def test_stacked_cases(case):
+    name, m, sizes, K, dtype = case
+    theta, X, y = stacked_problem(min(m, 200), sizes, K, dtype)
+    _compare(stacked_impls(theta, X, y, sizes, K, TORCH), dtype)
+
+
+@pytest.mark.parametrize("case", cases.CONV_SHAPES + cases.CONV_SHAPES_QUICK,
+                         ids=lambda c: f"{c[0]}-{np.dtype(c[7]).name}")
+def test_conv_cases(case):
+    name, K, ph, pw, N, H, W, dtype = case
+    F, b, images = conv_problem(min(K, 64), ph, pw, 2, H, W, dtype)
+    impls = conv_impls(F, b, images)
+    ref = impls.pop("numpy reference")()
+    assert len(impls) >= 1
+    for impl, fn in impls.items():
+        out = np.asarray(fn())
+        np.testing.assert_allclose(out, ref, **_tol(dtype), err_msg=impl)
+
+
+@pytest.mark.parametrize("mode", ["mean", "max"])
+@pytest.mark.parametrize("case", cases.POOL_SHAPES + cases.POOL_SHAPES_QUICK,
+                         ids=lambda c: f"{c[0]}-{np.dtype(c[3]).name}")
+def test_pool_cases(case, mode):
+    name, shape, (ph, pw), dtype = case
+    maps = np.random.default_rng(0).standard_normal((2, min(shape[1], 16)) + shape[2:]).astype(dtype)
+    rs, re = region_bounds(shape[2], size=ph)
+    cs, ce = region_bounds(shape[3], size=pw)
+    impls = pool_impls(maps, rs, re, cs, ce, mode, TORCH, (ph, pw))
+    ref = impls.pop("numpy reference")()
+    for impl, fn in impls.items():
+        out = np.asarray(fn())
+        if out.shape != ref.shape:        # PyTorch drops the remainder: compare what it pools
+            out = out[..., :ref.shape[2], :ref.shape[3]] if out.ndim == 4 else out
+            ref_cmp = ref[:, :, :out.shape[2], :out.shape[3]]
+        else:
+            ref_cmp = ref
+        np.testing.assert_allclose(out, ref_cmp, **_tol(dtype), err_msg=impl)
