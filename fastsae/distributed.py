@@ -218,6 +218,21 @@ def scatter_rows(X, *, client=None, n_shards=None, name="X"):
     return client.persist(da.concatenate(blocks, axis=0))
 
 
+def concatenate_rows(arrays, *, client=None):
+    """The rows of dask and NumPy arrays, in order, as one persisted dask array.
+
+    NumPy arrays are sent to the workers with :func:`scatter_rows`; dask
+    arrays are used as they are (their chunks stay where they live).
+    """
+    _, da, _ = _require()
+    client = _get_client(client)
+    parts = [a if isinstance(a, da.Array) else scatter_rows(a, client=client) for a in arrays]
+    if not parts:
+        raise ParameterError("arrays must hold at least one array")
+    return persist_rows(da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0],
+                        client=client)
+
+
 def check_dask_array(X, name="X", *, dtype=None, client=None):
     """Validate a dask array of training rows; persist it; return it with its value range.
 
@@ -435,21 +450,107 @@ def windows_from_files(client, files, *, kind="mel", n_bands=None, sr=None, n_fr
     return (X, norm) if return_normalizer else X
 
 
-def encode_labels(y, *, client=None):
+def _check_dask_labels(y, n_samples, name):
+    """``y`` as a 1-D dask array (a column is accepted), with ``n_samples`` labels if given."""
+    _, da, _ = _require()
+    if not isinstance(y, da.Array):
+        raise ParameterError(f"{name} must be a dask array; got {type(y).__name__}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ParameterError(f"{name} must be 1-D (one label per row of X); got shape {y.shape}")
+    if n_samples is not None:
+        if any(np.isnan(c) for c in y.chunks[0]):
+            y = y.compute_chunk_sizes()
+        if y.shape[0] != n_samples:
+            raise ParameterError(
+                f"{name} must have one label per row of X ({n_samples}); got {y.shape[0]}")
+    return y
+
+
+def encode_labels(y, *, client=None, n_samples=None, name="y"):
     """Labels of a dask array -> ``(classes, codes)``, like :func:`fastsae.softmax.encode_labels`.
 
     ``classes`` (sorted, a NumPy array) comes from a distributed ``unique``;
-    ``codes`` is a dask array of ``intp`` codes, chunked like ``y``.
+    ``codes`` is a dask array of ``intp`` codes, chunked like ``y``. With
+    ``n_samples``, ``y`` must hold that many labels (one per row of X).
+    Raises ParameterError, naming ``name``, for a wrong shape or length, NaN
+    labels, labels that cannot be sorted or a single class.
     """
-    dask, da, _ = _require()
+    _, da, _ = _require()
     _get_client(client)
-    if not isinstance(y, da.Array) or y.ndim != 1:
-        raise ParameterError(f"y must be a 1-D dask array; got {getattr(y, 'shape', type(y))}")
-    classes = np.asarray(da.unique(y).compute())
+    y = _check_dask_labels(y, n_samples, name)
+    try:
+        classes = np.asarray(da.unique(y).compute())
+    except TypeError as exc:   # mixed, unorderable label types
+        raise ParameterError(f"{name} labels could not be sorted: {exc}") from None
+    if classes.dtype.kind == "f" and not np.isfinite(classes).all():
+        raise ParameterError(f"{name} contains NaN or infinite labels")
     if classes.size < 2:
-        raise ParameterError(f"y must contain at least 2 classes; got only {classes.tolist()!r}")
+        raise ParameterError(
+            f"{name} must contain at least 2 classes; got only {classes.tolist()!r}")
     codes = y.map_blocks(lambda b: np.searchsorted(classes, b).astype(np.intp), dtype=np.intp)
     return classes, codes
+
+
+def encode_known_labels(classes, y, *, n_samples=None, name="y"):
+    """Labels of a dask array -> their codes in ``classes`` (sorted), lazily, chunked like ``y``.
+
+    A label not in ``classes`` raises ParameterError when the codes are computed.
+    """
+    from .softmax import encode_known_labels as encode_block
+
+    y = _check_dask_labels(y, n_samples, name)
+    return y.map_blocks(lambda b: encode_block(classes, b, b.shape[0], name), dtype=np.intp)
+
+
+def map_rows(fn, X, n_columns=None, *, dtype, args=(), n_features=None, name="X"):
+    """``fn(block, *args)`` on each row chunk of a dask array, lazily: a dask array.
+
+    What the estimators' ``predict``, ``transform``, ... do with a dask
+    array: each chunk of whole rows is handed to the single-machine method
+    where it lives, and the results stay chunked like the rows of ``X``
+    (nothing is computed here).
+
+    Parameters
+    ----------
+    fn : callable ``(np.ndarray, *args) -> np.ndarray``
+        Row-wise: ``k`` rows in, ``k`` rows (or ``k`` values) out.
+    X : dask.array.Array [shape=(n_samples, n_features)]
+    n_columns : int or None
+        Columns of ``fn``'s output; None for a 1-D output (one value per row).
+    dtype : numpy dtype
+        That of ``fn``'s output.
+    n_features : int, optional
+        The number of columns ``X`` must have.
+    """
+    _require()
+    X = _rows_chunked(_check_dask_2d(X, name))
+    if n_features is not None and X.shape[1] != n_features:
+        raise ParameterError(
+            f"{name} must have {n_features} features (as in fit); got shape {X.shape}")
+    dtype = np.dtype(dtype)
+    if n_columns is None:
+        return X.map_blocks(fn, *args, drop_axis=1, dtype=dtype, meta=np.empty((0,), dtype))
+    return X.map_blocks(fn, *args, chunks=(X.chunks[0], (int(n_columns),)), dtype=dtype,
+                        meta=np.empty((0, 0), dtype))
+
+
+def fraction_equal(a, b, *, name="y"):
+    """The fraction of the rows where the 1-D dask array ``a`` equals ``b``
+    (a dask or NumPy array of the same length), computed on the cluster."""
+    _, da, _ = _require()
+    if any(np.isnan(c) for c in a.chunks[0]):
+        a = a.compute_chunk_sizes()
+    if isinstance(b, da.Array):
+        b = _check_dask_labels(b, a.shape[0], name).rechunk(a.chunks)
+    else:
+        b = np.asarray(b).reshape(-1)
+        if b.shape[0] != a.shape[0]:
+            raise ParameterError(
+                f"{name} must have one label per row of X ({a.shape[0]}); got {b.shape[0]}")
+        b = da.from_array(b, chunks=a.chunks)
+    return float((a == b).mean().compute())
 
 
 # ---------------------------------------------------------------------------
@@ -844,7 +945,8 @@ def stacked_cost_grad(client, theta, X, y, layer_sizes, n_classes, **kw):
 
 __all__ = [
     "connect", "is_dask_collection", "windows_from_files", "file_seeds", "normalize_sigmoid",
-    "persist_rows", "check_dask_array", "encode_labels", "DistributedObjective",
+    "persist_rows", "concatenate_rows", "check_dask_array", "encode_labels",
+    "encode_known_labels", "map_rows", "fraction_equal", "DistributedObjective",
     "sae_objective", "sae_cost_grad", "softmax_objective", "softmax_cost_grad",
     "stacked_objective", "stacked_cost_grad", "INSTALL_HINT",
 ]

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from . import backends
+from . import backends, distributed
 from ._threads import numba_threads
 from ._validation import check_array, check_bool, check_dtype, check_int, check_scalar
 from .autoencoder import check_n_jobs
@@ -43,6 +43,26 @@ def encode_labels(y, n_samples: int, name: str = "y"):
         raise ParameterError(
             f"{name} must contain at least 2 classes; got only {classes.tolist()!r}")
     return classes, codes.reshape(-1).astype(np.intp)
+
+
+def encode_labels_for(X, y, name: str = "y"):
+    """:func:`encode_labels` of the labels of the rows of ``X``.
+
+    With a dask ``X`` and a dask ``y`` the labels are encoded on the cluster
+    (:func:`fastsae.distributed.encode_labels`: the codes are a dask array);
+    otherwise here (a dask ``y`` with a NumPy ``X`` is computed).
+    """
+    if distributed.is_dask_collection(X) and distributed.is_dask_collection(y):
+        return distributed.encode_labels(y, n_samples=X.shape[0], name=name)
+    return encode_labels(y, X.shape[0], name)
+
+
+def encode_known_labels_for(classes, X, y, name: str = "y"):
+    """:func:`encode_known_labels` of the labels of the rows of ``X`` (on the
+    cluster, lazily, when both are dask arrays; see :func:`encode_labels_for`)."""
+    if distributed.is_dask_collection(X) and distributed.is_dask_collection(y):
+        return distributed.encode_known_labels(classes, y, n_samples=X.shape[0], name=name)
+    return encode_known_labels(classes, y, X.shape[0], name)
 
 
 def encode_known_labels(classes, y, n_samples: int, name: str = "y"):
@@ -120,6 +140,18 @@ class SoftmaxRegression(BaseEstimator):
     converged_, interrupted_ : bool
     fit_time_ : float
 
+    Notes
+    -----
+    ``fit`` accepts a dask array ``X`` (rows split into chunks) and trains on
+    a Dask cluster, the chunks staying on the workers (see
+    :mod:`fastsae.distributed`): the client is the default one
+    (:func:`fastsae.distributed.connect` makes it), every L-BFGS evaluation
+    is :func:`fastsae.distributed.softmax_objective` — the same objective,
+    summed over the chunks. ``decision_function``, ``predict_proba``,
+    ``predict_log_proba`` and ``predict`` of a dask array return a dask array
+    (each chunk computed on the workers with the single-machine method);
+    ``score`` and ``cost`` of a dask array are computed on the cluster.
+
     Examples
     --------
     >>> import numpy as np, fastsae
@@ -128,6 +160,15 @@ class SoftmaxRegression(BaseEstimator):
     >>> y = np.repeat(["low", "high"], 50)
     >>> clf = fastsae.SoftmaxRegression(max_iter=100).fit(X, y)
     >>> clf.predict([[-3.0, -3.0], [3.0, 3.0]]).tolist()
+    ['low', 'high']
+
+    The same on a Dask cluster:
+
+    >>> import dask.array as da                                          # doctest: +SKIP
+    >>> client = fastsae.distributed.connect("tcp://scheduler:8786")    # doctest: +SKIP
+    >>> Xd = da.from_array(X, chunks=(25, 2))                           # doctest: +SKIP
+    >>> clf = fastsae.SoftmaxRegression(max_iter=100).fit(Xd, y)        # doctest: +SKIP
+    >>> clf.predict(Xd).compute()[[0, -1]].tolist()                     # doctest: +SKIP
     ['low', 'high']
     """
 
@@ -150,6 +191,14 @@ class SoftmaxRegression(BaseEstimator):
         check_bool(self.verbose, "verbose")
 
     def _check_X(self, X, *, fitting=False):
+        if distributed.is_dask_collection(X):     # shards stay on the workers
+            if not fitting:
+                self._check_fitted("coef_")
+            X, _, _ = distributed.check_dask_array(X, "X", dtype=check_dtype(self.dtype))
+            if not fitting and X.shape[1] != self.n_features_in_:
+                raise ParameterError(
+                    f"X must have {self.n_features_in_} features (as in fit); got shape {X.shape}")
+            return X
         X = check_array(X, "X", dtype=check_dtype(self.dtype))
         if not fitting:
             self._check_fitted("coef_")
@@ -159,6 +208,10 @@ class SoftmaxRegression(BaseEstimator):
         return X
 
     def _objective(self, X, codes):
+        if distributed.is_dask_collection(X):
+            return distributed.softmax_objective(
+                None, X, codes, self.classes_.size, weight_decay=self.weight_decay,
+                backend=self.backend, n_jobs=self.n_jobs)
         cost_grad = backends.get_function(self.backend, "softmax_cost_grad")
         K, lam = self.classes_.size, self.weight_decay
         X = backends.to_device(self.backend, X)
@@ -169,9 +222,12 @@ class SoftmaxRegression(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like [shape=(n_samples, n_features)]
-        y : array-like [shape=(n_samples,)]
+        X : array-like or dask array [shape=(n_samples, n_features)]
+            A dask array is checked and persisted on the cluster, and
+            training runs there (see the class notes).
+        y : array-like or dask array [shape=(n_samples,)]
             Any labels (integers, strings, ...); at least two distinct values.
+            A dask ``y`` (with a dask ``X``) is encoded on the cluster.
         callback : callable ``(iteration, theta, cost)``, optional
             Called after every L-BFGS iteration (raise ``StopIteration`` to stop).
 
@@ -188,7 +244,7 @@ class SoftmaxRegression(BaseEstimator):
 
         self._validate_params()
         X = self._check_X(X, fitting=True)
-        classes, codes = encode_labels(y, X.shape[0])
+        classes, codes = encode_labels_for(X, y)
         self.classes_ = classes
         K, n = classes.size, X.shape[1]
         rng = check_random_state(self.random_state)
@@ -222,8 +278,23 @@ class SoftmaxRegression(BaseEstimator):
         return np.concatenate([self.coef_.ravel(), self.intercept_])
 
     # -- using it -----------------------------------------------------------
+    def _map_rows(self, method, X, labels=False):
+        """A dask ``X``: ``method`` on each chunk, on the workers, as a dask array
+        (one score per class, or with ``labels`` one label per row)."""
+        self._check_fitted("coef_")
+        if labels:
+            return distributed.map_rows(method, X, n_features=self.n_features_in_,
+                                        dtype=self.classes_.dtype)
+        return distributed.map_rows(method, X, self.classes_.size,
+                                    n_features=self.n_features_in_, dtype=check_dtype(self.dtype))
+
     def decision_function(self, X):
-        """Logits ``X Wᵀ + b`` [shape=(n_samples, n_classes)], in ``dtype``."""
+        """Logits ``X Wᵀ + b`` [shape=(n_samples, n_classes)], in ``dtype``.
+
+        A dask ``X`` gives a dask array, chunk by chunk (so do the methods below).
+        """
+        if distributed.is_dask_collection(X):
+            return self._map_rows(self.decision_function, X)
         X = self._check_X(X)
         dt = X.dtype
         return X @ self.coef_.T.astype(dt) + self.intercept_.astype(dt)
@@ -233,23 +304,34 @@ class SoftmaxRegression(BaseEstimator):
 
         Column ``k`` is the probability of ``classes_[k]``.
         """
+        if distributed.is_dask_collection(X):
+            return self._map_rows(self.predict_proba, X)
         X = self._check_X(X)
         return _proba_function(self.backend)(self.coef_, self.intercept_, X)
 
     def predict_log_proba(self, X):
         """Log-probabilities, computed stably from the logits."""
+        if distributed.is_dask_collection(X):
+            return self._map_rows(self.predict_log_proba, X)
         Z = self.decision_function(X)
         Z = Z - Z.max(axis=1, keepdims=True)
         return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
 
     def predict(self, X):
         """The most probable class of each row, as labels from ``classes_``."""
+        if distributed.is_dask_collection(X):
+            return self._map_rows(self.predict, X, labels=True)
         best = np.argmax(self.decision_function(X), axis=1)
         return self.classes_[best]
 
     def score(self, X, y):
-        """Accuracy: the fraction of rows whose predicted label equals ``y``."""
+        """Accuracy: the fraction of rows whose predicted label equals ``y``.
+
+        With a dask ``X`` (``y`` a dask or NumPy array) it is computed on the cluster.
+        """
         pred = self.predict(X)
+        if distributed.is_dask_collection(pred):
+            return distributed.fraction_equal(pred, y)
         y = np.asarray(y).reshape(-1)
         if y.shape[0] != pred.shape[0]:
             raise ParameterError(
@@ -257,7 +339,8 @@ class SoftmaxRegression(BaseEstimator):
         return float(np.mean(pred == y))
 
     def cost(self, X, y):
-        """The training objective at the current weights on ``X``, ``y``."""
+        """The training objective at the current weights on ``X``, ``y``
+        (on the cluster for a dask ``X``)."""
         X = self._check_X(X)
-        codes = encode_known_labels(self.classes_, y, X.shape[0])
+        codes = encode_known_labels_for(self.classes_, X, y)
         return float(self._objective(X, codes)(self._theta())[0])

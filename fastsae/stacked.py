@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from scipy.special import expit
 
-from . import backends
+from . import backends, distributed
 from ._threads import numba_threads
 from ._validation import (DECODERS, check_array, check_bool, check_choice, check_dtype,
                           check_int, check_random_state, check_scalar)
@@ -20,7 +20,8 @@ from .optim import lbfgs
 from .params import stack_to_params, unpack
 from ._validation import check_softmax_args
 from .params import stacked_layout
-from .softmax import SoftmaxRegression, _proba_function, encode_known_labels, encode_labels
+from .softmax import (SoftmaxRegression, _proba_function, encode_known_labels_for,
+                      encode_labels_for)
 
 
 def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
@@ -47,6 +48,11 @@ def _check_hidden_sizes(hidden_sizes):
             "hidden_sizes must be a non-empty sequence of positive integers, e.g. (200, 200); "
             f"got {hidden_sizes!r}")
     return tuple(check_int(h, f"hidden_sizes[{i}]", low=1) for i, h in enumerate(hidden_sizes))
+
+
+def _encode(X, W, b):
+    """One sigmoid layer ``σ(X Wᵀ + b)``, in ``X.dtype`` (also run on the workers, per chunk)."""
+    return expit(X @ W.T.astype(X.dtype) + b.astype(X.dtype))
 
 
 def _say(verbose, message):
@@ -121,6 +127,24 @@ class StackedAutoencoder(BaseEstimator):
     fit_time_ : float
         Seconds for the whole ``fit``.
 
+    Notes
+    -----
+    ``fit`` accepts a dask array ``X`` (and ``y``, ``X_unlabeled``) and trains
+    on a Dask cluster, the data staying on the workers (see
+    :mod:`fastsae.distributed`; the client is the default one): each
+    autoencoder is a :class:`~fastsae.SparseAutoencoder` fitted on the dask
+    array of the previous layer's activations (computed chunk by chunk on the
+    workers and persisted there), the softmax a
+    :class:`~fastsae.SoftmaxRegression` fitted on the dask array of the top
+    activations, and fine-tuning evaluates
+    :func:`fastsae.distributed.stacked_objective`: the same objectives as on
+    one machine, summed over the chunks. With a NumPy ``X`` and a dask
+    ``X_unlabeled`` the pretraining runs on the cluster (``X`` is scattered
+    there), the softmax too, and the fine-tuning here. ``transform``,
+    ``decision_function``, ``predict_proba`` and ``predict`` of a dask array
+    return a dask array (chunk by chunk, on the workers); ``score`` and
+    ``cost`` of a dask array are computed on the cluster.
+
     Examples
     --------
     >>> import numpy as np, fastsae
@@ -132,6 +156,17 @@ class StackedAutoencoder(BaseEstimator):
     ...                                  softmax_iter=50, finetune_iter=50,
     ...                                  random_state=0).fit(X, y)
     >>> net.score(X, y) > 0.9
+    True
+
+    The same on a Dask cluster (chunks of whole rows):
+
+    >>> import dask.array as da                                          # doctest: +SKIP
+    >>> client = fastsae.distributed.connect("tcp://scheduler:8786")    # doctest: +SKIP
+    >>> Xd, yd = da.from_array(X, chunks=(100, 20)), da.from_array(y, chunks=100)  # doctest: +SKIP
+    >>> net = fastsae.StackedAutoencoder((8, 6), weight_decay=1e-4, pretrain_iter=50,
+    ...                                  softmax_iter=50, finetune_iter=50,
+    ...                                  random_state=0).fit(Xd, yd)   # doctest: +SKIP
+    >>> net.score(Xd, yd) > 0.9                                         # doctest: +SKIP
     True
     """
 
@@ -174,16 +209,28 @@ class StackedAutoencoder(BaseEstimator):
         return sizes
 
     def _check_X(self, X, name="X", *, n_features=None):
-        """X as an array of ``dtype``; with ``n_features``, of that many columns."""
-        X = check_array(X, name, dtype=check_dtype(self.dtype))
+        """X as an array of ``dtype``; with ``n_features``, of that many columns.
+
+        A dask array is checked on the cluster and persisted there.
+        """
+        return self._check_data(X, name, n_features=n_features)[0]
+
+    def _check_data(self, X, name, *, n_features=None):
+        """``(X, value_range)``: :meth:`_check_X`, and for a dask array its
+        ``(min, max)``, found in the same pass (None for a NumPy array)."""
+        if distributed.is_dask_collection(X):      # shards stay on the workers
+            X, lo, hi = distributed.check_dask_array(X, name, dtype=check_dtype(self.dtype))
+            value_range = (lo, hi)
+        else:
+            X, value_range = check_array(X, name, dtype=check_dtype(self.dtype)), None
         if n_features is not None and X.shape[1] != n_features:
             raise ParameterError(
                 f"{name} must have {n_features} features (as X in fit); got shape {X.shape}")
-        return X
+        return X, value_range
 
-    def _check_range(self, X, name):
+    def _check_range(self, X, name, value_range=None):
         if self.decoder == "sigmoid":
-            lo, hi = float(X.min()), float(X.max())
+            lo, hi = value_range or (float(X.min()), float(X.max()))
             if lo < 0.0 or hi > 1.0:
                 raise ParameterError(
                     f"{name} must lie in [0, 1] for decoder='sigmoid' (the first autoencoder's "
@@ -196,18 +243,23 @@ class StackedAutoencoder(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like [shape=(n_samples, n_features)]
+        X : array-like or dask array [shape=(n_samples, n_features)]
             Labelled examples (values in [0, 1] unless ``decoder="linear"``).
-        y : array-like [shape=(n_samples,)]
+            A dask array is checked and persisted on the cluster, and
+            training runs there (see the class notes).
+        y : array-like or dask array [shape=(n_samples,)]
             Any labels (integers, strings, ...); at least two distinct values.
-        X_unlabeled : array-like [shape=(n_unlabeled, n_features)], optional
+            A dask ``y`` (with a dask ``X``) is encoded on the cluster.
+        X_unlabeled : array-like or dask array [shape=(n_unlabeled, n_features)], optional
             More examples for the unsupervised pretraining. The autoencoders
             are trained on ``X`` and ``X_unlabeled`` together (labelled
             examples are valid unlabelled ones too); the softmax and the
-            fine-tuning use only ``X`` and ``y``.
+            fine-tuning use only ``X`` and ``y``. If either is a dask array
+            the pretraining runs on the cluster.
         validation : tuple (X_val, y_val), optional
-            Held-out data for ``pretrain_score_`` and ``finetune_score_``;
-            without it both are measured on the training data.
+            Held-out data for ``pretrain_score_`` and ``finetune_score_``
+            (NumPy arrays, evaluated here); without it both are measured on
+            the training data (on the cluster for a dask ``X``).
         callback : callable ``(iteration, theta, cost)``, optional
             Called after every fine-tuning iteration (raise ``StopIteration``
             to stop).
@@ -226,14 +278,18 @@ class StackedAutoencoder(BaseEstimator):
         sizes = self._validate_params()
         # fail now, not after pretraining, if the backend cannot fine-tune
         backends.get_function(self.backend, "stacked_cost_grad")
-        X = self._check_X(X, "X")
+        on_cluster = distributed.is_dask_collection(X) \
+            or distributed.is_dask_collection(X_unlabeled)
+        if on_cluster:      # nor if it has no distributed autoencoder
+            distributed._stats_function(self.backend)
+        X, x_range = self._check_data(X, "X")
         n_features = X.shape[1]
-        classes, codes = encode_labels(y, X.shape[0])
-        self._check_range(X, "X")
+        classes, codes = encode_labels_for(X, y)
+        self._check_range(X, "X", x_range)
         if X_unlabeled is not None:
-            Xu = self._check_X(X_unlabeled, "X_unlabeled", n_features=n_features)
-            self._check_range(Xu, "X_unlabeled")
-            H = np.concatenate([X, Xu])
+            Xu, xu_range = self._check_data(X_unlabeled, "X_unlabeled", n_features=n_features)
+            self._check_range(Xu, "X_unlabeled", xu_range)
+            H = distributed.concatenate_rows([X, Xu]) if on_cluster else np.concatenate([X, Xu])
         else:
             H = X
         val = None
@@ -268,7 +324,11 @@ class StackedAutoencoder(BaseEstimator):
                                     random_state=int(rng.integers(2**31 - 1)), **common)
             sae.fit(H)
             interrupted |= sae.interrupted_
-            H = sae.transform(H)
+            if distributed.is_dask_collection(H):   # computed and kept on the workers
+                H = distributed.persist_rows(distributed.map_rows(
+                    _encode, H, h, dtype=H.dtype, args=(sae.W1_, sae.b1_)))
+            else:
+                H = sae.transform(H)
             autoencoders.append(sae)
             n_in = h
         # 2. softmax on the labelled examples' top features (X comes first in H)
@@ -285,7 +345,7 @@ class StackedAutoencoder(BaseEstimator):
         self.n_features_in_ = n_features
         self.autoencoders_ = autoencoders
         self.softmax_ = softmax
-        self.n_pretrain_samples_ = H.shape[0]
+        self.n_pretrain_samples_ = int(H.shape[0])
         layer_sizes = (n_features,) + sizes
         theta0 = np.concatenate([softmax.coef_.ravel(), softmax.intercept_,
                                  stack_to_params([(s.W1_, s.b1_) for s in autoencoders])[0]])
@@ -320,6 +380,12 @@ class StackedAutoencoder(BaseEstimator):
         return self
 
     def _objective(self, X, codes, layer_sizes):
+        if distributed.is_dask_collection(X):
+            return distributed.stacked_objective(
+                None, X, codes, layer_sizes, self.classes_.size,
+                weight_decay=self.softmax_weight_decay,
+                stack_weight_decay=self.stack_weight_decay, backend=self.backend,
+                n_jobs=self.n_jobs)
         cost_grad = backends.get_function(self.backend, "stacked_cost_grad")
         K = self.classes_.size
         kw = dict(weight_decay=self.softmax_weight_decay,
@@ -343,9 +409,15 @@ class StackedAutoencoder(BaseEstimator):
                        for i in range(2, len(views), 2)]
 
     def _accuracy(self, X, codes, val):
-        if val is None:
-            return float(np.mean(np.argmax(self._logits(self._features(X)), axis=1) == codes))
-        return self.score(*val)
+        if val is not None:
+            return self.score(*val)
+        if distributed.is_dask_collection(X):
+            pred = distributed.map_rows(self._predict_codes, X, dtype=np.intp)
+            return distributed.fraction_equal(pred, codes)
+        return float(np.mean(self._predict_codes(X) == codes))
+
+    def _predict_codes(self, X):
+        return np.argmax(self._logits(self._features(X)), axis=1)
 
     # -- using it -----------------------------------------------------------
     def _features(self, X):
@@ -357,27 +429,55 @@ class StackedAutoencoder(BaseEstimator):
     def _logits(self, H):
         return H @ self.coef_.T.astype(H.dtype) + self.intercept_.astype(H.dtype)
 
+    def _map_rows(self, method, X, output="scores"):
+        """A dask ``X``: ``method`` on each chunk, on the workers, as a dask array of
+        one score per class (``output="scores"``), the top-layer ``"features"``, or
+        one label per row (``"labels"``)."""
+        self._check_fitted("stack_")
+        if output == "labels":
+            return distributed.map_rows(method, X, n_features=self.n_features_in_,
+                                        dtype=self.classes_.dtype)
+        n_columns = self.classes_.size if output == "scores" else self.stack_[-1][0].shape[0]
+        return distributed.map_rows(method, X, n_columns, n_features=self.n_features_in_,
+                                    dtype=check_dtype(self.dtype))
+
     def transform(self, X):
-        """Top-layer activations of the fine-tuned network [shape=(n_samples, h_L)], in dtype."""
+        """Top-layer activations of the fine-tuned network [shape=(n_samples, h_L)], in dtype.
+
+        A dask ``X`` gives a dask array, chunk by chunk (so do the methods below).
+        """
+        if distributed.is_dask_collection(X):
+            return self._map_rows(self.transform, X, "features")
         self._check_fitted("stack_")
         return self._features(self._check_X(X, n_features=self.n_features_in_))
 
     def decision_function(self, X):
         """Softmax logits [shape=(n_samples, n_classes)]."""
+        if distributed.is_dask_collection(X):
+            return self._map_rows(self.decision_function, X)
         return self._logits(self.transform(X))
 
     def predict_proba(self, X):
         """Class probabilities [shape=(n_samples, n_classes)]; rows sum to 1."""
+        if distributed.is_dask_collection(X):
+            return self._map_rows(self.predict_proba, X)
         return _proba_function(self.backend)(self.coef_, self.intercept_, self.transform(X))
 
     def predict(self, X):
         """The most probable class of each row, as labels from ``classes_``."""
+        if distributed.is_dask_collection(X):
+            return self._map_rows(self.predict, X, "labels")
         best = np.argmax(self.decision_function(X), axis=1)
         return self.classes_[best]
 
     def score(self, X, y):
-        """Accuracy: the fraction of rows whose predicted label equals ``y``."""
+        """Accuracy: the fraction of rows whose predicted label equals ``y``.
+
+        With a dask ``X`` (``y`` a dask or NumPy array) it is computed on the cluster.
+        """
         pred = self.predict(X)
+        if distributed.is_dask_collection(pred):
+            return distributed.fraction_equal(pred, y)
         y = np.asarray(y).reshape(-1)
         if y.shape[0] != pred.shape[0]:
             raise ParameterError(
@@ -385,8 +485,9 @@ class StackedAutoencoder(BaseEstimator):
         return float(np.mean(pred == y))
 
     def cost(self, X, y):
-        """The fine-tuning objective at the current weights on ``X``, ``y``."""
+        """The fine-tuning objective at the current weights on ``X``, ``y``
+        (on the cluster for a dask ``X``)."""
         self._check_fitted("stack_")
         X = self._check_X(X, n_features=self.n_features_in_)
-        codes = encode_known_labels(self.classes_, y, X.shape[0])
+        codes = encode_known_labels_for(self.classes_, X, y)
         return float(self._objective(X, codes, self._layer_sizes())(self._theta())[0])

@@ -287,6 +287,138 @@ def test_fit_on_dask_array_ends_where_single_machine_fit_ends(client):
         fastsae.SparseAutoencoder(**kw).fit(_dask(X * 2, 150))
 
 
+def _blobs(m, n, K, rng, P):
+    """``m`` rows in [0, 1] around ``K`` prototypes ``P`` [shape=(K, n)]; and their class."""
+    k = rng.integers(0, K, m)
+    return np.clip(0.5 + 0.3 * P[k] + 0.05 * rng.standard_normal((m, n)), 0, 1), k
+
+
+def test_softmax_fit_on_dask_array_ends_where_single_machine_fit_ends(client):
+    import dask.array as da
+
+    rng = np.random.default_rng(1)
+    m, n, K = 400, 10, 3
+    k = rng.integers(0, K, m)
+    X = rng.standard_normal((m, n)) + rng.standard_normal((K, n))[k]
+    y = np.array(["eel", "cat", "dog"])[k]            # any labels, mapped to codes as here
+    kw = dict(weight_decay=1e-4, max_iter=50, random_state=0, n_jobs=1)
+    local = fastsae.SoftmaxRegression(**kw).fit(X, y)
+    Xd = _dask(X, 100)
+    for yd in (da.from_array(y, chunks=130), y):    # labels on the cluster, or here
+        dist = fastsae.SoftmaxRegression(**kw).fit(Xd, yd)
+        assert dist.classes_.tolist() == local.classes_.tolist() == ["cat", "dog", "eel"]
+        assert dist.n_iter_ == local.n_iter_ >= 20 and dist.converged_ == local.converged_
+        # convex and well conditioned: the ~1e-16 differences of the sums stay ~1e-15
+        np.testing.assert_allclose(dist.coef_, local.coef_, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(dist.intercept_, local.intercept_, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(dist.loss_curve_, local.loss_curve_, rtol=1e-12)
+    # a dask X in, a dask array out, chunk by chunk with the single-machine method
+    pred = dist.predict(Xd)
+    assert isinstance(pred, da.Array) and pred.chunks == ((100,) * 4,)
+    np.testing.assert_array_equal(pred.compute(), dist.predict(X))
+    np.testing.assert_array_equal(pred.compute(), local.predict(X))
+    proba = dist.predict_proba(Xd)
+    assert isinstance(proba, da.Array) and proba.shape == (m, K)
+    np.testing.assert_array_equal(proba.compute(), dist.predict_proba(X))
+    np.testing.assert_array_equal(dist.predict_log_proba(Xd).compute(), dist.predict_log_proba(X))
+    np.testing.assert_array_equal(dist.decision_function(Xd).compute(), dist.decision_function(X))
+    assert dist.score(Xd, y) == dist.score(Xd, da.from_array(y, chunks=77)) == dist.score(X, y)
+    assert dist.cost(Xd, da.from_array(y, chunks=77)) == pytest.approx(dist.cost(X, y), rel=1e-12)
+    with pytest.raises(ParameterError, match="X must have 10 features"):
+        dist.predict(_dask(X[:, :4], 100))
+
+
+def test_stacked_fit_on_dask_array_ends_where_single_machine_fit_ends(client):
+    import dask.array as da
+
+    rng = np.random.default_rng(0)
+    P = rng.uniform(-1, 1, (3, 20))
+    X, k = _blobs(300, 20, 3, rng, P)
+    Xu, _ = _blobs(150, 20, 3, rng, P)
+    y = np.array(["a", "b", "c"])[k]
+    # features learned (pretraining accuracy > 0.95) and the softmax and fine-tuning decayed
+    # enough that the 1e-16 differences of the sums, carried through the four L-BFGS runs
+    # in a row, stay ~1e-10 (as for the autoencoder alone, weaker decay makes them grow)
+    kw = dict(hidden_sizes=(8, 6), sparsity=0.2, weight_decay=1e-4, softmax_weight_decay=1e-2,
+              stack_weight_decay=1e-2, pretrain_iter=20, softmax_iter=20, finetune_iter=20,
+              random_state=0, n_jobs=1)
+    tol = dict(rtol=1e-8, atol=1e-10)
+    local = fastsae.StackedAutoencoder(**kw).fit(X, y, X_unlabeled=Xu)
+    Xd = _dask(X, 100)
+    dist = fastsae.StackedAutoencoder(**kw).fit(Xd, da.from_array(y, chunks=120),
+                                                X_unlabeled=_dask(Xu, 80))
+    assert local.pretrain_score_ > 0.95 and local.finetune_score_ == 1.0
+    assert dist.classes_.tolist() == ["a", "b", "c"] and dist.n_pretrain_samples_ == 450
+    for a, b in zip(dist.autoencoders_, local.autoencoders_):          # 1. pretraining
+        assert a.n_iter_ == b.n_iter_
+        np.testing.assert_allclose(a.W1_, b.W1_, **tol)
+        np.testing.assert_allclose(a.b1_, b.b1_, **tol)
+    assert dist.softmax_.n_iter_ == local.softmax_.n_iter_                # 2. softmax
+    np.testing.assert_allclose(dist.softmax_.coef_, local.softmax_.coef_, **tol)
+    assert dist.n_iter_ == local.n_iter_ == 20                            # 3. fine-tuning
+    for (W, b), (W0, b0) in zip(dist.stack_, local.stack_):
+        np.testing.assert_allclose(W, W0, **tol)
+        np.testing.assert_allclose(b, b0, **tol)
+    np.testing.assert_allclose(dist.coef_, local.coef_, **tol)
+    np.testing.assert_allclose(dist.intercept_, local.intercept_, **tol)
+    assert dist.pretrain_cost_ == pytest.approx(local.pretrain_cost_, rel=1e-10)
+    assert dist.finetune_cost_ == pytest.approx(local.finetune_cost_, rel=1e-10)
+    assert (dist.pretrain_score_, dist.finetune_score_) == (local.pretrain_score_,
+                                                           local.finetune_score_)
+    pred = dist.predict(Xd)
+    assert isinstance(pred, da.Array)
+    np.testing.assert_array_equal(pred.compute(), local.predict(X))
+    np.testing.assert_array_equal(dist.transform(Xd).compute(), dist.transform(X))
+    np.testing.assert_array_equal(dist.predict_proba(Xd).compute(), dist.predict_proba(X))
+    assert dist.score(Xd, y) == 1.0
+    assert dist.cost(Xd, y) == pytest.approx(dist.cost(X, y), rel=1e-12)
+
+    # labelled data here, the many unlabelled rows on the cluster; a local validation set
+    val = (X[:60], y[:60])
+    local = fastsae.StackedAutoencoder(**kw).fit(X, y, X_unlabeled=Xu, validation=val)
+    mixed = fastsae.StackedAutoencoder(**kw).fit(X, y, X_unlabeled=_dask(Xu, 80), validation=val)
+    np.testing.assert_allclose(mixed._theta(), local._theta(), **tol)
+    assert (mixed.pretrain_score_, mixed.finetune_score_) == (local.pretrain_score_,
+                                                             local.finetune_score_)
+
+
+def test_estimators_report_bad_dask_input(client):
+    import dask.array as da
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.1, 0.9, (60, 5))
+    y = np.repeat([0, 1, 2], 20)
+    net = fastsae.StackedAutoencoder((3,), pretrain_iter=2, softmax_iter=2, finetune_iter=2)
+    for est in (fastsae.SoftmaxRegression(max_iter=2), net):
+        with pytest.raises(ParameterError, match=r"y must have one label per row of X \(60\)"):
+            est.fit(_dask(X, 25), y[:59])
+        with pytest.raises(ParameterError, match=r"y must have one label per row of X \(60\)"):
+            est.fit(_dask(X, 25), da.from_array(y[:59], chunks=20))
+        with pytest.raises(ParameterError, match="y must contain at least 2 classes"):
+            est.fit(_dask(X, 25), da.from_array(np.zeros(60), chunks=20))
+        with pytest.raises(ParameterError, match="y contains NaN"):
+            est.fit(_dask(X, 25), da.from_array(np.r_[y[:-1], np.nan], chunks=20))
+        Xn = X.copy()
+        Xn[7, 3] = np.nan
+        with pytest.raises(ParameterError, match=r"X contains 1 NaN"):
+            est.fit(_dask(Xn, 25), y)
+    with pytest.raises(ParameterError, match=r"X must lie in \[0, 1\]"):
+        net.fit(_dask(X * 2, 25), y)
+    with pytest.raises(ParameterError, match=r"X_unlabeled must have 5 features"):
+        net.fit(_dask(X, 25), y, X_unlabeled=_dask(X[:, :4], 25))
+    with pytest.raises(ParameterError, match=r"X_unlabeled must lie in \[0, 1\]"):
+        net.fit(X, y, X_unlabeled=_dask(X - 0.5, 25))
+    with pytest.raises(fastsae.NotFittedError):
+        fastsae.SoftmaxRegression().predict(_dask(X, 25))
+    with pytest.raises(fastsae.NotFittedError):
+        net.transform(_dask(X, 25))
+    clf = fastsae.SoftmaxRegression(max_iter=5).fit(_dask(X, 25), y)
+    with pytest.raises(ParameterError, match=r"y contains labels not seen in fit: \[7\]"):
+        clf.cost(_dask(X, 25), da.from_array(np.r_[y[:-1], 7], chunks=20))
+    with pytest.raises(ParameterError, match=r"y must have one label per row of X \(60\)"):
+        clf.score(_dask(X, 25), y[:50])
+
+
 def test_fit_is_bitwise_the_same_arithmetic_as_here(client):
     """On an ill-conditioned problem 50 L-BFGS iterations turn 1e-16 differences into
     1e-7 (two single-machine fits with 1 and 2 Numba threads differ as much); what the
