@@ -53,6 +53,7 @@ from ._reference_distributed import sae_combine_stats, sae_stats_layout
 from ._validation import (DECODERS, LOSSES, check_bool, check_choice, check_dtype, check_int,
                           check_random_state, check_scalar)
 from .exceptions import BackendUnavailableError, ParameterError
+from .kernels._math import sumsq
 from .params import layout_size, sae_layout, softmax_layout, stacked_layout
 
 #: What to install for this module.
@@ -625,7 +626,7 @@ def _softmax_finish(total, theta, n_classes, n_features, weight_decay, dtype):
     grad = total[2:] / m
     grad[:nW] += weight_decay * theta[:nW]
     W = theta[:nW].astype(dtype).astype(np.float64)
-    return float(total[1] / m + 0.5 * weight_decay * np.vdot(W, W)), grad
+    return float(total[1] / m + 0.5 * weight_decay * sumsq(W)), grad
 
 
 def _stacked_finish(total, theta, layer_sizes, n_classes, weight_decay, stack_weight_decay,
@@ -642,7 +643,7 @@ def _stacked_finish(total, theta, layer_sizes, n_classes, weight_decay, stack_we
         decay = weight_decay if i == 0 else stack_weight_decay if i % 2 == 0 else 0.0
         if decay:
             grad[pos:pos + n] += decay * theta[pos:pos + n]
-            cost += 0.5 * decay * np.vdot(w[pos:pos + n], w[pos:pos + n])
+            cost += 0.5 * decay * sumsq(w[pos:pos + n])
         pos += n
     return float(cost), grad
 

@@ -11,6 +11,7 @@ from numba import njit
 from scipy.optimize import minimize
 
 from ._threads import scipy_blas_single_thread
+from .kernels._math import dot
 from ._validation import check_choice, check_int, check_random_state, check_scalar
 from .exceptions import ConvergenceWarning, NumericalError, ParameterError
 
@@ -186,13 +187,13 @@ def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
     return result
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _two_loop(g, S, Y, rho, newest, count, gamma, d):
     """d = -H g by the L-BFGS two-loop recursion over the ``count`` stored pairs.
 
     Pairs live in rows of S, Y as a ring ending at row ``newest``; ``gamma``
-    scales the initial Hessian. Dot products go to BLAS (np.dot); the updates
-    are plain vectorised loops.
+    scales the initial Hessian. Plain loops (no BLAS call: a BLAS dot product
+    would wake a thread pool that then competes with the objective's).
     """
     m = S.shape[0]
     n = g.shape[0]
@@ -201,7 +202,11 @@ def _two_loop(g, S, Y, rho, newest, count, gamma, d):
     alpha = np.empty(count)
     for k in range(count):
         i = (newest - k) % m
-        a = rho[i] * np.dot(S[i], d)
+        si = S[i]
+        a = 0.0
+        for j in range(n):
+            a += si[j] * d[j]
+        a *= rho[i]
         alpha[k] = a
         yi = Y[i]
         for j in range(n):
@@ -210,8 +215,11 @@ def _two_loop(g, S, Y, rho, newest, count, gamma, d):
         d[j] *= gamma
     for k in range(count - 1, -1, -1):
         i = (newest - k) % m
-        b = rho[i] * np.dot(Y[i], d)
-        c = alpha[k] - b
+        yi = Y[i]
+        b = 0.0
+        for j in range(n):
+            b += yi[j] * d[j]
+        c = alpha[k] - rho[i] * b
         si = S[i]
         for j in range(n):
             d[j] += c * si[j]
@@ -304,17 +312,17 @@ def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on
         except NumericalError:
             return np.inf, np.inf, None            # shorten the step
         state["finite_trials"] += 1
-        return ft, float(np.dot(gt, d)), (x_trial.copy(), gt)
+        return ft, dot(gt, d), (x_trial.copy(), gt)
 
     for it in range(max_iter):
         if count:
             _two_loop(g, S, Y, rho, newest, count, gamma, d)
         else:
             np.negative(g, out=d)
-        gtd = float(np.dot(g, d))
+        gtd = dot(g, d)
         if not gtd < 0:                            # not a descent direction: restart
             np.negative(g, out=d)
-            gtd = float(np.dot(g, d))
+            gtd = dot(g, d)
             count = 0
         if gtd > -tol:
             return "directional derivative below the tolerance", True
@@ -333,14 +341,14 @@ def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on
         x_new, g_new = payload
         s = x_new - x
         y = g_new - g
-        ys = float(np.dot(y, s))
+        ys = dot(y, s)
         if ys > 1e-10:                             # keep the pair only with positive curvature
             newest = (newest + 1) % history
             S[newest] = s
             Y[newest] = y
             rho[newest] = 1.0 / ys
             count = min(count + 1, history)
-            gamma = ys / float(np.dot(y, y))
+            gamma = ys / dot(y, y)
         f_old, x, f, g = f, x_new, f_new, g_new
         on_iteration(x, f)
         if np.max(np.abs(g)) <= gtol:

@@ -188,3 +188,40 @@ def _ol_softplus(x):
         def impl(x):
             return max(x, x * 0) + log1p_unit(fexp(-abs(x)))
         return impl
+
+
+# -- reductions that stay off NumPy's BLAS -------------------------------------
+# np.dot / np.vdot of long vectors wake the thread pool of NumPy's own OpenBLAS,
+# whose threads then spin for milliseconds after the call and take the cores
+# from the Numba team in the next kernel call (2x slower kernels at 6,000
+# samples of the audio shape). These serial loops cost microseconds.
+
+# reassoc: lets LLVM keep vector accumulators (fine for a plain sum)
+_REDUCE_MATH = set(FASTMATH) | {"reassoc"}
+
+
+@njit(cache=True, nogil=True, fastmath=_REDUCE_MATH, error_model="numpy")
+def _sumsq_flat(a):
+    s = 0.0
+    for i in range(a.shape[0]):
+        v = np.float64(a[i])
+        s += v * v
+    return s
+
+
+@njit(cache=True, nogil=True, fastmath=_REDUCE_MATH, error_model="numpy")
+def _dot_flat(a, b):
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += np.float64(a[i]) * np.float64(b[i])
+    return s
+
+
+def sumsq(a):
+    """``Σ a²`` in float64 (any shape; NumPy's BLAS is not used)."""
+    return float(_sumsq_flat(np.ravel(a)))
+
+
+def dot(a, b):
+    """``Σ a·b`` of two equally long vectors in float64 (NumPy's BLAS is not used)."""
+    return float(_dot_flat(np.ravel(a), np.ravel(b)))

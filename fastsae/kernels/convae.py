@@ -54,7 +54,7 @@ from .._reference_convae import (_kl_sparsity, check_conv_ae_args, check_conv_ne
 from .._threads import scipy_blas_single_thread
 from ._blas import gemm, gemm_address
 from ._parallel import parallel_kernel, threads_for
-from ._math import one, sigmoid
+from ._math import one, sigmoid, sumsq
 
 
 @njit(**JIT_OPTIONS)
@@ -280,7 +280,7 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     gb = gWb[:, CK]
     gc = ws.gc.sum(axis=(0, 2)) / N
     data = 0.5 * ws.cost.sum() / N
-    cost = data + 0.5 * weight_decay * (np.vdot(W_dt, W_dt) + np.vdot(V_dt, V_dt)) + beta * kl
+    cost = data + 0.5 * weight_decay * (sumsq(W_dt) + sumsq(V_dt)) + beta * kl
 
     grad = np.empty(theta.size)
     nW = K * CK
@@ -589,12 +589,12 @@ def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_wei
     w64 = w.astype(np.float64)
     n_soft = n_classes * n_features
     grad[:n_soft] += weight_decay * w64[:n_soft]
-    cost = ws.nll.sum() / N + 0.5 * weight_decay * np.vdot(w64[:n_soft], w64[:n_soft])
+    cost = ws.nll.sum() / N + 0.5 * weight_decay * sumsq(w64[:n_soft])
     if conv_weight_decay:
         for m in meta:
             sl = slice(m[_WOFF], m[_BOFF])
             grad[sl] += conv_weight_decay * w64[sl]
-            cost += 0.5 * conv_weight_decay * np.vdot(w64[sl], w64[sl])
+            cost += 0.5 * conv_weight_decay * sumsq(w64[sl])
     return float(cost), grad
 
 

@@ -31,7 +31,7 @@ from .._threads import scipy_blas_single_thread
 from .._validation import check_sae_options
 from ..params import unpack_sae
 from ._blas import gemm, gemm_address
-from ._math import one, sigmoid, softplus
+from ._math import one, sigmoid, softplus, sumsq
 from ._parallel import parallel_kernel, threads_for
 
 # output-layer variants (decoder, loss)
@@ -234,8 +234,7 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     gW2 = ws.gW2.sum(axis=0, dtype=np.float64) / m + weight_decay * W2
     gb1 = ws.gb1.sum(axis=0) / m
     gb2 = ws.gb2.sum(axis=0) / m
-    W1_64, W2_64 = W1c.astype(np.float64), W2c.astype(np.float64)
-    cost = data + 0.5 * weight_decay * (np.vdot(W1_64, W1_64) + np.vdot(W2_64, W2_64)) \
+    cost = data + 0.5 * weight_decay * (sumsq(W1c) + sumsq(W2c)) \
         + beta * kl
     grad = np.empty(theta.size)
     if tied:

@@ -30,7 +30,7 @@ from .._validation import check_proba_args, check_softmax_args
 from ..params import softmax_layout
 from ._blas import gemm, gemm_address
 from ._parallel import parallel_kernel, threads_for
-from ._math import fexp, one
+from ._math import fexp, one, sumsq
 
 #: Rows per chunk. The pass is bound by reading X from memory; short chunks
 #: keep each one in L1/L2 between the two GEMMs that read it. Measured at
@@ -211,11 +211,10 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     with scipy_blas_single_thread():
         _softmax_pass(n_threads)(gemm_address(dt), X, y, Wc, bc, chunk, ws.Z, ws.V, ws.G, ws.gW, ws.nll)
 
-    W64 = Wc.astype(np.float64)
     grad = np.empty(theta.size)
     grad[:K * n] = (ws.gW.sum(axis=0, dtype=np.float64) / m + weight_decay * W).ravel()
     grad[K * n:] = ws.G.sum(axis=(0, 2)) / m
-    cost = ws.nll.sum() / m + 0.5 * weight_decay * np.vdot(W64, W64)
+    cost = ws.nll.sum() / m + 0.5 * weight_decay * sumsq(Wc)
     return float(cost), grad
 
 

@@ -32,7 +32,7 @@ from .._threads import scipy_blas_single_thread
 from .._validation import check_softmax_args
 from ._blas import gemm, gemm_address
 from ._parallel import parallel_kernel, threads_for
-from ._math import one, sigmoid
+from ._math import one, sigmoid, sumsq
 from .softmax import softmax_delta_t
 
 #: Bytes per chunk of all of one thread's per-row buffers (input row,
@@ -218,7 +218,7 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
     grad[nWs:nWs + K] = ws.G.sum(axis=(0, 2)) / m
     gb = ws.gb.sum(axis=0) / m
     w64 = w.astype(np.float64)
-    cost = ws.nll.sum() / m + 0.5 * weight_decay * np.vdot(w64[:nWs], w64[:nWs])
+    cost = ws.nll.sum() / m + 0.5 * weight_decay * sumsq(w64[:nWs])
     grad[:nWs] += weight_decay * theta[:nWs]
     for l in range(L):
         h = sizes[l + 1]
@@ -226,5 +226,5 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
         if stack_weight_decay:
             Wl = slice(woff[l], boff[l])
             grad[Wl] += stack_weight_decay * theta[Wl]
-            cost += 0.5 * stack_weight_decay * np.vdot(w64[Wl], w64[Wl])
+            cost += 0.5 * stack_weight_decay * sumsq(w64[Wl])
     return float(cost), grad
