@@ -9,8 +9,20 @@ import time
 import numpy as np
 
 
-def timeit(fn, *, repeat=7, warmup=1, min_time=0.0):
-    """Median and minimum wall time (seconds) of ``fn()`` over ``repeat`` runs after warm-up."""
+#: Seconds to wait before timing an implementation: the thread pools of the one
+#: timed before (OpenBLAS's threads spin for about 0.1 s after their last call,
+#: OpenMP's similarly) go idle first instead of competing for the cores.
+SETTLE_SECONDS = 0.3
+
+
+def timeit(fn, *, repeat=7, warmup=1, min_time=0.0, settle=SETTLE_SECONDS):
+    """Median and minimum wall time (seconds) of ``fn()`` over ``repeat`` runs after warm-up.
+
+    Waits ``settle`` seconds first, so that another implementation's spinning
+    thread pool does not slow this one down.
+    """
+    if settle:
+        time.sleep(settle)
     for _ in range(warmup):
         fn()
     times = []

@@ -23,6 +23,7 @@ from fastsae.kernels import softmax as numba_softmax
 from fastsae.kernels import stacked as numba_stacked
 from fastsae.params import layout_size
 
+from ._util import SETTLE_SECONDS
 from .cases import QUICK_SOFTMAX, QUICK_STACKED, SOFTMAX_CASES, STACKED_CASES  # noqa: F401
 
 WEIGHT_DECAY = 1e-4
@@ -166,6 +167,7 @@ def time_side_by_side(impls, *, rounds=3, per_block=5):
     times = {name: [] for name in impls}
     for _ in range(rounds):
         for name, fn in impls.items():
+            time.sleep(SETTLE_SECONDS)              # the previous block's pools go idle
             fn()                                    # first call of a block: pools wake up
             for _ in range(per_block):
                 t = time.perf_counter()
