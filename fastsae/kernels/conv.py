@@ -118,34 +118,58 @@ def convolve(W, b, images, *, activation="sigmoid"):
     return out.reshape(N, K, oh, ow)
 
 
+@njit(**JIT_OPTIONS)
+def _reduce_columns(acc, cs, ce, mode, scale, out_row):
+    """out_row[c] = mean or max of acc[cs[c]:ce[c]] (mean: sum * scale[c])."""
+    for c in range(cs.shape[0]):
+        a, b = cs[c], ce[c]
+        seg = acc[a:b]
+        n = b - a
+        if mode == MEAN:
+            # two accumulators: half the dependency chain of a region's sum
+            s0 = seg[0] * 0
+            s1 = seg[0] * 0
+            j = 0
+            while j + 1 < n:
+                s0 += seg[j]
+                s1 += seg[j + 1]
+                j += 2
+            if j < n:
+                s0 += seg[j]
+            out_row[c] = (s0 + s1) * scale[c]
+        else:
+            v = seg[0]
+            for j in range(1, n):
+                v = max(v, seg[j])
+            out_row[c] = v
+
+
 @parallel_kernel
-def _pool(planes, rs, re, cs, ce, mode, out):
+def _pool(planes, rs, re, cs, ce, mode, out, n_threads):
     P, H, W = planes.shape
     R = rs.shape[0]
-    C = cs.shape[0]
-    for p in prange(P):
-        plane = planes[p]
-        acc = np.empty(W, planes.dtype)
-        for r in range(R):
-            acc[:] = plane[rs[r]]
-            for i in range(rs[r] + 1, re[r]):
-                row = plane[i]
-                if mode == MEAN:
-                    for j in range(W):
-                        acc[j] += row[j]
-                else:
-                    for j in range(W):
-                        acc[j] = max(acc[j], row[j])
-            for c in range(C):
-                v = acc[cs[c]]
-                if mode == MEAN:
-                    for j in range(cs[c] + 1, ce[c]):
-                        v += acc[j]
-                    out[p, r, c] = v / ((re[r] - rs[r]) * (ce[c] - cs[c]))
-                else:
-                    for j in range(cs[c] + 1, ce[c]):
-                        v = max(v, acc[j])
-                    out[p, r, c] = v
+    inv = np.empty((R, cs.shape[0]), planes.dtype)
+    for r in range(R):
+        for c in range(cs.shape[0]):
+            inv[r, c] = 1.0 / ((re[r] - rs[r]) * (ce[c] - cs[c]))
+    for t in prange(n_threads):
+        acc = np.empty(W, planes.dtype)          # one row buffer per thread
+        for p in range(t * P // n_threads, (t + 1) * P // n_threads):
+            plane = planes[p]
+            for r in range(R):
+                if re[r] - rs[r] == 1:           # one row: reduce it where it lies
+                    _reduce_columns(plane[rs[r]], cs, ce, mode, inv[r], out[p, r])
+                    continue
+                acc[:] = plane[rs[r]]
+                for i in range(rs[r] + 1, re[r]):
+                    row = plane[i]
+                    if mode == MEAN:
+                        for j in range(W):
+                            acc[j] += row[j]
+                    else:
+                        for j in range(W):
+                            acc[j] = max(acc[j], row[j])
+                _reduce_columns(acc, cs, ce, mode, inv[r], out[p, r])
 
 
 def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean"):
@@ -159,5 +183,5 @@ def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean
            for a in (row_starts, row_ends, col_starts, col_ends)]
     out = np.empty((planes.shape[0], len(idx[0]), len(idx[2])), maps.dtype)
     n_threads = threads_for(30.0 * planes.size, planes.shape[0])   # memory-bound: a few flops per byte
-    _pool(n_threads)(planes, *idx, MEAN if mode == "mean" else MAX, out)
+    _pool(n_threads)(planes, *idx, MEAN if mode == "mean" else MAX, out, n_threads)
     return out.reshape(lead + out.shape[1:])
