@@ -427,8 +427,10 @@ def build_parser():
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("bench", help="benchmark ratio tables on this machine")
-    p.add_argument("areas", nargs="*", help="sae, conv, softmax, convae, whitening (default: all)")
-    p.add_argument("--quick", action="store_true")
+    p.add_argument("areas", nargs="*",
+                   help="any of sae, conv, softmax, convae, whitening, scaling, compile "
+                        "(default: all but compile)")
+    p.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
     _common(p)
     p.set_defaults(func=cmd_bench)
     return parser

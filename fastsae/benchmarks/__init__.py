@@ -2,7 +2,10 @@
 
 Each area times fastsae's Numba kernels side by side, in one process, with
 the NumPy reference, the machine's BLAS on the same products (the floor),
-and PyTorch CPU where it is installed (an optional dependency).
+and PyTorch CPU where it is installed (an optional dependency). ``scaling``
+measures time against the number of examples, threads and peak memory;
+``compile`` (not part of the default run) times ``fastsae demo --fast`` with an
+empty and then a warm Numba cache.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ AREAS = {"sae": _sae, "conv": _conv, "softmax": _softmax, "convae": _convae,
 def main(argv=None):
     p = argparse.ArgumentParser(prog="fastsae bench", description=__doc__)
     p.add_argument("areas", nargs="*", metavar="area",
-                   help=f"what to run, any of {', '.join(AREAS)} (default: all)")
+                   help=f"what to run, any of {', '.join(AREAS)} (default: all but compile)")
     p.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
     args = p.parse_args(argv)
     unknown = [a for a in args.areas if a not in AREAS]
@@ -61,7 +64,7 @@ def main(argv=None):
     rates = {np.dtype(dt): gemm_rate(dt) for dt in (np.float32, np.float64)}
     print("GEMM rate (2048^3, NumPy BLAS, all threads): "
           + ", ".join(f"{dt.name} {r:.0f} GFLOP/s" for dt, r in rates.items()))
-    for area in args.areas or AREAS:
+    for area in args.areas or [a for a in AREAS if a != "compile"]:
         AREAS[area](rates, args.quick)
 
 
