@@ -221,6 +221,8 @@ def check_conv_out(out, W, images):
                              f"got shape {out.shape}, dtype {out.dtype}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ParameterError("out must be a writeable, C-contiguous array")
+    if isinstance(images, np.ndarray) and np.may_share_memory(out, images):
+        raise ParameterError("out must not overlap images")
     return out
 
 

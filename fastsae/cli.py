@@ -23,6 +23,8 @@ import time
 import warnings
 from pathlib import Path
 
+from .exceptions import ParameterError
+
 import numpy as np
 
 EXIT_ERROR = 2
@@ -64,22 +66,29 @@ def _table(rows, header):
 def _audio_inputs(source, *, labels="subfolder"):
     """Files (and labels) of an audio folder, or spectra saved by ``fastsae features``.
 
-    Returns (items, labels, kind) with kind "files" or "spectra".
+    Returns (items, labels, kind, params) with kind "files" or "spectra";
+    ``params`` are the spectrogram settings stored in a spectra file (else None).
     """
     from . import datasets
     from .audio import load_spectra
 
     path = Path(source)
     if path.is_file() and path.suffix == ".npz":
+        if labels == "fsdd":
+            raise CommandError("--labels fsdd needs the FSDD folder itself (the file names "
+                               "carry the digits and the split), not a spectra file")
         spectra, info = load_spectra(path)
-        return spectra, info["labels"], "spectra"
+        return spectra, info["labels"], "spectra", info.get("params") or None
     if not path.exists():
         raise CommandError(f"{source}: no such folder")
     if not path.is_dir():
         raise CommandError(f"{source}: not a folder (nor a .npz written by 'fastsae features')")
     if labels == "fsdd":
-        y, speakers, index, files = datasets.fsdd_files(path)
-        return list(files), [str(d) for d in y], "files"
+        try:
+            y, meta = datasets.fsdd_files(path)
+        except ParameterError as exc:
+            raise CommandError(str(exc)) from None
+        return list(meta["path"]), [str(d) for d in y], "files", None
     try:
         files, names = datasets.folder_files(path)
     except Exception:
@@ -89,8 +98,8 @@ def _audio_inputs(source, *, labels="subfolder"):
         if not flat:
             raise CommandError(f"{source}: no audio files found "
                                f"(looked for {', '.join(sorted(_audio_suffixes()))})") from None
-        return flat, None, "files"
-    return files, names, "files"
+        return flat, None, "files", None
+    return files, names, "files", None
 
 
 def _audio_suffixes():
@@ -125,6 +134,9 @@ def _find_autoencoder(model, kind="encoder"):
     if isinstance(model, SparseAutoencoder) and hasattr(model, "W1_"):
         return (model.W1_ if kind == "encoder" or model.tied else model.W2_.T), None, None
     if hasattr(model, "weights_") and hasattr(model, "patch_shape"):
+        if kind == "decoder":
+            raise CommandError("--decoder: a convolutional autoencoder's filters are drawn as "
+                               "they are (leave out --decoder)")
         ph, pw = model.patch_shape
         return model.weights_, ph * (model.weights_.shape[1] // (ph * pw)), pw
     raise CommandError(f"the model ({type(model).__name__}) holds no fitted autoencoder filters")
@@ -135,7 +147,7 @@ def _find_autoencoder(model, kind="encoder"):
 def cmd_features(args, console):
     from .audio import Spectrogram, save_spectra
 
-    items, labels, kind = _audio_inputs(args.audio_dir, labels=args.labels)
+    items, labels, kind, _ = _audio_inputs(args.audio_dir, labels=args.labels)
     if kind != "files":
         raise CommandError("features needs an audio folder")
     spec = Spectrogram(args.kind, args.n_bands, sr=args.sr, n_fft=args.n_fft,
@@ -186,7 +198,14 @@ def cmd_train_sae(args, console):
                      "iterations done)")
     else:
         model = _feature_model(args)
-    items, _, kind = _audio_inputs(args.audio_dir)
+    items, _, kind, stored = _audio_inputs(args.audio_dir)
+    if kind == "spectra" and stored and not args.resume:
+        # the model must compute the spectra it was trained on: take the file's settings
+        from .audio import Spectrogram
+        spec_params = {k: v for k, v in stored.items() if k in Spectrogram().get_params()}
+        model.steps[0] = ("spectrogram", Spectrogram(**spec_params))
+        console.info("spectrogram settings from the spectra file: "
+                     + ", ".join(f"{k}={v}" for k, v in spec_params.items()))
     spec, feats = model["spectrogram"], model["features"]
     if kind == "spectra":
         spectra = items
@@ -247,7 +266,7 @@ def cmd_classify(args, console):
     from .compose import Pipeline
     if not isinstance(model, Pipeline) or "features" not in model.named_steps:
         raise CommandError(f"{args.sae}: not a feature model written by 'fastsae train-sae'")
-    items, labels, kind = _audio_inputs(args.audio_dir, labels=args.labels)
+    items, labels, kind, _ = _audio_inputs(args.audio_dir, labels=args.labels)
     if labels is None:
         raise CommandError(f"{args.audio_dir}: labels come from class sub-folders "
                            "(AUDIO_DIR/<class>/<file>), and there are none")

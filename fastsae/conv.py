@@ -284,15 +284,16 @@ class ConvolutionalFeatures(BaseEstimator):
         if path is None:
             out = None
             if buffers is not None and self.backend != "cuda":
-                # one output buffer per shape, reused from batch to batch
+                # one flat output buffer, grown when needed and reused from batch to
+                # batch (clips of any length): the maps are pooled before the next batch
                 K, ph, pw = F.shape
                 n, H, W = images.shape
                 shape = (n, K, H - ph + 1, W - pw + 1)
-                key = (shape, images.dtype.str)
-                out = buffers.get(key)
-                if out is None:
-                    buffers.clear()                  # keep one: memory bounded by the batch
-                    out = buffers[key] = np.empty(shape, images.dtype)
+                size = int(np.prod(shape))
+                flat = buffers.get(images.dtype.str)
+                if flat is None or flat.size < size:
+                    flat = buffers[images.dtype.str] = np.empty(size, images.dtype)
+                out = flat[:size].reshape(shape)
             return convolve(F, b.astype(images.dtype), images, activation=self.activation,
                             backend=self.backend, out=out)
         from numpy.lib.stride_tricks import sliding_window_view

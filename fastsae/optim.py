@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from ._config import CACHE
 from numba import njit
 from scipy.optimize import minimize
 
@@ -187,7 +188,7 @@ def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
     return result
 
 
-@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+@njit(cache=CACHE, nogil=True, fastmath={"reassoc", "contract"})
 def _two_loop(g, S, Y, rho, newest, count, gamma, d):
     """d = -H g by the L-BFGS two-loop recursion over the ``count`` stored pairs.
 

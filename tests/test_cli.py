@@ -196,3 +196,41 @@ def test_resume_reaches_the_cost_of_an_uninterrupted_run(tmp_path):
     np.testing.assert_allclose(resumed.preprocessing_.components_, whole.preprocessing_.components_)
     assert resumed.sae_.loss_curve_[-1] == pytest.approx(whole.sae_.loss_curve_[-1], rel=5e-3)
     assert resumed.sae_.loss_curve_[-1] < feats.sae_.loss_curve_[-1]
+
+
+def test_fsdd_labels_and_split(tmp_path, capsys):
+    rec = tmp_path / "fsdd" / "recordings"
+    rec.mkdir(parents=True)
+    for digit, base in ((0, 220.0), (1, 1500.0)):
+        for index in range(8):
+            sf.write(rec / f"{digit}_alice_{index}.wav", _tone(base * (1 + 0.02 * index), seed=index),
+                     8000)
+    code, out, err = run(["features", tmp_path / "fsdd", "--labels", "fsdd", "--n-bands", "20",
+                          "-o", tmp_path / "spectra.npz", "--quiet", "--no-cache"], capsys)
+    assert code == 0, err
+    spectra, info = fastsae.audio.load_spectra(tmp_path / "spectra.npz")
+    assert len(spectra) == 16 and sorted(set(info["labels"])) == ["0", "1"]
+    code, _, err = run(["train-sae", tmp_path / "fsdd", "-o", tmp_path / "sae.npz", "--n-bands", "20"]
+                       + TRAIN, capsys)
+    assert code == 0, err
+    code, out, err = run(["classify", tmp_path / "fsdd", "--labels", "fsdd", "--sae",
+                          tmp_path / "sae.npz", "-o", tmp_path / "report", "--quiet", "--no-cache"],
+                         capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["n_test"] == 10 and metrics["n_train"] == 6     # index 0-4 is the test set
+    # a spectra file has no FSDD names: a clear error, no traceback
+    code, out, err = run(["classify", tmp_path / "spectra.npz", "--labels", "fsdd", "--sae",
+                          tmp_path / "sae.npz"], capsys)
+    assert code != 0 and "FSDD folder" in err and "Traceback" not in err
+
+
+def test_train_sae_on_spectra_keeps_their_settings(tmp_path, audio_dir, capsys):
+    code, _, err = run(["features", audio_dir, "--kind", "bark", "--n-bands", "20", "--hop-length",
+                        "128", "-o", tmp_path / "spectra.npz", "--quiet", "--no-cache"], capsys)
+    assert code == 0, err
+    code, _, err = run(["train-sae", tmp_path / "spectra.npz", "-o", tmp_path / "sae.npz"] + TRAIN,
+                       capsys)
+    assert code == 0, err
+    spec = fastsae.load(tmp_path / "sae.npz")["spectrogram"]
+    assert (spec.kind, spec.n_bands, spec.hop_length) == ("bark", 20, 128)

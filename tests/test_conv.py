@@ -54,6 +54,10 @@ def test_convolve_into_out(backend, dtype):
     np.testing.assert_array_equal(out, expected)
     again = convolve(F, b, 2 * images, backend=backend, out=out)     # reused
     np.testing.assert_array_equal(again, convolve(F, b, 2 * images, backend=backend))
+    overlapping = np.zeros((3, 6, 7, 14), dtype)
+    with pytest.raises(ParameterError, match="overlap"):
+        convolve(F, b, overlapping.reshape(-1)[:3 * 9 * 17].reshape(3, 9, 17),
+                 backend=backend, out=overlapping)
     for bad, message in [(np.empty((3, 6, 7, 13), dtype), "shape"),
                          (np.empty((3, 6, 7, 14), np.float16), "dtype"),
                          (np.empty((3, 6, 7, 28), dtype)[..., ::2], "contiguous"),
@@ -62,10 +66,20 @@ def test_convolve_into_out(backend, dtype):
             convolve(F, b, images, backend=backend, out=bad)
 
 
+@pytest.mark.parametrize("mode", ["mean", "max"])
+def test_pool_kernel_keeps_infinities(mode):
+    # the public pool() rejects non-finite maps; the kernels still agree on them
+    maps = np.array([[[np.inf, 1.0, 2.0, 3.0]], [[-np.inf, 1.0, 2.0, 3.0]]])[:, None]  # (2,1,1,4)
+    bounds = (np.array([0]), np.array([1]), np.array([0, 2]), np.array([2, 4]))
+    got = numba_conv.pool_regions(maps, *bounds, mode=mode)
+    np.testing.assert_array_equal(got, reference.pool_regions(maps, *bounds, mode=mode))
+    assert not np.isnan(got).any()
+
+
 def test_convolutional_features_reuse_one_buffer_and_match(monkeypatch):
     rng = np.random.default_rng(0)
     sae = SparseAutoencoder(n_hidden=5, max_iter=3, random_state=0).fit(rng.uniform(0, 1, (200, 12)))
-    clips = [rng.uniform(0, 1, (4, 30)) for _ in range(7)]
+    clips = [rng.uniform(0, 1, (4, n)) for n in (30, 30, 30, 30, 25, 25, 30)]
     seen = []
     real = numba_conv.convolve
 
@@ -76,8 +90,9 @@ def test_convolutional_features_reuse_one_buffer_and_match(monkeypatch):
     monkeypatch.setattr(backends.get_backend("numba"), "convolve", spy)
     conv = ConvolutionalFeatures(sae, patch_shape=(4, 3), pool="max", n_pool_regions=(1, 2),
                                  batch_size=2)
-    F = conv.transform(clips)                  # batches of 2, 2, 2 and 1 clips
-    assert len(seen) == 4 and seen[0] is seen[1] is seen[2] and seen[3].shape[0] == 1
+    F = conv.transform(clips)                  # batches of 2, 2, 2 (two lengths) and 1 clips
+    assert len(seen) == 4 and all(o is not None for o in seen)
+    assert all(np.shares_memory(seen[0], o) for o in seen[1:])   # one buffer for all of them
     F1 = np.concatenate([conv.transform([c]) for c in clips])
     np.testing.assert_allclose(F, F1, rtol=1e-12)
 

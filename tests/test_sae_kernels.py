@@ -166,4 +166,6 @@ def test_peak_memory_of_one_call_is_two_activation_buffers_at_most():
     # the input already loaded, stays within two (n_hidden x n_samples) buffers + 10%
     from fastsae.benchmarks.scaling import measure_peak_memory
     r = measure_peak_memory(256, 128, 40_000, np.float32)
+    if r is None:
+        pytest.skip("this system does not let a process reset its peak RSS")
     assert 0 < r["extra"] <= r["budget"], r

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 
 import numpy as np
 
@@ -35,6 +36,9 @@ def _convae(rates, quick):
 
 def _whitening(rates, quick):
     print("\nPCA whitening, fit + transform, fastsae vs scikit-learn")
+    if importlib.util.find_spec("sklearn") is None:
+        print("scikit-learn is not installed (pip install \".[bench]\"): skipped")
+        return
     args = ["--rows", "10000", "--repeat", "3", "--no-full"] if quick else ["--no-full"]
     importlib.import_module("fastsae.benchmarks.whitening").main(args)
 

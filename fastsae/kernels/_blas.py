@@ -12,6 +12,7 @@ The address of the Fortran routine is passed to the kernels at run time (see
 kernels can be cached on disk and reused by a later process.
 """
 import numpy as np
+from .._config import CACHE
 import scipy.linalg.cython_blas  # noqa: F401  (loads the symbols)
 from llvmlite import ir
 from numba import njit, types
@@ -43,7 +44,7 @@ def _call13(typingctx, fn, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12
     return sig, codegen
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=CACHE)
 def gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
     """``C = alpha op(A) op(B) + beta C`` on row-major 2-D arrays (jitted code).
 

@@ -20,6 +20,7 @@ Each function is generic over float32/float64 and returns the argument's type;
 the constants are typed so that float32 code stays float32.
 """
 import numpy as np
+from .._config import CACHE
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
@@ -200,7 +201,7 @@ def _ol_softplus(x):
 _REDUCE_MATH = set(FASTMATH) | {"reassoc"}
 
 
-@njit(cache=True, nogil=True, fastmath=_REDUCE_MATH, error_model="numpy")
+@njit(cache=CACHE, nogil=True, fastmath=_REDUCE_MATH, error_model="numpy")
 def _sumsq_flat(a):
     s = 0.0
     for i in range(a.shape[0]):
@@ -209,7 +210,7 @@ def _sumsq_flat(a):
     return s
 
 
-@njit(cache=True, nogil=True, fastmath=_REDUCE_MATH, error_model="numpy")
+@njit(cache=CACHE, nogil=True, fastmath=_REDUCE_MATH, error_model="numpy")
 def _dot_flat(a, b):
     s = 0.0
     for i in range(a.shape[0]):
@@ -224,4 +225,7 @@ def sumsq(a):
 
 def dot(a, b):
     """``Σ a·b`` of two equally long vectors in float64 (NumPy's BLAS is not used)."""
-    return float(_dot_flat(np.ravel(a), np.ravel(b)))
+    a, b = np.ravel(a), np.ravel(b)
+    if a.shape != b.shape:
+        raise ValueError(f"dot: lengths differ ({a.size} and {b.size})")
+    return float(_dot_flat(a, b))

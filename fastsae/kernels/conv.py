@@ -130,8 +130,8 @@ def _reduce_columns(acc, cs, ce, mode, scale, out_row):
         n = b - a
         if mode == MEAN:
             # two accumulators: half the dependency chain of a region's sum
-            s0 = seg[0] * 0
-            s1 = seg[0] * 0
+            s0 = scale[c] * 0                    # a zero of the dtype (seg[0] * 0: NaN for inf)
+            s1 = scale[c] * 0
             j = 0
             while j + 1 < n:
                 s0 += seg[j]
