@@ -239,7 +239,7 @@ def cmd_train_sae(args, console):
                  f"final cost {sae.loss_curve_[-1]:.6g} -> {out}")
     if getattr(sae, "interrupted_", False):
         return EXIT_INTERRUPTED
-    if os.path.exists(checkpoint) and not args.resume:
+    if os.path.exists(checkpoint):          # finished: the model file holds it all
         os.unlink(checkpoint)
     return 0
 
@@ -338,8 +338,10 @@ def cmd_show(args, console):
 
 
 def cmd_bench(args, console):
+    from ._threads import numba_threads
     from .benchmarks import main as bench_main
-    bench_main((["--quick"] if args.quick else []) + list(args.areas))
+    with numba_threads(args.n_jobs):          # --n-jobs: the Numba kernels' threads
+        bench_main((["--quick"] if args.quick else []) + list(args.areas))
     return 0
 
 

@@ -168,6 +168,7 @@ def test_ctrl_c_keeps_the_best_weights_and_resume_continues(audio_dir, tmp_path)
     assert code == 0
     resumed = fastsae.load(tmp_path / "resumed.npz")["features"].sae_
     assert resumed.n_iter_ == done + 5
+    assert not ckpt.exists()                  # a finished run leaves no checkpoint behind
 
 
 def test_resume_reaches_the_cost_of_an_uninterrupted_run(tmp_path):
