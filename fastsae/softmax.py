@@ -79,6 +79,17 @@ def encode_known_labels(classes, y, n_samples: int, name: str = "y"):
     return codes.astype(np.intp)
 
 
+def accuracy(pred, y):
+    """Fraction of ``pred`` equal to ``y`` (on the cluster when ``pred`` is a dask array)."""
+    if distributed.is_dask_collection(pred):
+        return distributed.fraction_equal(pred, y)
+    y = np.asarray(y).reshape(-1)
+    if y.shape[0] != pred.shape[0]:
+        raise ParameterError(
+            f"y must have one label per row of X ({pred.shape[0]}); got {y.shape[0]}")
+    return float(np.mean(pred == y))
+
+
 def _proba_function(backend):
     """The backend's ``softmax_predict_proba``, or the reference where it has none."""
     try:
@@ -329,14 +340,7 @@ class SoftmaxRegression(BaseEstimator):
 
         With a dask ``X`` (``y`` a dask or NumPy array) it is computed on the cluster.
         """
-        pred = self.predict(X)
-        if distributed.is_dask_collection(pred):
-            return distributed.fraction_equal(pred, y)
-        y = np.asarray(y).reshape(-1)
-        if y.shape[0] != pred.shape[0]:
-            raise ParameterError(
-                f"y must have one label per row of X ({pred.shape[0]}); got {y.shape[0]}")
-        return float(np.mean(pred == y))
+        return accuracy(self.predict(X), y)
 
     def cost(self, X, y):
         """The training objective at the current weights on ``X``, ``y``

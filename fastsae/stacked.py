@@ -20,7 +20,7 @@ from .optim import lbfgs
 from .params import stack_to_params, unpack
 from ._validation import check_softmax_args
 from .params import stacked_layout
-from .softmax import (SoftmaxRegression, _proba_function, encode_known_labels_for,
+from .softmax import (SoftmaxRegression, _proba_function, accuracy, encode_known_labels_for,
                       encode_labels_for)
 
 
@@ -475,14 +475,7 @@ class StackedAutoencoder(BaseEstimator):
 
         With a dask ``X`` (``y`` a dask or NumPy array) it is computed on the cluster.
         """
-        pred = self.predict(X)
-        if distributed.is_dask_collection(pred):
-            return distributed.fraction_equal(pred, y)
-        y = np.asarray(y).reshape(-1)
-        if y.shape[0] != pred.shape[0]:
-            raise ParameterError(
-                f"y must have one label per row of X ({pred.shape[0]}); got {y.shape[0]}")
-        return float(np.mean(pred == y))
+        return accuracy(self.predict(X), y)
 
     def cost(self, X, y):
         """The fine-tuning objective at the current weights on ``X``, ``y``
