@@ -157,36 +157,35 @@ def run_training(max_iter=400):
                          f"{sae.objective_time_:.2f}", f"{sae.fit_time_ - sae.objective_time_:.2f}",
                          sae.n_iter_, f"{sae.loss_curve_[-1]:.6f}"])
         theta0 = init_params(v, h, random_state=0)
-        # SciPy's L-BFGS-B on the reference, SciPy's BLAS held to one thread
-        # (fastsae.lbfgs(method="scipy")): the thread-pool trap removed
         from fastsae import lbfgs
-        t_ref = [0.0]
 
-        def f_ref(t):
-            t0 = time.perf_counter()
-            r = reference.sae_cost_grad(t, X, v, h, **SAE_HYPER)
-            t_ref[0] += time.perf_counter() - t0
-            return r
-        t0 = time.perf_counter()
-        res = lbfgs(f_ref, theta0, max_iter=max_iter, method="scipy")
-        total = time.perf_counter() - t0
-        rows.append(["SciPy L-BFGS-B + reference, one BLAS pool at a time", f"{total:.2f}",
-                     f"{t_ref[0]:.2f}", f"{total - t_ref[0]:.2f}", res.n_iter,
-                     f"{res.cost:.6f}"])
-        # the same reference objective in plain SciPy, no thread-pool care: the trap
-        t_fun = [0.0]
+        def scipy_lbfgs_b(f):
+            r = lbfgs(f, theta0, max_iter=max_iter, method="scipy")
+            return r.n_iter, r.cost
 
-        def f(t):
+        def plain_minimize(f):
+            r = minimize(f, theta0, jac=True, method="L-BFGS-B",
+                         options=dict(maxiter=max_iter, maxcor=100, ftol=1e-9, gtol=1e-5))
+            return r.nit, r.fun
+
+        # SciPy's L-BFGS-B on the reference: first with SciPy's BLAS held to one
+        # thread (fastsae.lbfgs(method="scipy"), the thread-pool trap removed),
+        # then plain scipy.optimize.minimize with no thread-pool care (the trap)
+        for name, optimize in [("SciPy L-BFGS-B + reference, one BLAS pool at a time",
+                                scipy_lbfgs_b),
+                               ("plain scipy.optimize.minimize + reference", plain_minimize)]:
+            t_fun = [0.0]
+
+            def f(t):
+                t0 = time.perf_counter()
+                r = reference.sae_cost_grad(t, X, v, h, **SAE_HYPER)
+                t_fun[0] += time.perf_counter() - t0
+                return r
             t0 = time.perf_counter()
-            r = reference.sae_cost_grad(t, X, v, h, **SAE_HYPER)
-            t_fun[0] += time.perf_counter() - t0
-            return r
-        t0 = time.perf_counter()
-        res = minimize(f, theta0, jac=True, method="L-BFGS-B",
-                       options=dict(maxiter=max_iter, maxcor=100, ftol=1e-9, gtol=1e-5))
-        total = time.perf_counter() - t0
-        rows.append(["plain scipy.optimize.minimize + reference", f"{total:.2f}", f"{t_fun[0]:.2f}",
-                     f"{total - t_fun[0]:.2f}", res.nit, f"{res.fun:.6f}"])
+            n_iter, cost = optimize(f)
+            total = time.perf_counter() - t0
+            rows.append([name, f"{total:.2f}", f"{t_fun[0]:.2f}", f"{total - t_fun[0]:.2f}",
+                         n_iter, f"{cost:.6f}"])
     print_table(f"Whole training, UFLDL shape ({v}, {h}, {m:,}, float64), {max_iter} L-BFGS iterations",
                 ["run", "total s", "objective s", "optimizer s", "iterations", "final cost"], rows)
     return rows
