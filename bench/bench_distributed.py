@@ -26,8 +26,9 @@ import time
 import numpy as np
 
 from fastsae import init_params
-from fastsae._threads import numba_threads
+from fastsae.core.threads import numba_threads
 from fastsae.benchmarks._util import machine_summary, print_table, timeit
+from fastsae.kernels import clear_workspace
 from fastsae.kernels import sae as numba_sae
 from fastsae.kernels import sae_stats as numba_stats
 
@@ -114,8 +115,7 @@ def time_shard_kernels(v, h, rows, dtype, repeat):
         t_stats, _ = timeit(lambda: numba_stats.sae_shard_stats(theta, X, v, h), repeat=repeat)
         t_sae, _ = timeit(lambda: numba_sae.sae_cost_grad(theta, X, v, h, **HYPER),
                           repeat=repeat)
-    numba_stats.clear_workspace()
-    numba_sae.clear_workspace()
+    clear_workspace()
     return t_stats, t_sae
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import (audio, backends, datasets, distributed, optim, params, pipeline, preprocess,
                reference, viz)
-from .autoencoder import SparseAutoencoder
+from .autoencoder import SparseAutoencoder, sae_cost_grad
 from .conv import ConvolutionalFeatures, convolve, pool
 from .convae import ConvolutionalAutoencoder, StackedConvolutionalAutoencoder, crop_spectrograms
 from .compose import Pipeline
@@ -24,32 +24,6 @@ from .optim import check_gradient, lbfgs
 from .params import init_params
 
 __version__ = "0.1.0"
-
-
-def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay,
-                  decoder="sigmoid", loss="squared", tied=False, backend="numba"):
-    """Sparse autoencoder objective and gradient on the chosen backend.
-
-    The public entry point: checks every argument (including NaN/inf in ``X``
-    and ``theta``), then calls ``backend``'s ``sae_cost_grad`` (see
-    :func:`fastsae.reference.sae_cost_grad` for the objective).
-
-    Returns
-    -------
-    cost : float
-    grad : np.ndarray [shape=theta.shape, dtype=float64]
-    """
-    import numpy as np
-
-    from ._validation import check_array, check_sae_options
-
-    X = check_array(X, "X")
-    theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
-    check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
-                      decoder, loss, tied)
-    fn = backends.get_function(backend, "sae_cost_grad")
-    return fn(theta, X, n_visible, n_hidden, sparsity=sparsity, beta=beta,
-              weight_decay=weight_decay, decoder=decoder, loss=loss, tied=tied)
 
 
 __all__ = [

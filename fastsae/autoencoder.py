@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 from scipy.special import expit
 
-from . import backends, distributed
-from ._threads import numba_threads
-from ._validation import (DECODERS, LOSSES, check_array, check_bool, check_choice, check_dtype,
-                          check_int, check_scalar)
+from . import _dask, backends
+from .core.args import check_sae_options
+from .core.threads import numba_threads
+from .core.checks import DECODERS, LOSSES, check_array, check_bool, check_choice, check_dtype, check_int, check_scalar
 from .base import BaseEstimator
 from .exceptions import ParameterError
 from .optim import lbfgs
@@ -23,6 +23,28 @@ def check_n_jobs(n_jobs):
     if n_jobs == 0:
         raise ParameterError("n_jobs must be a positive number of threads, -1 for all, or None; got 0")
     return n_jobs
+
+
+def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay,
+                  decoder="sigmoid", loss="squared", tied=False, backend="numba"):
+    """Sparse autoencoder objective and gradient on the chosen backend.
+
+    The public entry point: checks every argument (including NaN/inf in ``X``
+    and ``theta``), then calls ``backend``'s ``sae_cost_grad`` (see
+    :func:`fastsae.reference.sae.sae_cost_grad` for the objective).
+
+    Returns
+    -------
+    cost : float
+    grad : np.ndarray [shape=theta.shape, dtype=float64]
+    """
+    X = check_array(X, "X")
+    theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
+    check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
+                      decoder, loss, tied)
+    fn = backends.get_function(backend, "sae_cost_grad")
+    return fn(theta, X, n_visible, n_hidden, sparsity=sparsity, beta=beta,
+              weight_decay=weight_decay, decoder=decoder, loss=loss, tied=tied)
 
 
 class SparseAutoencoder(BaseEstimator):
@@ -124,8 +146,8 @@ class SparseAutoencoder(BaseEstimator):
                 f"loss='cross_entropy' needs decoder='sigmoid'; got decoder={self.decoder!r}")
 
     def _check_X(self, X, *, fitting=False):
-        if fitting and distributed.is_dask_collection(X):     # shards stay on the workers
-            X, lo, hi = distributed.check_dask_array(X, "X", dtype=check_dtype(self.dtype))
+        if fitting and _dask.is_dask_collection(X):     # shards stay on the workers
+            X, lo, hi = _dask.check_dask_array(X, "X", dtype=check_dtype(self.dtype))
             if self.loss == "cross_entropy" or self.decoder == "sigmoid":
                 self._check_unit_range(lo, hi)
             return X
@@ -161,8 +183,8 @@ class SparseAutoencoder(BaseEstimator):
         return pack(arrays + [self.b1_, self.b2_])[0]
 
     def _objective(self, X):
-        if distributed.is_dask_collection(X):
-            return distributed.sae_objective(
+        if _dask.is_dask_collection(X):
+            return _dask.sae_objective(
                 None, X, X.shape[1], self.n_hidden, sparsity=self.sparsity, beta=self.beta,
                 weight_decay=self.weight_decay, decoder=self.decoder, loss=self.loss,
                 tied=self.tied, backend=self.backend, n_jobs=self.n_jobs)

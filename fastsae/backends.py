@@ -1,15 +1,22 @@
-"""Backend registry: one name per implementation of the kernels.
+"""Backends: the one table of kernel names, and name -> implementation per backend.
 
 ``"numpy"`` is the reference (:mod:`fastsae.reference`), ``"numba"`` the
 compiled CPU kernels (:mod:`fastsae.kernels`), ``"cuda"`` the GPU kernels
-(:mod:`fastsae.cuda`, imported only when asked for). Every backend offers the
-same functions with the same signatures; tests and benchmarks iterate over
-:data:`BACKENDS`.
+(:mod:`fastsae.cuda`, whose kernels import ``numba.cuda`` only when first
+asked for). A kernel lives in the module of its area, under the same file and
+function name in each backend package, with the same signature:
+``fastsae/reference/<area>.py``, ``fastsae/kernels/<area>.py``,
+``fastsae/cuda/<area>.py``. :data:`KERNELS` lists them; tests and benchmarks
+iterate over it. A backend that lacks a kernel says so in :data:`GAPS`.
 
 Examples
 --------
->>> from fastsae.backends import get_backend
->>> get_backend("numpy").sae_cost_grad  # doctest: +ELLIPSIS
+>>> from fastsae.backends import KERNELS, get_function, implements
+>>> KERNELS["sae_cost_grad"]
+'sae'
+>>> implements("numba", "conv_net_cost_grad")
+True
+>>> get_function("numpy", "sae_cost_grad")  # doctest: +ELLIPSIS
 <function sae_cost_grad at ...>
 """
 from __future__ import annotations
@@ -18,7 +25,7 @@ import importlib
 
 from .exceptions import BackendUnavailableError, ParameterError
 
-#: name -> module holding that backend's functions
+#: name -> package holding that backend's kernels
 BACKENDS = {
     "numpy": "fastsae.reference",
     "numba": "fastsae.kernels",
@@ -27,6 +34,29 @@ BACKENDS = {
 
 #: backends that run on any machine (the CUDA one needs a GPU and extra packages)
 CPU_BACKENDS = ("numpy", "numba")
+
+#: Every kernel, by name -> its area: the module file that holds it in every
+#: backend package (``fastsae/<package>/<area>.py``).
+KERNELS = {
+    "sae_cost_grad": "sae",
+    "sae_shard_stats": "sae_stats",
+    "softmax_cost_grad": "softmax",
+    "softmax_predict_proba": "softmax",
+    "stacked_cost_grad": "stacked",
+    "convolve": "conv",
+    "pool_regions": "conv",
+    "conv_ae_cost_grad": "convae",
+    "conv_net_cost_grad": "convnet",
+}
+
+#: (backend, kernel) pairs that have no implementation yet, with the reason.
+#: ``implements`` is False for exactly these; the estimators that need one
+#: raise :class:`BackendUnavailableError` naming it when fitted.
+GAPS = {
+    ("cuda", "sae_shard_stats"): "Dask workers compute shard statistics on the CPU backends only",
+    ("cuda", "conv_ae_cost_grad"): "the convolutional autoencoder has no CUDA kernel yet",
+    ("cuda", "conv_net_cost_grad"): "the convolutional network has no CUDA kernel yet",
+}
 
 
 def check_backend_name(name) -> str:
@@ -37,8 +67,29 @@ def check_backend_name(name) -> str:
     return name
 
 
+def check_kernel_name(name) -> str:
+    if name not in KERNELS:
+        raise ParameterError(
+            f"kernel must be one of {', '.join(map(repr, KERNELS))}; got {name!r}")
+    return name
+
+
+def implements(backend: str, name: str) -> bool:
+    """Whether ``backend`` has an implementation of kernel ``name``.
+
+    Imports neither ``numba.cuda`` nor CuPy (nor compiles anything), so it
+    answers on any machine; whether the backend can *run* here is
+    :func:`get_backend`'s question.
+    """
+    check_backend_name(backend)
+    check_kernel_name(name)
+    package = importlib.import_module(BACKENDS[backend])
+    offered = getattr(package, "KERNEL_MODULES", None)     # a lazy package lists its kernels
+    return name in offered if offered is not None else callable(getattr(package, name, None))
+
+
 def get_backend(name: str):
-    """The module implementing backend ``name``.
+    """The package implementing backend ``name``.
 
     Raises
     ------
@@ -57,7 +108,13 @@ def get_backend(name: str):
 
 
 def get_function(backend: str, name: str):
-    """``get_backend(backend).<name>``, with a clear error if it lacks it."""
+    """Backend ``backend``'s kernel ``name``, with a clear error if it has none."""
+    check_backend_name(backend)
+    if name in KERNELS and not implements(backend, name):
+        reason = GAPS.get((backend, name), "")
+        raise BackendUnavailableError(
+            f"backend {backend!r} has no implementation of {name}"
+            + (f" ({reason}); use backend='numba'" if reason else ""))
     module = get_backend(backend)
     try:
         return getattr(module, name)

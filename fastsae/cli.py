@@ -338,7 +338,7 @@ def cmd_show(args, console):
 
 
 def cmd_bench(args, console):
-    from ._threads import numba_threads
+    from .core.threads import numba_threads
     from .benchmarks import main as bench_main
     with numba_threads(args.n_jobs):          # --n-jobs: the Numba kernels' threads
         bench_main((["--quick"] if args.quick else []) + list(args.areas))

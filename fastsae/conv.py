@@ -21,14 +21,13 @@ equivalent filter on raw patches is ``W1 A`` with bias ``b1 + W1 c``
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from . import backends
-from ._threads import numba_threads
-from ._validation import (ACTIVATIONS, POOL_MODES, check_array, check_choice, check_int)
-from ._reference_conv import region_bounds
+from .core.threads import numba_threads
+from .core.checks import ACTIVATIONS, POOL_MODES, check_array, check_choice, check_int
+from .core.layouts import region_bounds
 from .base import BaseEstimator
 from .exceptions import ParameterError
 

@@ -4,7 +4,7 @@
 over whole inputs (spectrograms: one channel, ``n_bands × n_frames``), trained
 to reconstruct the input by the transposed convolution of its feature maps,
 with UFLDL's sparsity penalty (see
-:func:`fastsae._reference_convae.conv_ae_cost_grad`). Unlike
+:func:`fastsae.reference.convae.conv_ae_cost_grad`). Unlike
 :class:`fastsae.ConvolutionalFeatures`, which slides a patch-trained dense
 autoencoder, the filters here are learned where they are used: each input
 pixel is explained by every filter position that covers it.
@@ -19,48 +19,24 @@ fixed-length crops from spectrograms of any length.
 """
 from __future__ import annotations
 
-import importlib
 import time
 import warnings
 
 import numpy as np
 
 from . import backends
-from ._reference_convae import (check_conv_ae_args, check_conv_net_args, check_patch_shape,
-                                conv_net_layout, conv_net_plan, normalize_layers,
-                                unpack_conv_ae)
-from ._threads import numba_threads
-from ._validation import (DECODERS, check_array, check_bool, check_choice, check_dtype,
-                          check_int, check_random_state, check_scalar)
+from .core.args import check_conv_ae_args, check_conv_net_args
+from .core.checks import check_pair
+from .core.layouts import conv_net_layout, conv_net_plan, normalize_layers, unpack_conv_ae
+from .core.threads import numba_threads
+from .core.checks import DECODERS, check_array, check_bool, check_choice, check_dtype, check_int, check_random_state, check_scalar
 from .autoencoder import check_n_jobs
 from .base import BaseEstimator
 from .conv import convolve, weights_from_filters
-from .exceptions import BackendUnavailableError, ParameterError
+from .exceptions import ParameterError
 from .optim import lbfgs
 from .params import pack, unpack
 from .softmax import SoftmaxRegression, _proba_function, encode_known_labels, encode_labels
-
-#: where each CPU backend's convolutional-autoencoder functions live until they
-#: are exported from :mod:`fastsae.reference` / :mod:`fastsae.kernels`
-_MODULES = {"numpy": "fastsae._reference_convae", "numba": "fastsae.kernels.convae"}
-
-
-def _function(backend, name):
-    """``backend``'s implementation of ``name`` (registry first, then this area's modules)."""
-    try:
-        return backends.get_function(backend, name)
-    except BackendUnavailableError:
-        if backend not in _MODULES:
-            raise
-        return getattr(importlib.import_module(_MODULES[backend]), name)
-
-
-def _release(backend):
-    backends.release(backend)
-    if backend == "numba":
-        from .kernels import convae
-        convae.clear_workspace()
-
 
 def _as_images(X, name="X", dtype=None):
     """(N, H, W) or (N, C, H, W) array-like -> a C-contiguous 4-D float array."""
@@ -118,7 +94,7 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
 
     The public entry point: checks every argument (including NaN/inf in ``X``
     and ``theta``), then calls ``backend``'s ``conv_ae_cost_grad`` (see
-    :func:`fastsae._reference_convae.conv_ae_cost_grad` for the objective and
+    :func:`fastsae.reference.convae.conv_ae_cost_grad` for the objective and
     the layout of ``theta``). ``X`` may be ``(N, H, W)`` (one channel) or
     ``(N, C, H, W)``.
 
@@ -131,7 +107,7 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
     check_conv_ae_args(theta, X, n_filters, patch_shape, sparsity, beta, weight_decay,
                        decoder, tied)
-    fn = _function(backend, "conv_ae_cost_grad")
+    fn = backends.get_function(backend, "conv_ae_cost_grad")
     return fn(theta, X, n_filters, patch_shape, sparsity=sparsity, beta=beta,
               weight_decay=weight_decay, decoder=decoder, tied=tied)
 
@@ -142,14 +118,14 @@ def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_wei
 
     Checks every argument (including NaN/inf), then calls ``backend``'s
     ``conv_net_cost_grad`` (see
-    :func:`fastsae._reference_convae.conv_net_cost_grad` for the network, the
+    :func:`fastsae.reference.convnet.conv_net_cost_grad` for the network, the
     objective and the layout of ``theta``: softmax first, then each layer's
     ``W_l, b_l``).
     """
     X = _as_images(X)
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
     check_conv_net_args(theta, X, y, layers, n_classes, weight_decay, conv_weight_decay)
-    fn = _function(backend, "conv_net_cost_grad")
+    fn = backends.get_function(backend, "conv_net_cost_grad")
     return fn(theta, X, y, layers, n_classes, weight_decay=weight_decay,
               conv_weight_decay=conv_weight_decay)
 
@@ -247,7 +223,7 @@ class ConvolutionalAutoencoder(BaseEstimator):
     reconstruct each input through the transposed convolution
     ``X̂[c] = g(Σ_k full_conv(A[k], V[k, c]) + c[c])``, with the mean
     activation of each map (over inputs and positions) pulled towards
-    ``sparsity`` (see :func:`fastsae._reference_convae.conv_ae_cost_grad`).
+    ``sparsity`` (see :func:`fastsae.reference.convae.conv_ae_cost_grad`).
 
     Parameters
     ----------
@@ -326,7 +302,7 @@ class ConvolutionalAutoencoder(BaseEstimator):
     # -- checks -------------------------------------------------------------
     def _validate_params(self):
         check_int(self.n_filters, "n_filters", low=1)
-        shape = check_patch_shape(self.patch_shape)
+        shape = check_pair(self.patch_shape, "patch_shape")
         check_scalar(self.sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
         check_scalar(self.beta, "beta", low=0.0)
         check_scalar(self.weight_decay, "weight_decay", low=0.0)
@@ -341,7 +317,7 @@ class ConvolutionalAutoencoder(BaseEstimator):
 
     def _check_X(self, X, *, fitting=False):
         X = _as_images(X, "X", dtype=check_dtype(self.dtype))
-        ph, pw = check_patch_shape(self.patch_shape)
+        ph, pw = check_pair(self.patch_shape, "patch_shape")
         if not fitting:
             self._check_fitted("filters_")
             if X.shape[1] != self.n_channels_in_:
@@ -362,7 +338,7 @@ class ConvolutionalAutoencoder(BaseEstimator):
                     decoder=self.decoder, tied=self.tied)
 
     def _objective(self, X):
-        cost_grad = _function(self.backend, "conv_ae_cost_grad")
+        cost_grad = backends.get_function(self.backend, "conv_ae_cost_grad")
         K, shape, kw = self.n_filters, tuple(self.patch_shape), self._kw()
         X = backends.to_device(self.backend, X)
         return lambda theta: cost_grad(theta, X, K, shape, **kw)
@@ -382,7 +358,7 @@ class ConvolutionalAutoencoder(BaseEstimator):
 
     def _init_theta(self, n_channels):
         rng = check_random_state(self.random_state)
-        shape = check_patch_shape(self.patch_shape)
+        shape = check_pair(self.patch_shape, "patch_shape")
         filters = _init_filters(rng, self.n_filters, n_channels, shape, 1 if self.tied else 2)
         return pack(filters + [np.zeros(self.n_filters), np.zeros(n_channels)])[0]
 
@@ -417,7 +393,7 @@ class ConvolutionalAutoencoder(BaseEstimator):
                 result = lbfgs(fun, theta0, max_iter=self.max_iter, callback=callback,
                                verbose=self.verbose, desc="ConvolutionalAutoencoder")
         finally:
-            _release(self.backend)
+            backends.release(self.backend)
         self._set_theta(result.theta, C)
         self.loss_curve_ = list(result.loss_curve)
         self.n_iter_ = result.n_iter
@@ -463,7 +439,7 @@ class ConvolutionalAutoencoder(BaseEstimator):
 
     def reconstruct(self, X):
         """The decoder's output ``X̂`` for ``X`` [shape=(n_images, n_channels, H, W)]."""
-        from ._reference_convae import conv_transpose
+        from .reference.convae import conv_transpose
         from scipy.special import expit
 
         A = self.transform(X)
@@ -734,7 +710,7 @@ class StackedConvolutionalAutoencoder(BaseEstimator):
                 result = lbfgs(fun, theta0, max_iter=self.finetune_iter, callback=callback,
                                verbose=self.verbose, desc="fine-tuning")
         finally:
-            _release(self.backend)
+            backends.release(self.backend)
         self._set_theta(result.theta)
         self.finetune_cost_ = float(result.cost)
         self.finetune_score_ = self._accuracy(X, codes, val)
@@ -753,12 +729,12 @@ class StackedConvolutionalAutoencoder(BaseEstimator):
         return self
 
     def _pool(self, maps, step):
-        pool_fn = _function(self.backend, "pool_regions")
+        pool_fn = backends.get_function(self.backend, "pool_regions")
         with numba_threads(self.n_jobs):
             return pool_fn(maps, *step["bounds"], mode=step["pool"])
 
     def _objective(self, X, codes):
-        cost_grad = _function(self.backend, "conv_net_cost_grad")
+        cost_grad = backends.get_function(self.backend, "conv_net_cost_grad")
         specs, K = self._layer_specs(), self.classes_.size
         kw = dict(weight_decay=self.softmax_weight_decay,
                   conv_weight_decay=self.conv_weight_decay)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import check_bool, check_int, check_random_state
+from .core.checks import check_bool, check_int, check_random_state
 from .audio._io import AUDIO_SUFFIXES, load_many
 from .exceptions import ParameterError
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from ._config import CACHE
+from .core.config import CACHE
 from numba import njit
 from scipy.optimize import minimize
 
-from ._threads import scipy_blas_single_thread
+from .core.threads import scipy_blas_single_thread
 from .kernels._math import dot
-from ._validation import check_choice, check_int, check_random_state, check_scalar
+from .core.checks import check_choice, check_int, check_random_state, check_scalar
 from .exceptions import ConvergenceWarning, NumericalError, ParameterError
 
 

@@ -80,8 +80,7 @@ import time
 import numpy as np
 
 from . import backends
-from ._validation import (POOL_MODES, check_bool, check_choice, check_dtype, check_int,
-                          check_random_state, check_scalar)
+from .core.checks import POOL_MODES, check_bool, check_choice, check_dtype, check_int, check_random_state, check_scalar
 from .audio import sample_windows
 from .autoencoder import SparseAutoencoder, check_n_jobs
 from .base import BaseEstimator
@@ -259,7 +258,7 @@ class Standardizer(BaseEstimator):
         pass   # no parameters (an explicit signature for get_params and fastsae.save)
 
     def fit(self, X, y=None):
-        from ._validation import check_array
+        from .core.checks import check_array
         X = check_array(X, "X")
         self.mean_ = X.mean(axis=0, dtype=np.float64)
         scale = X.std(axis=0, dtype=np.float64)
@@ -270,7 +269,7 @@ class Standardizer(BaseEstimator):
 
     def transform(self, X):
         """``(X - mean_) / scale_`` in X's float dtype."""
-        from ._validation import check_array
+        from .core.checks import check_array
         self._check_fitted("mean_")
         X = check_array(X, "X", n_cols=self.n_features_in_)
         return ((X - self.mean_.astype(X.dtype)) / self.scale_.astype(X.dtype)).astype(X.dtype)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_array, check_bool, check_choice, check_int, check_scalar
+from .core.checks import check_array, check_bool, check_choice, check_int, check_scalar
 from .base import BaseEstimator
 from .exceptions import ParameterError
 

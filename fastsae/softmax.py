@@ -5,44 +5,17 @@ import warnings
 
 import numpy as np
 
-from . import backends, distributed
-from ._threads import numba_threads
-from ._validation import check_array, check_bool, check_dtype, check_int, check_scalar
+from . import _dask, backends
+from .core.threads import numba_threads
+from .core.checks import check_array, check_bool, check_dtype, check_int, check_scalar
 from .autoencoder import check_n_jobs
 from .base import BaseEstimator
 from .exceptions import BackendUnavailableError, ParameterError
 from .optim import lbfgs
 from .params import unpack
-from ._validation import check_softmax_args
+from .core.args import check_softmax_args
+from .core.labels import encode_known_labels, encode_labels
 from .params import softmax_layout
-
-
-def encode_labels(y, n_samples: int, name: str = "y"):
-    """Any labels (ints, strings, ...) -> ``(classes, codes)`` with codes in 0..K-1.
-
-    ``classes`` is sorted (``np.unique``); ``classes[codes]`` gives ``y`` back.
-    Raises ParameterError for a wrong length, missing values or a single class.
-    """
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ParameterError(f"{name} must be 1-D (one label per row of X); got shape {arr.shape}")
-    if arr.shape[0] != n_samples:
-        raise ParameterError(
-            f"{name} must have one label per row of X ({n_samples}); got {arr.shape[0]}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ParameterError(f"{name} contains NaN or infinite labels")
-    if arr.dtype == object and any(v is None for v in arr):
-        raise ParameterError(f"{name} contains None labels")
-    try:
-        classes, codes = np.unique(arr, return_inverse=True)
-    except TypeError as exc:   # mixed, unorderable label types
-        raise ParameterError(f"{name} labels could not be sorted: {exc}") from None
-    if classes.size < 2:
-        raise ParameterError(
-            f"{name} must contain at least 2 classes; got only {classes.tolist()!r}")
-    return classes, codes.reshape(-1).astype(np.intp)
 
 
 def encode_labels_for(X, y, name: str = "y"):
@@ -52,37 +25,23 @@ def encode_labels_for(X, y, name: str = "y"):
     (:func:`fastsae.distributed.encode_labels`: the codes are a dask array);
     otherwise here (a dask ``y`` with a NumPy ``X`` is computed).
     """
-    if distributed.is_dask_collection(X) and distributed.is_dask_collection(y):
-        return distributed.encode_labels(y, n_samples=X.shape[0], name=name)
+    if _dask.is_dask_collection(X) and _dask.is_dask_collection(y):
+        return _dask.encode_labels(y, n_samples=X.shape[0], name=name)
     return encode_labels(y, X.shape[0], name)
 
 
 def encode_known_labels_for(classes, X, y, name: str = "y"):
     """:func:`encode_known_labels` of the labels of the rows of ``X`` (on the
     cluster, lazily, when both are dask arrays; see :func:`encode_labels_for`)."""
-    if distributed.is_dask_collection(X) and distributed.is_dask_collection(y):
-        return distributed.encode_known_labels(classes, y, n_samples=X.shape[0], name=name)
+    if _dask.is_dask_collection(X) and _dask.is_dask_collection(y):
+        return _dask.encode_known_labels(classes, y, n_samples=X.shape[0], name=name)
     return encode_known_labels(classes, y, X.shape[0], name)
-
-
-def encode_known_labels(classes, y, n_samples: int, name: str = "y"):
-    """Labels -> their codes in ``classes`` (sorted); unknown labels raise ParameterError."""
-    arr = np.asarray(y).reshape(-1)
-    if arr.shape[0] != n_samples:
-        raise ParameterError(
-            f"{name} must have one label per row of X ({n_samples}); got {arr.shape[0]}")
-    codes = np.clip(np.searchsorted(classes, arr), 0, classes.size - 1)
-    bad = classes[codes] != arr
-    if bad.any():
-        raise ParameterError(
-            f"{name} contains labels not seen in fit: {np.unique(arr[bad])[:5].tolist()!r}")
-    return codes.astype(np.intp)
 
 
 def accuracy(pred, y):
     """Fraction of ``pred`` equal to ``y`` (on the cluster when ``pred`` is a dask array)."""
-    if distributed.is_dask_collection(pred):
-        return distributed.fraction_equal(pred, y)
+    if _dask.is_dask_collection(pred):
+        return _dask.fraction_equal(pred, y)
     y = np.asarray(y).reshape(-1)
     if y.shape[0] != pred.shape[0]:
         raise ParameterError(
@@ -202,10 +161,10 @@ class SoftmaxRegression(BaseEstimator):
         check_bool(self.verbose, "verbose")
 
     def _check_X(self, X, *, fitting=False):
-        if distributed.is_dask_collection(X):     # shards stay on the workers
+        if _dask.is_dask_collection(X):     # shards stay on the workers
             if not fitting:
                 self._check_fitted("coef_")
-            X, _, _ = distributed.check_dask_array(X, "X", dtype=check_dtype(self.dtype))
+            X, _, _ = _dask.check_dask_array(X, "X", dtype=check_dtype(self.dtype))
             if not fitting and X.shape[1] != self.n_features_in_:
                 raise ParameterError(
                     f"X must have {self.n_features_in_} features (as in fit); got shape {X.shape}")
@@ -219,8 +178,8 @@ class SoftmaxRegression(BaseEstimator):
         return X
 
     def _objective(self, X, codes):
-        if distributed.is_dask_collection(X):
-            return distributed.softmax_objective(
+        if _dask.is_dask_collection(X):
+            return _dask.softmax_objective(
                 None, X, codes, self.classes_.size, weight_decay=self.weight_decay,
                 backend=self.backend, n_jobs=self.n_jobs)
         cost_grad = backends.get_function(self.backend, "softmax_cost_grad")
@@ -251,7 +210,7 @@ class SoftmaxRegression(BaseEstimator):
         ``KeyboardInterrupt`` (Ctrl-C) during ``fit`` stops training and keeps
         the best weights found so far, with a warning.
         """
-        from ._validation import check_random_state
+        from .core.checks import check_random_state
 
         self._validate_params()
         X = self._check_X(X, fitting=True)
@@ -294,9 +253,9 @@ class SoftmaxRegression(BaseEstimator):
         (one score per class, or with ``labels`` one label per row)."""
         self._check_fitted("coef_")
         if labels:
-            return distributed.map_rows(method, X, n_features=self.n_features_in_,
+            return _dask.map_rows(method, X, n_features=self.n_features_in_,
                                         dtype=self.classes_.dtype)
-        return distributed.map_rows(method, X, self.classes_.size,
+        return _dask.map_rows(method, X, self.classes_.size,
                                     n_features=self.n_features_in_, dtype=check_dtype(self.dtype))
 
     def decision_function(self, X):
@@ -304,7 +263,7 @@ class SoftmaxRegression(BaseEstimator):
 
         A dask ``X`` gives a dask array, chunk by chunk (so do the methods below).
         """
-        if distributed.is_dask_collection(X):
+        if _dask.is_dask_collection(X):
             return self._map_rows(self.decision_function, X)
         X = self._check_X(X)
         dt = X.dtype
@@ -315,14 +274,14 @@ class SoftmaxRegression(BaseEstimator):
 
         Column ``k`` is the probability of ``classes_[k]``.
         """
-        if distributed.is_dask_collection(X):
+        if _dask.is_dask_collection(X):
             return self._map_rows(self.predict_proba, X)
         X = self._check_X(X)
         return _proba_function(self.backend)(self.coef_, self.intercept_, X)
 
     def predict_log_proba(self, X):
         """Log-probabilities, computed stably from the logits."""
-        if distributed.is_dask_collection(X):
+        if _dask.is_dask_collection(X):
             return self._map_rows(self.predict_log_proba, X)
         Z = self.decision_function(X)
         Z = Z - Z.max(axis=1, keepdims=True)
@@ -330,7 +289,7 @@ class SoftmaxRegression(BaseEstimator):
 
     def predict(self, X):
         """The most probable class of each row, as labels from ``classes_``."""
-        if distributed.is_dask_collection(X):
+        if _dask.is_dask_collection(X):
             return self._map_rows(self.predict, X, labels=True)
         best = np.argmax(self.decision_function(X), axis=1)
         return self.classes_[best]

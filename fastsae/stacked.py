@@ -9,16 +9,15 @@ import warnings
 import numpy as np
 from scipy.special import expit
 
-from . import backends, distributed
-from ._threads import numba_threads
-from ._validation import (DECODERS, check_array, check_bool, check_choice, check_dtype,
-                          check_int, check_random_state, check_scalar)
+from . import _dask, backends
+from .core.threads import numba_threads
+from .core.checks import DECODERS, check_array, check_bool, check_choice, check_dtype, check_int, check_random_state, check_scalar
 from .autoencoder import SparseAutoencoder, check_n_jobs
 from .base import BaseEstimator
 from .exceptions import ParameterError
 from .optim import lbfgs
 from .params import stack_to_params, unpack
-from ._validation import check_softmax_args
+from .core.args import check_softmax_args
 from .params import stacked_layout
 from .softmax import (SoftmaxRegression, _proba_function, accuracy, encode_known_labels_for,
                       encode_labels_for)
@@ -218,8 +217,8 @@ class StackedAutoencoder(BaseEstimator):
     def _check_data(self, X, name, *, n_features=None):
         """``(X, value_range)``: :meth:`_check_X`, and for a dask array its
         ``(min, max)``, found in the same pass (None for a NumPy array)."""
-        if distributed.is_dask_collection(X):      # shards stay on the workers
-            X, lo, hi = distributed.check_dask_array(X, name, dtype=check_dtype(self.dtype))
+        if _dask.is_dask_collection(X):      # shards stay on the workers
+            X, lo, hi = _dask.check_dask_array(X, name, dtype=check_dtype(self.dtype))
             value_range = (lo, hi)
         else:
             X, value_range = check_array(X, name, dtype=check_dtype(self.dtype)), None
@@ -278,10 +277,10 @@ class StackedAutoencoder(BaseEstimator):
         sizes = self._validate_params()
         # fail now, not after pretraining, if the backend cannot fine-tune
         backends.get_function(self.backend, "stacked_cost_grad")
-        on_cluster = distributed.is_dask_collection(X) \
-            or distributed.is_dask_collection(X_unlabeled)
+        on_cluster = _dask.is_dask_collection(X) \
+            or _dask.is_dask_collection(X_unlabeled)
         if on_cluster:      # nor if it has no distributed autoencoder
-            distributed._stats_function(self.backend)
+            _dask.stats_function(self.backend)
         X, x_range = self._check_data(X, "X")
         n_features = X.shape[1]
         classes, codes = encode_labels_for(X, y)
@@ -289,7 +288,7 @@ class StackedAutoencoder(BaseEstimator):
         if X_unlabeled is not None:
             Xu, xu_range = self._check_data(X_unlabeled, "X_unlabeled", n_features=n_features)
             self._check_range(Xu, "X_unlabeled", xu_range)
-            H = distributed.concatenate_rows([X, Xu]) if on_cluster else np.concatenate([X, Xu])
+            H = _dask.concatenate_rows([X, Xu]) if on_cluster else np.concatenate([X, Xu])
         else:
             H = X
         val = None
@@ -324,8 +323,8 @@ class StackedAutoencoder(BaseEstimator):
                                     random_state=int(rng.integers(2**31 - 1)), **common)
             sae.fit(H)
             interrupted |= sae.interrupted_
-            if distributed.is_dask_collection(H):   # computed and kept on the workers
-                H = distributed.persist_rows(distributed.map_rows(
+            if _dask.is_dask_collection(H):   # computed and kept on the workers
+                H = _dask.persist_rows(_dask.map_rows(
                     _encode, H, h, dtype=H.dtype, args=(sae.W1_, sae.b1_)))
             else:
                 H = sae.transform(H)
@@ -380,8 +379,8 @@ class StackedAutoencoder(BaseEstimator):
         return self
 
     def _objective(self, X, codes, layer_sizes):
-        if distributed.is_dask_collection(X):
-            return distributed.stacked_objective(
+        if _dask.is_dask_collection(X):
+            return _dask.stacked_objective(
                 None, X, codes, layer_sizes, self.classes_.size,
                 weight_decay=self.softmax_weight_decay,
                 stack_weight_decay=self.stack_weight_decay, backend=self.backend,
@@ -411,9 +410,9 @@ class StackedAutoencoder(BaseEstimator):
     def _accuracy(self, X, codes, val):
         if val is not None:
             return self.score(*val)
-        if distributed.is_dask_collection(X):
-            pred = distributed.map_rows(self._predict_codes, X, dtype=np.intp)
-            return distributed.fraction_equal(pred, codes)
+        if _dask.is_dask_collection(X):
+            pred = _dask.map_rows(self._predict_codes, X, dtype=np.intp)
+            return _dask.fraction_equal(pred, codes)
         return float(np.mean(self._predict_codes(X) == codes))
 
     def _predict_codes(self, X):
@@ -435,10 +434,10 @@ class StackedAutoencoder(BaseEstimator):
         one label per row (``"labels"``)."""
         self._check_fitted("stack_")
         if output == "labels":
-            return distributed.map_rows(method, X, n_features=self.n_features_in_,
+            return _dask.map_rows(method, X, n_features=self.n_features_in_,
                                         dtype=self.classes_.dtype)
         n_columns = self.classes_.size if output == "scores" else self.stack_[-1][0].shape[0]
-        return distributed.map_rows(method, X, n_columns, n_features=self.n_features_in_,
+        return _dask.map_rows(method, X, n_columns, n_features=self.n_features_in_,
                                     dtype=check_dtype(self.dtype))
 
     def transform(self, X):
@@ -446,26 +445,26 @@ class StackedAutoencoder(BaseEstimator):
 
         A dask ``X`` gives a dask array, chunk by chunk (so do the methods below).
         """
-        if distributed.is_dask_collection(X):
+        if _dask.is_dask_collection(X):
             return self._map_rows(self.transform, X, "features")
         self._check_fitted("stack_")
         return self._features(self._check_X(X, n_features=self.n_features_in_))
 
     def decision_function(self, X):
         """Softmax logits [shape=(n_samples, n_classes)]."""
-        if distributed.is_dask_collection(X):
+        if _dask.is_dask_collection(X):
             return self._map_rows(self.decision_function, X)
         return self._logits(self.transform(X))
 
     def predict_proba(self, X):
         """Class probabilities [shape=(n_samples, n_classes)]; rows sum to 1."""
-        if distributed.is_dask_collection(X):
+        if _dask.is_dask_collection(X):
             return self._map_rows(self.predict_proba, X)
         return _proba_function(self.backend)(self.coef_, self.intercept_, self.transform(X))
 
     def predict(self, X):
         """The most probable class of each row, as labels from ``classes_``."""
-        if distributed.is_dask_collection(X):
+        if _dask.is_dask_collection(X):
             return self._map_rows(self.predict, X, "labels")
         best = np.argmax(self.decision_function(X), axis=1)
         return self.classes_[best]

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from ._validation import check_array, check_int
+from .core.checks import check_array, check_int
 from .exceptions import ParameterError
 
 

@@ -25,5 +25,5 @@ def fsdd_path():
 def _parallel_kernels_even_for_small_shapes(monkeypatch):
     """Tests use small shapes, which the kernels would run serially; run their
     parallel drivers instead (tests/test_parallel.py checks the serial ones)."""
-    from fastsae import _config
+    from fastsae.core import config as _config
     monkeypatch.setattr(_config, "PARALLEL_MIN_FLOPS", 1)

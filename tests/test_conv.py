@@ -5,7 +5,7 @@ import pytest
 
 import fastsae
 from fastsae import ParameterError, SparseAutoencoder
-from fastsae import _reference_conv as reference
+from fastsae.reference import conv as reference
 from fastsae.conv import (ConvolutionalFeatures, convolve, filters_from_weights, pool,
                           region_bounds, weights_from_filters)
 from fastsae.kernels import conv as numba_conv

@@ -8,16 +8,16 @@ import pytest
 
 import fastsae
 from fastsae import ParameterError, check_gradient
-from fastsae import _reference_conv
-from fastsae import _reference_convae as reference
+from fastsae.core import layouts
+from fastsae.reference import conv as ref_conv, convae as ref_convae, convnet as ref_convnet
 from fastsae import reference as dense_reference
 from fastsae.conv import convolve, filters_from_weights
 from fastsae.convae import (ConvolutionalAutoencoder, StackedConvolutionalAutoencoder,
                             conv_ae_cost_grad, conv_net_cost_grad, crop_spectrograms, encode)
-from fastsae.kernels import convae as numba_convae
+from fastsae.kernels import convae as numba_convae, convnet as numba_convnet
 from fastsae.params import layout_size
 
-IMPLS = {"numpy": reference.conv_ae_cost_grad, "numba": numba_convae.conv_ae_cost_grad}
+IMPLS = {"numpy": ref_convae.conv_ae_cost_grad, "numba": numba_convae.conv_ae_cost_grad}
 HYPER = dict(sparsity=0.1, beta=3.0, weight_decay=1e-3)
 SHAPES = [  # (N, C, H, W, K, ph, pw)
     (3, 1, 9, 8, 4, 3, 2),
@@ -34,7 +34,7 @@ def problem(shape, tied, dtype=np.float64, seed=0, scale=0.5):
     N, C, H, W, K, ph, pw = shape
     rng = np.random.default_rng(seed + sum(shape))
     X = rng.uniform(0, 1, (N, C, H, W)).astype(dtype)
-    theta = rng.uniform(-scale, scale, layout_size(reference.conv_ae_layout(K, C, (ph, pw), tied)))
+    theta = rng.uniform(-scale, scale, layout_size(layouts.conv_ae_layout(K, C, (ph, pw), tied)))
     return theta, X, K, (ph, pw)
 
 
@@ -46,7 +46,7 @@ def problem(shape, tied, dtype=np.float64, seed=0, scale=0.5):
 def test_numba_equals_reference(shape, tied, decoder, dtype):
     theta, X, K, patch = problem(shape, tied, dtype)
     kw = dict(HYPER, decoder=decoder, tied=tied)
-    c_ref, g_ref = reference.conv_ae_cost_grad(theta, X, K, patch, **kw)
+    c_ref, g_ref = ref_convae.conv_ae_cost_grad(theta, X, K, patch, **kw)
     c_nb, g_nb = numba_convae.conv_ae_cost_grad(theta, X, K, patch, **kw)
     assert g_nb.dtype == np.float64 and g_nb.shape == theta.shape
     rtol = 1e-12 if dtype == np.float64 else 2e-5
@@ -84,13 +84,13 @@ def test_one_position_is_the_dense_autoencoder(backend, decoder):
     N, H, W, K = 7, 4, 5, 3
     v = H * W
     theta, X, _, _ = problem((N, 1, H, W, K, H, W), False)
-    Wf, V, b, c = reference.unpack_conv_ae(theta, K, 1, (H, W))
+    Wf, V, b, c = layouts.unpack_conv_ae(theta, K, 1, (H, W))
     dense = np.concatenate([Wf.reshape(K, v).ravel(), V.reshape(K, v).T.ravel(), b,
                             np.full(v, c[0])])
     cost, grad = IMPLS[backend](theta, X, K, (H, W), **HYPER, decoder=decoder)
     d_cost, d_grad = dense_reference.sae_cost_grad(dense, X.reshape(N, v), v, K, **HYPER,
                                                    decoder=decoder)
-    gW, gV, gb, gc = reference.unpack_conv_ae(grad, K, 1, (H, W))
+    gW, gV, gb, gc = layouts.unpack_conv_ae(grad, K, 1, (H, W))
     got = np.concatenate([gW.reshape(K, v).ravel(), gV.reshape(K, v).T.ravel(), gb])
     assert cost == pytest.approx(d_cost, rel=1e-12)
     np.testing.assert_allclose(got, d_grad[:-v], rtol=1e-10, atol=1e-13)
@@ -100,7 +100,7 @@ def test_one_position_is_the_dense_autoencoder(backend, decoder):
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_sparsity_term_averages_over_images_and_positions(backend):
     theta, X, K, patch = problem((4, 1, 9, 8, 3, 3, 2), False)
-    Wf, _, b, _ = reference.unpack_conv_ae(theta, K, 1, patch)
+    Wf, _, b, _ = layouts.unpack_conv_ae(theta, K, 1, patch)
     rho, beta = 0.1, 2.0
     rho_hat = convolve(Wf[:, 0], b, X[:, 0], backend="numpy").mean(axis=(0, 2, 3))
     kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
@@ -115,9 +115,9 @@ def test_reference_building_blocks_by_hand():
     X = rng.standard_normal((2, 3, 6, 5))
     F = rng.standard_normal((4, 3, 3, 2))
     b = rng.standard_normal(4)
-    Z = reference.conv_forward(F, b, X)
+    Z = ref_convae.conv_forward(F, b, X)
     # channel sum of the single-channel reference convolution
-    expect = sum(_reference_conv.convolve(F[:, c], np.zeros(4), X[:, c], activation="linear")
+    expect = sum(ref_conv.convolve(F[:, c], np.zeros(4), X[:, c], activation="linear")
                  for c in range(3)) + b[None, :, None, None]
     np.testing.assert_allclose(Z, expect, rtol=1e-12)
     # transposed convolution by an explicit scatter-add, and its adjointness
@@ -128,8 +128,8 @@ def test_reference_building_blocks_by_hand():
             for i in range(4):
                 for j in range(4):
                     Y[n, :, i:i + 3, j:j + 2] += A[n, k, i, j] * F[k]
-    np.testing.assert_allclose(reference.conv_transpose(A, F, (6, 5)), Y, rtol=1e-12)
-    lin = reference.conv_forward(F, np.zeros(4), X)
+    np.testing.assert_allclose(ref_convae.conv_transpose(A, F, (6, 5)), Y, rtol=1e-12)
+    lin = ref_convae.conv_forward(F, np.zeros(4), X)
     assert np.vdot(lin, A) == pytest.approx(np.vdot(X, Y), rel=1e-12)
 
 
@@ -150,9 +150,9 @@ def net_problem(layers, channels=2, n_classes=3, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.uniform(0, 1, (4, channels, 12, 11))
     y = np.array([0, 1, 2, 1]) % n_classes
-    plan, n_features = reference.conv_net_plan(layers, X.shape[1:])
+    plan, n_features = layouts.conv_net_plan(layers, X.shape[1:])
     theta = rng.uniform(-0.5, 0.5,
-                        layout_size(reference.conv_net_layout(plan, n_features, n_classes)))
+                        layout_size(layouts.conv_net_layout(plan, n_features, n_classes)))
     return theta, X, y, n_classes
 
 
@@ -171,8 +171,8 @@ def test_numba_conv_net_equals_reference(name, dtype):
     theta, X, y, n_classes = net_problem(NETS[name], seed=3)
     X = X.astype(dtype)
     kw = dict(weight_decay=1e-3, conv_weight_decay=1e-2)
-    c_ref, g_ref = reference.conv_net_cost_grad(theta, X, y, NETS[name], n_classes, **kw)
-    c_nb, g_nb = numba_convae.conv_net_cost_grad(theta, X, y, NETS[name], n_classes, **kw)
+    c_ref, g_ref = ref_convnet.conv_net_cost_grad(theta, X, y, NETS[name], n_classes, **kw)
+    c_nb, g_nb = numba_convnet.conv_net_cost_grad(theta, X, y, NETS[name], n_classes, **kw)
     rtol = 1e-12 if dtype == np.float64 else 2e-5
     assert c_nb == pytest.approx(c_ref, rel=rtol)
     np.testing.assert_allclose(g_nb, g_ref, rtol=rtol, atol=rtol * np.abs(g_ref).max())
@@ -181,11 +181,11 @@ def test_numba_conv_net_equals_reference(name, dtype):
 def test_conv_net_softmax_part_is_softmax_regression():
     layers = NETS["2-mean-max"]
     theta, X, y, K = net_problem(layers)
-    cost, grad = reference.conv_net_cost_grad(theta, X, y, layers, K, weight_decay=1e-3)
-    plan, n_features = reference.conv_net_plan(layers, X.shape[1:])
-    views = fastsae.params.unpack(theta, reference.conv_net_layout(plan, n_features, K))
+    cost, grad = ref_convnet.conv_net_cost_grad(theta, X, y, layers, K, weight_decay=1e-3)
+    plan, n_features = layouts.conv_net_plan(layers, X.shape[1:])
+    views = fastsae.params.unpack(theta, layouts.conv_net_layout(plan, n_features, K))
     params = [(views[i], views[i + 1]) for i in range(2, len(views), 2)]
-    F = reference.conv_net_forward(params, X, plan)[-1][1].reshape(len(X), -1)
+    F = ref_convnet.conv_net_forward(params, X, plan)[-1][1].reshape(len(X), -1)
     n_soft = K * n_features + K
     s_cost, s_grad = dense_reference.softmax_cost_grad(theta[:n_soft], F, y, K, weight_decay=1e-3)
     assert cost == pytest.approx(s_cost, rel=1e-12)
@@ -194,7 +194,7 @@ def test_conv_net_softmax_part_is_softmax_regression():
 
 def test_max_pool_backward_routes_to_the_maximum():
     maps = np.array([[[[1.0, 5.0, 2.0], [3.0, 0.0, 4.0]]]])
-    g = reference.pool_backward(np.array([[[[10.0]]]]), maps,
+    g = ref_convnet.pool_backward(np.array([[[[10.0]]]]), maps,
                                 (np.array([0]), np.array([2]), np.array([0]), np.array([3])),
                                 "max")
     assert g[0, 0].tolist() == [[0.0, 10.0, 0.0], [0.0, 0.0, 0.0]]
@@ -243,11 +243,11 @@ def test_multichannel_encoder_and_reconstruction():
     rng = np.random.default_rng(2)
     X = rng.uniform(0, 1, (5, 3, 8, 9))
     cae = ConvolutionalAutoencoder(2, (3, 3), max_iter=5, random_state=0).fit(X)
-    expected = 1 / (1 + np.exp(-reference.conv_forward(cae.filters_, cae.bias_, X)))
+    expected = 1 / (1 + np.exp(-ref_convae.conv_forward(cae.filters_, cae.bias_, X)))
     np.testing.assert_allclose(cae.transform(X), expected, rtol=1e-12)
     np.testing.assert_allclose(encode(cae.filters_, cae.bias_, X, backend="numpy"), expected,
                                rtol=1e-12)
-    R = reference.conv_ae_reconstruct(cae.filters_, cae.decoder_filters_, cae.bias_,
+    R = ref_convae.conv_ae_reconstruct(cae.filters_, cae.decoder_filters_, cae.bias_,
                                       cae.decoder_bias_, X)
     np.testing.assert_allclose(cae.reconstruct(X), R, rtol=1e-12)
     assert cae.weights_.shape == (2, 27)
@@ -293,7 +293,7 @@ def test_unsupervised_stack_gives_pooled_features():
     layers = [dict(n_filters=3, patch_shape=(3, 3), n_pool_regions=(2, 2), pool="max")]
     net = StackedConvolutionalAutoencoder(layers, pretrain_iter=5, random_state=0).fit(X)
     cae = net.autoencoders_[0]
-    expected = _reference_conv.pool_regions(cae.transform(X), *reference.conv_net_plan(
+    expected = ref_conv.pool_regions(cae.transform(X), *layouts.conv_net_plan(
         layers, (1, 10, 10))[0][0]["bounds"], mode="max").reshape(20, -1)
     np.testing.assert_allclose(net.transform(X), expected, rtol=1e-12)
     with pytest.raises(fastsae.NotFittedError):

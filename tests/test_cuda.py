@@ -408,7 +408,7 @@ STACKED_CASES = [  # (n_samples, layer_sizes, n_classes, stack_weight_decay)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_stacked_equals_reference(case, dtype, engine, fresh_workspace):
     from fastsae.params import layout_size
-    from fastsae.reference import _stacked_layout
+    from fastsae.core.layouts import stacked_layout as _stacked_layout
     m, sizes, K, lam_s = case
     rng = np.random.default_rng(m + len(sizes))
     X = rng.uniform(0, 1, (m, sizes[0])).astype(dtype)

@@ -18,8 +18,8 @@ import soundfile as sf
 
 import fastsae
 from fastsae import reference
-from fastsae._reference_distributed import sae_combine_stats
-from fastsae._reference_distributed import sae_shard_stats as ref_shard_stats
+from fastsae.distributed import sae_combine_stats
+from fastsae.reference.sae_stats import sae_shard_stats as ref_shard_stats
 from fastsae.exceptions import BackendUnavailableError, ParameterError
 from fastsae.kernels import sae as numba_sae
 from fastsae.kernels.sae_stats import sae_shard_stats as numba_shard_stats
@@ -260,14 +260,14 @@ def test_connect_to_nowhere_is_a_clear_error():
 def _same_shards_here(X, bounds, v, h, kw):
     """The distributed objective's arithmetic in this process: the same per-shard kernel
     (one thread, as on the workers) and the same order of additions."""
-    import fastsae.distributed as fd
-    from fastsae._threads import numba_threads
+    from fastsae._dask.objective import _add
+    from fastsae.core.threads import numba_threads
 
     def f(theta):
         with numba_threads(1):
             parts = [numba_shard_stats(theta, X[a:b], v, h, with_sparsity=kw["beta"] > 0)
                      for a, b in zip(bounds[:-1], bounds[1:])]
-        return sae_combine_stats(fd._add(*parts), theta, v, h, **kw)
+        return sae_combine_stats(_add(*parts), theta, v, h, **kw)
     return f
 
 
@@ -486,7 +486,8 @@ def test_windows_from_files_equal_single_machine_windows(client, tmp_path):
     np.testing.assert_allclose(Xn.compute(), single.transform(every), rtol=1e-12)
     # the shards are rebuilt from their lineage (files -> spectra -> windows -> scaled)
     # when the worker holding one dies, although the intermediate futures are gone
-    _kill_worker_holding(client, fd._chunk_futures(Xn)[0])
+    from fastsae._dask.arrays import chunk_futures
+    _kill_worker_holding(client, chunk_futures(Xn)[0])
     np.testing.assert_allclose(Xn.compute(), single.transform(every), rtol=1e-12)
     client.wait_for_workers(2, timeout=60)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import fastsae
-from fastsae import _config
-from fastsae.kernels import conv, convae, sae, softmax, stacked
+from fastsae.core import config as _config
+from fastsae.kernels import conv, convae, convnet, sae, softmax, stacked
 from fastsae.kernels._parallel import threads_for
 
 
@@ -59,7 +59,7 @@ def test_serial_equals_parallel(monkeypatch, dtype):
 
 def _parallel_kernels():
     from fastsae.kernels._parallel import ParallelKernel
-    for mod in (conv, convae, sae, softmax, stacked):
+    for mod in (conv, convae, convnet, sae, softmax, stacked):
         for name, obj in vars(mod).items():
             if isinstance(obj, ParallelKernel):
                 yield f"{mod.__name__}.{name}", obj

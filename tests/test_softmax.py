@@ -305,7 +305,7 @@ def test_sklearn_conventions_and_interrupt():
 def test_any_thread_count_gives_the_same_result():
     import numba
 
-    from fastsae._threads import numba_threads
+    from fastsae.core.threads import numba_threads
     from fastsae.kernels import stacked as numba_stacked
 
     theta, X, y = _problem(997, 11, 6, np.float64, seed=9)

@@ -8,7 +8,7 @@ from fastsae import ParameterError, check_gradient, reference
 from fastsae.backends import CPU_BACKENDS, get_backend, get_function
 from fastsae.kernels import softmax as numba_softmax
 from fastsae.kernels import stacked as numba_stacked
-from fastsae.params import layout_size, stack_to_params
+from fastsae.params import layout_size, stack_to_params, stacked_layout
 from fastsae.stacked import StackedAutoencoder, stacked_cost_grad
 
 CASES = [  # (n_samples, layer_sizes, n_classes)
@@ -25,7 +25,7 @@ def _problem(m, sizes, K, dtype, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.uniform(0, 1, (m, sizes[0])).astype(dtype)
     y = rng.integers(0, K, m)
-    theta = 0.5 * rng.standard_normal(layout_size(reference._stacked_layout(sizes, K)))
+    theta = 0.5 * rng.standard_normal(layout_size(stacked_layout(sizes, K)))
     return theta, X, y
 
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from .._validation import check_int
+from ..core.checks import check_int
 from ..base import BaseEstimator
 from ..exceptions import ParameterError
 from ._extract import spectra_from_files

@@ -8,7 +8,7 @@ from functools import partial
 
 import numpy as np
 
-from .._validation import check_bool, check_int
+from ..core.checks import check_bool, check_int
 from ..exceptions import ParameterError
 from ._parallel import map_files
 

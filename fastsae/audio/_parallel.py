@@ -13,7 +13,7 @@ import sys
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-from .._validation import check_choice, check_int
+from ..core.checks import check_choice, check_int
 from ..exceptions import ParameterError
 
 ON_ERROR = ("fail", "skip")

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .._validation import check_array, check_bool, check_choice, check_int, check_scalar
+from ..core.checks import check_array, check_bool, check_choice, check_int, check_scalar
 from ..exceptions import ParameterError
 
 KINDS = ("fft", "mel", "bark", "cepstrum", "cqt")

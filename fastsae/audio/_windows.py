@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from .._validation import check_array, check_bool, check_int, check_random_state
+from ..core.checks import check_array, check_bool, check_int, check_random_state
 from ..exceptions import ParameterError
 
 

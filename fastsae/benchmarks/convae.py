@@ -22,8 +22,9 @@ import time
 
 import numpy as np
 
-from fastsae import _reference_convae as reference  # noqa: E402
-from fastsae.kernels import convae as numba_convae  # noqa: E402
+from fastsae.core import layouts  # noqa: E402
+from fastsae.reference import convae as ref_convae, convnet as ref_convnet  # noqa: E402
+from fastsae.kernels import convae as numba_convae, convnet as numba_convnet  # noqa: E402
 from fastsae.params import layout_size  # noqa: E402
 
 #: (name, n_filters, ph, pw, n_inputs, n_channels, H, W, dtype)
@@ -33,8 +34,8 @@ CONVAE_CASES = [
 ]
 QUICK_CASES = [("spectrogram 40x64 /4", 64, 8, 8, 25, 1, 40, 64, np.float32)]
 HYPER = dict(sparsity=0.05, beta=3.0, weight_decay=1e-4)
-IMPLS = {"numpy": reference.conv_ae_cost_grad, "numba": numba_convae.conv_ae_cost_grad}
-NET_IMPLS = {"numpy": reference.conv_net_cost_grad, "numba": numba_convae.conv_net_cost_grad}
+IMPLS = {"numpy": ref_convae.conv_ae_cost_grad, "numba": numba_convae.conv_ae_cost_grad}
+NET_IMPLS = {"numpy": ref_convnet.conv_net_cost_grad, "numba": numba_convnet.conv_net_cost_grad}
 #: (name, layers, n_inputs, input shape (C, H, W), n_classes, dtype)
 NET_LAYERS = [dict(n_filters=64, patch_shape=(8, 8), pool_shape=(2, 2)),
               dict(n_filters=32, patch_shape=(3, 3), n_pool_regions=(2, 4), pool="max")]
@@ -49,7 +50,7 @@ def convae_problem(K, ph, pw, N, C, H, W, dtype, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.uniform(0.0, 1.0, (N, C, H, W)).astype(dtype)
     r = np.sqrt(6.0 / (C * ph * pw + K * ph * pw + 1))
-    theta = rng.uniform(-r, r, layout_size(reference.conv_ae_layout(K, C, (ph, pw))))
+    theta = rng.uniform(-r, r, layout_size(layouts.conv_ae_layout(K, C, (ph, pw))))
     theta[-(K + C):] = 0.0
     return theta, X
 
@@ -58,9 +59,9 @@ def net_problem(layers, N, shape, n_classes, dtype, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.uniform(0.0, 1.0, (N,) + shape).astype(dtype)
     y = rng.integers(0, n_classes, N)
-    plan, n_features = reference.conv_net_plan(layers, shape)
+    plan, n_features = layouts.conv_net_plan(layers, shape)
     theta = rng.uniform(-0.05, 0.05,
-                        layout_size(reference.conv_net_layout(plan, n_features, n_classes)))
+                        layout_size(layouts.conv_net_layout(plan, n_features, n_classes)))
     return theta, X, y
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from fastsae import reference
 from fastsae.kernels import softmax as numba_softmax
 from fastsae.kernels import stacked as numba_stacked
-from fastsae.params import layout_size
+from fastsae.params import layout_size, stacked_layout
 
 from ._util import SETTLE_SECONDS
 from .cases import QUICK_SOFTMAX, QUICK_STACKED, SOFTMAX_CASES, STACKED_CASES  # noqa: F401
@@ -51,7 +51,7 @@ def stacked_problem(m, sizes, K, dtype, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.uniform(0.0, 1.0, (m, sizes[0])).astype(dtype)
     y = rng.integers(0, K, m)
-    theta = 0.05 * rng.standard_normal(layout_size(reference._stacked_layout(sizes, K)))
+    theta = 0.05 * rng.standard_normal(layout_size(stacked_layout(sizes, K)))
     return theta, X, y
 
 
@@ -96,7 +96,7 @@ def torch_stacked(theta, X, y, sizes, K, torch):
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     m = X.shape[0]
     rows = torch.arange(m)
-    shapes = reference._stacked_layout(sizes, K)
+    shapes = stacked_layout(sizes, K)
 
     def run():
         th = torch.from_numpy(theta).to(dt)

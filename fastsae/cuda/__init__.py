@@ -1,8 +1,10 @@
 """CUDA kernels: the ``"cuda"`` backend (numba.cuda, with cuBLAS through CuPy when installed).
 
-Each function here has a twin with the same name and signature in
-:mod:`fastsae.reference` (NumPy) and :mod:`fastsae.kernels` (Numba CPU), and
-is tested against the reference (also on Numba's CUDA simulator, so without
+Each module here has a twin with the same file name in
+:mod:`fastsae.reference` (NumPy) and :mod:`fastsae.kernels` (Numba CPU), each
+function a twin there with the same name and signature (the table of names
+is :data:`fastsae.backends.KERNELS`, whose ``GAPS`` lists what this backend
+lacks), and is tested against the reference (also on Numba's CUDA simulator, so without
 a GPU).
 
 Importing this package is cheap and works anywhere: ``numba.cuda`` (and
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 import importlib
 
-from ._device import (check_device_array, ensure_available, is_device_array, is_simulator,
-                      to_device, value_range)
+from ._arrays import check_device_array, is_device_array, to_device, value_range
+from ._device import ensure_available, is_simulator
 
-_LAZY = {
+#: The kernels this backend offers -> their module (imported on first use).
+KERNEL_MODULES = {
     "sae_cost_grad": "sae",
     "softmax_cost_grad": "softmax",
     "softmax_predict_proba": "softmax",
@@ -36,16 +39,16 @@ _LAZY = {
     "pool_regions": "conv",
 }
 
-__all__ = ["sae_cost_grad", "softmax_cost_grad", "softmax_predict_proba", "stacked_cost_grad",
-           "convolve", "pool_regions", "clear_workspace", "ensure_available", "to_device",
-           "is_device_array", "check_device_array", "value_range", "matmul_engine"]
+__all__ = list(KERNEL_MODULES) + [
+    "clear_workspace", "ensure_available", "to_device", "is_device_array", "check_device_array",
+    "value_range", "is_simulator", "matmul_engine"]
 
 
 def __getattr__(name):
     # The kernels import numba.cuda; load them on first use, once it is known to work.
-    if name in _LAZY:
+    if name in KERNEL_MODULES:
         ensure_available()
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        module = importlib.import_module(f".{KERNEL_MODULES[name]}", __name__)
         value = getattr(module, name)
         globals()[name] = value
         return value

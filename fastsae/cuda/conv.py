@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_conv_args, check_conv_out, check_pool_args
+from ..core.args import check_conv_args, check_conv_out, check_pool_args
 from . import _matmul as mm
-from ._device import (cuda, device_input, ensure_available, is_simulator, launcher, shape_proxy,
-                      workspace)
+from ._arrays import device_input, shape_proxy
+from ._device import cuda, ensure_available, is_simulator, launcher, workspace
 from ._elementwise import (LINEAR, MAX, MEAN, RELU, SIGMOID, grid1d, im2col, kernels,
                            pool as _pool)
 

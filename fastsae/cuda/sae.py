@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_sae_options
+from ..core.args import check_sae_options
 from . import _matmul as mm
-from ._device import (cuda, device_input, ensure_available, launcher, shape_proxy,
-                      theta_to_device, workspace)
+from ._arrays import device_input, shape_proxy
+from ._device import cuda, ensure_available, launcher, theta_to_device, workspace
 from ._elementwise import (LINEAR_SQUARED, SIGMOID_CROSS_ENTROPY, SIGMOID_SQUARED, grid1d,
                            grid2d, kernels)
 

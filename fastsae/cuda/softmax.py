@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..reference import _check_proba_args, _check_softmax_args, _stacked_layout
+from ..core.args import check_proba_args, check_softmax_args
+from ..core.layouts import stacked_layout
 from . import _matmul as mm
-from ._device import (cuda, device_input, ensure_available, launcher, shape_proxy,
-                      theta_to_device, workspace)
+from ._arrays import device_input, shape_proxy
+from ._device import cuda, ensure_available, launcher, theta_to_device, workspace
 from ._elementwise import grid1d, grid2d, kernels
 
 N_SCALARS = 2
@@ -34,7 +35,7 @@ class _NetworkWorkspace:
         self.eng = eng
         L = len(sizes) - 1
         hL = sizes[-1]
-        layout = _stacked_layout(sizes, K)
+        layout = stacked_layout(sizes, K)
         offsets = np.cumsum([0] + [int(np.prod(s)) for s in layout])
         n = int(offsets[-1])
         self.n = n
@@ -96,7 +97,7 @@ class _NetworkWorkspace:
 
 def network_cost_grad(theta, X, y, sizes, K, weight_decay, stack_weight_decay):
     """Cost and float64 gradient of a softmax on ``len(sizes) - 1`` sigmoid layers
-    (checked arguments; theta in :func:`fastsae.reference._stacked_layout` order)."""
+    (checked arguments; theta in :func:`fastsae.core.layouts.stacked_layout` order)."""
     Xd = device_input(X)
     dt = np.dtype(Xd.dtype)
     m = Xd.shape[0]
@@ -153,7 +154,7 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     Computes in ``X.dtype``; returns ``(float, float64 gradient)``.
     """
     ensure_available()
-    K, y, _ = _check_softmax_args(theta, shape_proxy(X), y, n_classes, weight_decay)
+    K, y, _ = check_softmax_args(theta, shape_proxy(X), y, n_classes, weight_decay)
     return network_cost_grad(theta, X, y, (X.shape[1],), K, weight_decay, 0.0)
 
 
@@ -161,7 +162,7 @@ def softmax_predict_proba(W, b, X):
     """Class probabilities ``softmax(X Wᵀ + b)`` as a NumPy array, CUDA backend (twin of
     :func:`fastsae.reference.softmax_predict_proba`); ``X`` on the host or the device."""
     ensure_available()
-    W, b = _check_proba_args(W, b, shape_proxy(X))
+    W, b = check_proba_args(W, b, shape_proxy(X))
     c = cuda()
     Xd = device_input(X)
     dt = np.dtype(Xd.dtype)

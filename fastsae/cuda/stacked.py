@@ -8,8 +8,9 @@ same network without sigmoid layers: see
 """
 from __future__ import annotations
 
-from ..reference import _check_softmax_args
-from ._device import ensure_available, shape_proxy
+from ..core.args import check_softmax_args
+from ._arrays import shape_proxy
+from ._device import ensure_available
 from .softmax import network_cost_grad
 
 
@@ -23,7 +24,7 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
     (copied). Computes in ``X.dtype``; returns ``(float, float64 gradient)``.
     """
     ensure_available()
-    K, y, sizes = _check_softmax_args(theta, shape_proxy(X), y, n_classes, weight_decay,
+    K, y, sizes = check_softmax_args(theta, shape_proxy(X), y, n_classes, weight_decay,
                                       layer_sizes, stack_weight_decay)
     return network_cost_grad(theta, X, y, sizes, K, weight_decay, stack_weight_decay)
 

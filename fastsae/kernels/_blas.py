@@ -4,7 +4,7 @@ The fused kernels call GEMM from inside their ``prange`` threads, each thread
 on its own block of examples, so that one thread pool (Numba's) does all the
 work of a cost evaluation. The BLAS behind these calls is the one SciPy ships
 (``scipy.linalg.cython_blas``); while a kernel runs, that library is kept to
-one thread (see :mod:`fastsae._threads`), so it never starts a second pool that
+one thread (see :mod:`fastsae.core.threads`), so it never starts a second pool that
 would spin against Numba's.
 
 The address of the Fortran routine is passed to the kernels at run time (see
@@ -12,7 +12,7 @@ The address of the Fortran routine is passed to the kernels at run time (see
 kernels can be cached on disk and reused by a later process.
 """
 import numpy as np
-from .._config import CACHE
+from ..core.config import CACHE
 import scipy.linalg.cython_blas  # noqa: F401  (loads the symbols)
 from llvmlite import ir
 from numba import njit, types

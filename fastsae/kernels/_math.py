@@ -20,12 +20,12 @@ Each function is generic over float32/float64 and returns the argument's type;
 the constants are typed so that float32 code stays float32.
 """
 import numpy as np
-from .._config import CACHE
+from ..core.config import CACHE
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .._config import FASTMATH
+from ..core.config import FASTMATH
 
 
 @intrinsic

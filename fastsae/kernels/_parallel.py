@@ -9,13 +9,14 @@ same loop, in the calling thread).
 """
 from __future__ import annotations
 
+import threading
 import types
 
 import numba
 from numba import njit
 
-from .. import _config
-from .._config import JIT_OPTIONS
+from ..core import config as _config
+from ..core.config import JIT_OPTIONS
 
 
 class ParallelKernel:
@@ -47,3 +48,26 @@ def threads_for(flops, n_items):
     """Threads worth waking for ``flops`` of work split over ``n_items`` rows or images."""
     n = numba.get_num_threads()
     return int(max(1, min(n, n_items, flops // max(_config.PARALLEL_MIN_FLOPS, 1))))
+
+
+_local = threading.local()
+
+
+def workspace(kind: str, key, build):
+    """The buffers of kernel ``kind`` for ``key``, built by ``build(key)`` when ``key`` changes.
+
+    ``key`` holds what the buffers' shapes depend on (sizes, dtype, threads).
+    They are kept per calling thread between calls (no page faults, no
+    allocation in the optimizer's inner loop) until :func:`clear_workspace`.
+    """
+    store = _local.__dict__
+    held = store.get(kind)
+    if held is None or held[0] != key:
+        store.pop(kind, None)              # free the old buffers before building new ones
+        held = store[kind] = (key, build(key))
+    return held[1]
+
+
+def clear_workspace():
+    """Free every kernel's buffers kept in the calling thread (the estimators do it after ``fit``)."""
+    _local.__dict__.clear()

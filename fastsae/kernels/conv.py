@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT_OPTIONS
-from .._threads import scipy_blas_single_thread
-from .._validation import check_conv_args, check_conv_out, check_pool_args
+from ..core.config import JIT_OPTIONS
+from ..core.threads import scipy_blas_single_thread
+from ..core.args import check_conv_args, check_conv_out, check_pool_args
 from ._blas import gemm, gemm_address
 from ._parallel import parallel_kernel, threads_for
 from ._math import sigmoid
@@ -77,7 +77,6 @@ def _im2col_block(img, ph, pw, ow, p0, p1, col):
 @parallel_kernel
 def _convolve(fn, Wmat, b, images, out, ph, pw, act, block, n_threads):
     N, H, Wd = images.shape
-    K = Wmat.shape[0]
     ow = Wd - pw + 1
     n_pos = out.shape[2]
     n_blocks = (n_pos + block - 1) // block

@@ -21,18 +21,16 @@ are two passes rather than one.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT_OPTIONS, SAE_CHUNK_BYTES
-from .._threads import scipy_blas_single_thread
-from .._validation import check_sae_options
-from ..params import unpack_sae
+from ..core.config import JIT_OPTIONS, SAE_CHUNK_BYTES
+from ..core.threads import scipy_blas_single_thread
+from ..core.args import check_sae_options
+from ..core.layouts import unpack_sae
 from ._blas import gemm, gemm_address
 from ._math import one, sigmoid, softplus, sumsq
-from ._parallel import parallel_kernel, threads_for
+from ._parallel import parallel_kernel, threads_for, workspace
 
 # output-layer variants (decoder, loss)
 SIGMOID_SQUARED, LINEAR_SQUARED, SIGMOID_CROSS_ENTROPY = 0, 1, 2
@@ -157,11 +155,10 @@ def _backprop(fn, X, A2, W2, b2, s, kind, chunk, bufZ, bufD, gW1, gW2, gb1, gb2,
 
 
 class _Workspace:
-    """Buffers reused across calls with the same shapes (no page faults, no
-    allocation in the optimizer's inner loop)."""
+    """Buffers of one call shape (see :func:`fastsae.kernels._parallel.workspace`)."""
 
-    def __init__(self, m, v, h, dtype, n_threads, chunk):
-        self.key = (m, v, h, np.dtype(dtype), n_threads, chunk)
+    def __init__(self, key):
+        m, v, h, dtype, n_threads, chunk = key
         self.A2 = np.empty((m, h), dtype)
         self.rho = np.empty((n_threads, h))
         self.Z = np.empty((n_threads, chunk, v), dtype)
@@ -173,20 +170,6 @@ class _Workspace:
         self.cost = np.empty((n_threads, v))
 
 
-_local = threading.local()
-
-
-def _workspace(m, v, h, dtype, n_threads, chunk) -> _Workspace:
-    key = (m, v, h, np.dtype(dtype), n_threads, chunk)
-    ws = getattr(_local, "sae", None)
-    if ws is None or ws.key != key:
-        ws = _local.sae = _Workspace(m, v, h, dtype, n_threads, chunk)
-    return ws
-
-
-def clear_workspace():
-    """Free the buffers kept between calls (done by the estimators after ``fit``)."""
-    _local.sae = None
 
 
 def chunk_rows(n_visible, itemsize):
@@ -217,7 +200,7 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
 
     n_threads = threads_for(10.0 * m * v * h, m)
     chunk = chunk_rows(v, dt.itemsize)
-    ws = _workspace(m, v, h, dt, n_threads, chunk)
+    ws = workspace("sae", (m, v, h, dt, n_threads, chunk), _Workspace)
     fn = gemm_address(dt)
     with scipy_blas_single_thread():
         _encode(n_threads)(fn, X, W1c, b1c, ws.A2, chunk, ws.rho)

@@ -1,9 +1,9 @@
 """Numba kernel for one shard's sparse-autoencoder statistics (twin of
-:func:`fastsae._reference_distributed.sae_shard_stats`).
+:func:`fastsae.reference.sae_stats.sae_shard_stats`).
 
 A shard does not know ``ρ̂`` (it is a mean over every shard), so instead of
 the hidden deltas it accumulates the sums from which the driver forms them
-(see :mod:`fastsae._reference_distributed`). Nothing here waits for ``ρ̂``,
+(see :mod:`fastsae.reference.sae_stats`). Nothing here waits for ``ρ̂``,
 so unlike :mod:`fastsae.kernels.sae` this is *one* parallel pass, and no
 ``(n_samples × n_hidden)`` array is written: each thread runs through its own
 contiguous share of rows in cache-sized chunks and, per chunk,
@@ -22,18 +22,17 @@ partial sums live in per-thread buffers and are added once, in float64.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT_OPTIONS
-from .._reference_distributed import check_stats_options, sae_stats_layout, unpack_sae_stats
-from .._threads import scipy_blas_single_thread
-from ..params import unpack_sae
+from ..core.config import JIT_OPTIONS
+from ..core.args import check_stats_options
+from ..core.layouts import sae_stats_layout, unpack_sae_stats
+from ..core.threads import scipy_blas_single_thread
+from ..core.layouts import unpack_sae
 from ._blas import gemm, gemm_address
 from ._math import one
-from ._parallel import parallel_kernel, threads_for
+from ._parallel import parallel_kernel, threads_for, workspace
 from .sae import (LINEAR_SQUARED, SIGMOID_CROSS_ENTROPY, SIGMOID_SQUARED,
                   _bias_sigmoid_colsum, _delta_out_linear_squared,
                   _delta_out_sigmoid_cross_entropy, _delta_out_sigmoid_squared, chunk_rows)
@@ -119,7 +118,6 @@ class _Workspace:
 
     def __init__(self, key):
         v, h, dtype, n_threads, chunk, with_q = key
-        self.key = key
         w = 2 * h if with_q else h
         self.A = np.empty((n_threads, chunk, h), dtype)
         self.Z = np.empty((n_threads, chunk, v), dtype)
@@ -131,19 +129,6 @@ class _Workspace:
         self.cost = np.empty((n_threads, v))
 
 
-_local = threading.local()
-
-
-def _workspace(key) -> _Workspace:
-    ws = getattr(_local, "sae_stats", None)
-    if ws is None or ws.key != key:
-        ws = _local.sae_stats = _Workspace(key)
-    return ws
-
-
-def clear_workspace():
-    """Free the buffers kept between calls (in the calling thread)."""
-    _local.sae_stats = None
 
 
 def sae_shard_stats(theta, X, n_visible, n_hidden, *, decoder="sigmoid", loss="squared",
@@ -151,9 +136,9 @@ def sae_shard_stats(theta, X, n_visible, n_hidden, *, decoder="sigmoid", loss="s
     """One shard's sufficient statistics, Numba backend.
 
     Same signature and results as
-    :func:`fastsae._reference_distributed.sae_shard_stats` (see there):
+    :func:`fastsae.reference.sae_stats.sae_shard_stats` (see there):
     computes in ``X.dtype`` and returns the float64 statistics vector laid
-    out by :func:`~fastsae._reference_distributed.sae_stats_layout`.
+    out by :func:`~fastsae.core.layouts.sae_stats_layout`.
     """
     check_stats_options(theta, X, n_visible, n_hidden, decoder, loss, tied, with_sparsity)
     dt = X.dtype
@@ -167,7 +152,7 @@ def sae_shard_stats(theta, X, n_visible, n_hidden, *, decoder="sigmoid", loss="s
     with_q = bool(with_sparsity)
     n_threads = threads_for((12.0 if with_q else 10.0) * m * v * h, m)
     chunk = chunk_rows(v, dt.itemsize)
-    ws = _workspace((v, h, dt, n_threads, chunk, with_q))
+    ws = workspace("sae_stats", (v, h, dt, n_threads, chunk, with_q), _Workspace)
     with scipy_blas_single_thread():
         _stats_pass(n_threads)(gemm_address(dt), X, W1c, b1.astype(dt), W2c, b2.astype(dt), kind, with_q,
                     chunk, ws.A, ws.Z, ws.D, ws.gW2, ws.PQ, ws.hsum, ws.gb2, ws.cost)
@@ -190,4 +175,4 @@ def sae_shard_stats(theta, X, n_visible, n_hidden, *, decoder="sigmoid", loss="s
     return out
 
 
-__all__ = ["sae_shard_stats", "clear_workspace"]
+__all__ = ["sae_shard_stats"]

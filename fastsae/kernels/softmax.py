@@ -18,18 +18,16 @@ gradients live in per-thread buffers and are summed once, in float64.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT_OPTIONS
-from .._threads import scipy_blas_single_thread
-from ..params import unpack
-from .._validation import check_proba_args, check_softmax_args
-from ..params import softmax_layout
+from ..core.config import JIT_OPTIONS
+from ..core.threads import scipy_blas_single_thread
+from ..core.layouts import unpack
+from ..core.args import check_proba_args, check_softmax_args
+from ..core.layouts import softmax_layout
 from ._blas import gemm, gemm_address
-from ._parallel import parallel_kernel, threads_for
+from ._parallel import parallel_kernel, threads_for, workspace
 from ._math import fexp, one, sumsq
 
 #: Rows per chunk. The pass is bound by reading X from memory; short chunks
@@ -160,7 +158,6 @@ class _Workspace:
 
     def __init__(self, key):
         m, n, K, dtype, n_threads, chunk = key
-        self.key = key
         self.Z = np.empty((n_threads, K * chunk), dtype)
         self.V = np.empty((n_threads, 3, chunk), dtype)
         self.G = np.empty((n_threads, K, chunk))
@@ -168,19 +165,6 @@ class _Workspace:
         self.nll = np.empty(n_threads)
 
 
-_local = threading.local()
-
-
-def _workspace(key) -> _Workspace:
-    ws = getattr(_local, "softmax", None)
-    if ws is None or ws.key != key:
-        ws = _local.softmax = _Workspace(key)
-    return ws
-
-
-def clear_workspace():
-    """Free the buffers kept between calls."""
-    _local.softmax = None
 
 
 def chunk_rows(n_features, itemsize):
@@ -207,7 +191,7 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     bc = b.astype(dt)
     n_threads = threads_for(4.0 * m * n * K, m)
     chunk = min(chunk_rows(n, dt.itemsize), -(-m // n_threads))
-    ws = _workspace((m, n, K, dt, n_threads, chunk))
+    ws = workspace("softmax", (m, n, K, dt, n_threads, chunk), _Workspace)
     with scipy_blas_single_thread():
         _softmax_pass(n_threads)(gemm_address(dt), X, y, Wc, bc, chunk, ws.Z, ws.V, ws.G, ws.gW, ws.nll)
 

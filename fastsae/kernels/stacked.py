@@ -22,16 +22,14 @@ kernel serve networks of any depth.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT_OPTIONS
-from .._threads import scipy_blas_single_thread
-from .._validation import check_softmax_args
+from ..core.config import JIT_OPTIONS
+from ..core.threads import scipy_blas_single_thread
+from ..core.args import check_softmax_args
 from ._blas import gemm, gemm_address
-from ._parallel import parallel_kernel, threads_for
+from ._parallel import parallel_kernel, threads_for, workspace
 from ._math import one, sigmoid, sumsq
 from .softmax import softmax_delta_t
 
@@ -139,7 +137,6 @@ class _Workspace:
     def __init__(self, key):
         m, sizes, K, dtype, n_threads, chunk, n_params = key
         hidden = sizes[1:]
-        self.key = key
         self.A = np.empty((n_threads, chunk * max(sum(hidden), 1)), dtype)
         self.B = np.empty((n_threads, chunk * max(hidden, default=1)), dtype)
         self.Z = np.empty((n_threads, K * chunk), dtype)
@@ -150,19 +147,6 @@ class _Workspace:
         self.nll = np.empty(n_threads)
 
 
-_local = threading.local()
-
-
-def _workspace(key) -> _Workspace:
-    ws = getattr(_local, "stacked", None)
-    if ws is None or ws.key != key:
-        ws = _local.stacked = _Workspace(key)
-    return ws
-
-
-def clear_workspace():
-    """Free the buffers kept between calls."""
-    _local.stacked = None
 
 
 def chunk_rows(sizes, n_classes, itemsize):
@@ -206,7 +190,7 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
     woff, boff, hoff = _offsets(sizes, K)
     n_threads = threads_for(6.0 * m * theta.size, m)
     chunk = min(chunk_rows(sizes, K, dt.itemsize), -(-m // n_threads))
-    ws = _workspace((m, sizes, K, dt, n_threads, chunk, theta.size))
+    ws = workspace("stacked", (m, sizes, K, dt, n_threads, chunk, theta.size), _Workspace)
     with scipy_blas_single_thread():
         _stacked_pass(n_threads)(gemm_address(dt), X, y, w, np.asarray(sizes, np.int64), woff, boff, hoff,
                       K, chunk, ws.A, ws.B, ws.Z, ws.V, ws.G, ws.gw, ws.gb, ws.nll)

@@ -1,12 +1,11 @@
-"""NumPy references for convolution and pooling (re-exported by :mod:`fastsae.reference`)."""
+"""NumPy reference: convolution of filters over images, and pooling over regions."""
+from __future__ import annotations
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import expit
 
-from ._validation import check_choice, check_conv_args, check_conv_out, check_int, check_pool_args
-from .exceptions import ParameterError
-
-REMAINDER_RULES = ("drop", "partial")
+from ..core.args import check_conv_args, check_conv_out, check_pool_args
 
 
 def _activate(Z, activation):
@@ -78,56 +77,3 @@ def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean
         for c, (c0, c1) in enumerate(zip(col_starts, col_ends)):
             out[..., r, c] = reduce(maps[..., r0:r1, c0:c1], axis=(-2, -1))
     return out
-
-
-def region_bounds(length, *, size=None, n_regions=None, remainder="drop"):
-    """Start and end indices of pooling regions along one axis of ``length``.
-
-    Exactly one of ``size`` (regions of that many elements) and ``n_regions``
-    (that many regions, whatever the length) is given.
-
-    Remainder rules:
-
-    * ``size``, ``remainder="drop"``: ``length // size`` regions; the last
-      ``length % size`` elements belong to no region (UFLDL's cnnPool, which
-      needs ``length`` to be a multiple of ``size``). A ``length`` below
-      ``size`` gives one region of everything.
-    * ``size``, ``remainder="partial"``: the trailing elements form one more,
-      smaller region.
-    * ``n_regions``: region ``r`` is ``[floor(r L / R), floor((r + 1) L / R))``:
-      non-overlapping, covering everything, sizes differing by at most one.
-      If ``L < R`` some regions would be empty; region ``r`` is then the single
-      element ``floor(r L / R)`` (elements repeat, no region is empty).
-
-    Returns
-    -------
-    starts, ends : np.ndarray [shape=(n_regions,), dtype=int64]
-
-    Examples
-    --------
-    >>> region_bounds(10, n_regions=4)
-    (array([0, 2, 5, 7]), array([ 2,  5,  7, 10]))
-    >>> region_bounds(10, size=4)
-    (array([0, 4]), array([4, 8]))
-    """
-    length = check_int(length, "length", low=1)
-    if (size is None) == (n_regions is None):
-        raise ParameterError("give exactly one of pool_shape/size and n_regions")
-    if size is not None:
-        size = check_int(size, "pool size", low=1)
-        check_choice(remainder, "remainder", REMAINDER_RULES)
-        n_full = length // size
-        if n_full == 0:
-            return np.array([0]), np.array([length])
-        starts = np.arange(n_full) * size
-        ends = starts + size
-        if remainder == "partial" and length % size:
-            starts = np.append(starts, n_full * size)
-            ends = np.append(ends, length)
-        return starts.astype(np.int64), ends.astype(np.int64)
-    n_regions = check_int(n_regions, "n_regions", low=1)
-    r = np.arange(n_regions)
-    starts = (r * length) // n_regions
-    ends = ((r + 1) * length) // n_regions
-    ends = np.maximum(ends, starts + 1)
-    return starts.astype(np.int64), ends.astype(np.int64)

@@ -1,147 +1,21 @@
-"""Host-side argument checks shared by every public entry point.
+"""Argument checks of the kernels, shared by every backend.
 
-Each check raises :class:`fastsae.ParameterError` whose message names the
-argument, states the constraint and shows the value received.
+One check per kernel signature: the NumPy reference, the Numba kernels and
+the CUDA kernels call the same function first, so the three refuse the same
+arguments with the same :class:`fastsae.ParameterError`. These are the cheap
+checks (shapes, option names, hyper-parameter ranges, label range); the O(n)
+scan of the data for NaN and infinity is done once by the public entry
+points and the estimators (:func:`fastsae.core.checks.check_array`).
 """
 from __future__ import annotations
 
-import numbers
-from typing import Iterable
-
 import numpy as np
 
-from .exceptions import ParameterError
-
-FLOAT_DTYPES = (np.float32, np.float64)
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def check_choice(value, name: str, choices: Iterable):
-    choices = tuple(choices)
-    if value not in choices:
-        raise ParameterError(
-            f"{name} must be one of {', '.join(map(repr, choices))}; got {_short(value)}"
-        )
-    return value
-
-
-def check_bool(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ParameterError(f"{name} must be True or False; got {_short(value)}")
-    return bool(value)
-
-
-def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ParameterError(f"{name} must be an integer; got {_short(value)}")
-    value = int(value)
-    if low is not None and value < low:
-        raise ParameterError(f"{name} must be >= {low}; got {value}")
-    if high is not None and value > high:
-        raise ParameterError(f"{name} must be <= {high}; got {value}")
-    return value
-
-
-def check_scalar(value, name: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
-    """A finite real number in [low, high] (either end open if asked)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ParameterError(f"{name} must be a real number; got {_short(value)}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ParameterError(f"{name} must be finite; got {value}")
-    lo_bad = low is not None and (value <= low if low_open else value < low)
-    hi_bad = high is not None and (value >= high if high_open else value > high)
-    if lo_bad or hi_bad:
-        lb = "(" if low_open else "["
-        hb = ")" if high_open else "]"
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        raise ParameterError(f"{name} must be in {lb}{lo}, {hi}{hb}; got {value:g}")
-    return value
-
-
-def check_dtype(dtype, name: str = "dtype") -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise ParameterError(f"{name} must be 'float32' or 'float64'; got {_short(dtype)}") from None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ParameterError(f"{name} must be 'float32' or 'float64'; got {_short(dtype)}")
-    return dt
-
-
-def check_array(
-    X,
-    name: str = "X",
-    *,
-    ndim: int = 2,
-    dtype=None,
-    min_rows: int = 1,
-    n_cols: int | None = None,
-    finite: bool = True,
-    copy: bool = False,
-) -> np.ndarray:
-    """Return X as a C-contiguous float array, or raise ParameterError.
-
-    ``dtype=None`` keeps float32/float64 input as it is and turns anything
-    else (integers, booleans) into float64.
-    """
-    if X is None:
-        raise ParameterError(f"{name} must be an array; got None")
-    try:
-        arr = np.asarray(X)
-    except Exception as exc:  # ragged lists and the like
-        raise ParameterError(f"{name} could not be read as an array: {exc}") from None
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
-        raise ParameterError(f"{name} must hold real numbers; got dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise ParameterError(f"{name} must be real; got dtype {arr.dtype}")
-    if arr.ndim != ndim:
-        raise ParameterError(f"{name} must be {ndim}-D; got shape {arr.shape}")
-    if dtype is None:
-        target = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    else:
-        target = check_dtype(dtype)
-    arr = np.ascontiguousarray(arr, dtype=target)
-    if copy and np.shares_memory(arr, X if isinstance(X, np.ndarray) else arr[:0]):
-        arr = arr.copy()
-    if arr.shape[0] < min_rows:
-        raise ParameterError(
-            f"{name} must have at least {min_rows} row(s); got shape {arr.shape}"
-        )
-    if n_cols is not None and ndim >= 2 and arr.shape[1] != n_cols:
-        raise ParameterError(
-            f"{name} must have {n_cols} columns; got shape {arr.shape}"
-        )
-    if finite and not np.isfinite(arr).all():
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ParameterError(f"{name} contains {bad} NaN or infinite value(s)")
-    return arr
-
-
-def check_random_state(seed) -> np.random.Generator:
-    """None, an int, or a Generator -> a numpy Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
-        if seed is not None and seed < 0:
-            raise ParameterError(f"random_state must be >= 0; got {seed}")
-        return np.random.default_rng(seed)
-    if isinstance(seed, np.random.RandomState):
-        return np.random.default_rng(seed.randint(0, 2**31 - 1))
-    raise ParameterError(
-        f"random_state must be None, an int or a numpy Generator; got {_short(seed)}"
-    )
-
-
-DECODERS = ("sigmoid", "linear")
-LOSSES = ("squared", "cross_entropy")
+from ..exceptions import ParameterError
+from .checks import (ACTIVATIONS, DECODERS, FLOAT_DTYPES, LOSSES, POOL_MODES, check_bool,
+                     check_choice, check_int, check_pair, check_scalar)
+from .layouts import (conv_ae_layout, conv_net_layout, conv_net_plan, layout_size, sae_layout,
+                      softmax_layout, stacked_layout)
 
 
 def check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
@@ -151,8 +25,6 @@ def check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_deca
     Shapes, option names and hyper-parameter ranges; not the O(n) scan of X for
     NaN (the public entry point and the estimators do that once).
     """
-    from .params import layout_size, sae_layout
-
     n_visible = check_int(n_visible, "n_visible", low=1)
     n_hidden = check_int(n_hidden, "n_hidden", low=1)
     check_scalar(sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
@@ -183,10 +55,6 @@ def check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_deca
             f"n_hidden={n_hidden}, tied={tied}; got shape {getattr(theta, 'shape', None)}"
         )
     return n_visible, n_hidden
-
-
-ACTIVATIONS = ("sigmoid", "linear", "relu")
-POOL_MODES = ("mean", "max")
 
 
 def check_conv_args(W, b, images, activation):
@@ -273,8 +141,6 @@ def check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes=None,
 
     Returns ``(n_classes, y as intp, layer_sizes as a tuple or None)``.
     """
-    from .params import layout_size, softmax_layout, stacked_layout
-
     n_classes = check_int(n_classes, "n_classes", low=2)
     check_scalar(weight_decay, "weight_decay", low=0.0)
     check_scalar(stack_weight_decay, "stack_weight_decay", low=0.0)
@@ -311,7 +177,6 @@ def check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes=None,
 
 
 def check_proba_args(W, b, X):
-    from ._validation import FLOAT_DTYPES
     W, b = np.asarray(W), np.asarray(b)
     if W.ndim != 2 or W.shape[0] < 1:
         raise ParameterError(f"W must be a 2-D array (n_classes, n_features); got shape {W.shape}")
@@ -323,3 +188,72 @@ def check_proba_args(W, b, X):
     if X.shape[1] != W.shape[1]:
         raise ParameterError(f"X must have {W.shape[1]} columns to match W; got shape {X.shape}")
     return W, b
+
+
+def _check_images(X, name="X"):
+    if not isinstance(X, np.ndarray) or X.ndim != 4:
+        raise ParameterError(
+            f"{name} must be a 4-D array (n_images, n_channels, H, W); "
+            f"got {getattr(X, 'shape', type(X))}")
+    if X.dtype not in FLOAT_DTYPES:
+        raise ParameterError(f"{name} must be float32 or float64; got dtype {X.dtype}")
+    if min(X.shape) < 1:
+        raise ParameterError(f"{name} must have no empty axis; got shape {X.shape}")
+
+
+def _check_theta(theta, need, what):
+    if not isinstance(theta, np.ndarray) or theta.ndim != 1 or theta.size != need:
+        raise ParameterError(
+            f"theta must be a 1-D array of {need} parameters for {what}; "
+            f"got shape {getattr(theta, 'shape', None)}")
+
+
+def check_conv_ae_args(theta, X, n_filters, patch_shape, sparsity, beta, weight_decay,
+                       decoder, tied):
+    """Cheap checks shared by every ``conv_ae_cost_grad`` implementation.
+
+    Shapes, options and hyper-parameter ranges; not the O(n) scan of ``X`` for
+    NaN (the estimators do that once). Returns ``(n_filters, (ph, pw))``.
+    """
+    K = check_int(n_filters, "n_filters", low=1)
+    ph, pw = check_pair(patch_shape, "patch_shape")
+    check_scalar(sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
+    check_scalar(beta, "beta", low=0.0)
+    check_scalar(weight_decay, "weight_decay", low=0.0)
+    check_choice(decoder, "decoder", DECODERS)
+    check_bool(tied, "tied")
+    _check_images(X)
+    H, W = X.shape[2:]
+    if ph > H or pw > W:
+        raise ParameterError(
+            f"patch_shape {(ph, pw)} must fit inside the images of X ({H} x {W})")
+    C = X.shape[1]
+    _check_theta(theta, layout_size(conv_ae_layout(K, C, (ph, pw), tied)),
+                 f"n_filters={K}, n_channels={C}, patch_shape={(ph, pw)}, tied={tied}")
+    return K, (ph, pw)
+
+
+
+
+def check_conv_net_args(theta, X, y, layers, n_classes, weight_decay, conv_weight_decay):
+    """Checks shared by every ``conv_net_cost_grad``; returns ``(plan, n_features, y, layout)``."""
+    n_classes = check_int(n_classes, "n_classes", low=2)
+    check_scalar(weight_decay, "weight_decay", low=0.0)
+    check_scalar(conv_weight_decay, "conv_weight_decay", low=0.0)
+    _check_images(X)
+    plan, n_features = conv_net_plan(layers, X.shape[1:])
+    layout = conv_net_layout(plan, n_features, n_classes)
+    _check_theta(theta, layout_size(layout),
+                 f"{len(plan)} layer(s) on inputs {X.shape[1:]} and n_classes={n_classes}")
+    y = check_labels(y, X.shape[0], n_classes)
+    return plan, n_features, y, layout
+
+
+def check_stats_options(theta, X, n_visible, n_hidden, decoder, loss, tied, with_sparsity):
+    """The checks of :func:`check_sae_options` that concern a shard.
+
+    The sparsity target, β and λ are applied by ``sae_combine_stats``, not
+    per shard; valid placeholders stand in for them here.
+    """
+    check_bool(with_sparsity, "with_sparsity")
+    return check_sae_options(theta, X, n_visible, n_hidden, 0.5, 0.0, 0.0, decoder, loss, tied)

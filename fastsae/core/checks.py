@@ -1,0 +1,168 @@
+"""Checks of single values: numbers, choices, dtypes, arrays, seeds.
+
+Every check raises :class:`fastsae.ParameterError` whose message names the
+argument, states the constraint and shows the value received. The
+estimators, the kernels' argument checks (:mod:`fastsae.core.args`) and the
+audio front end all use these.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Iterable
+
+import numpy as np
+
+from ..exceptions import ParameterError
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_choice(value, name: str, choices: Iterable):
+    choices = tuple(choices)
+    if value not in choices:
+        raise ParameterError(
+            f"{name} must be one of {', '.join(map(repr, choices))}; got {_short(value)}"
+        )
+    return value
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name} must be True or False; got {_short(value)}")
+    return bool(value)
+
+
+def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name} must be an integer; got {_short(value)}")
+    value = int(value)
+    if low is not None and value < low:
+        raise ParameterError(f"{name} must be >= {low}; got {value}")
+    if high is not None and value > high:
+        raise ParameterError(f"{name} must be <= {high}; got {value}")
+    return value
+
+
+def check_scalar(value, name: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
+    """A finite real number in [low, high] (either end open if asked)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name} must be a real number; got {_short(value)}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ParameterError(f"{name} must be finite; got {value}")
+    lo_bad = low is not None and (value <= low if low_open else value < low)
+    hi_bad = high is not None and (value >= high if high_open else value > high)
+    if lo_bad or hi_bad:
+        lb = "(" if low_open else "["
+        hb = ")" if high_open else "]"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise ParameterError(f"{name} must be in {lb}{lo}, {hi}{hb}; got {value:g}")
+    return value
+
+
+def check_dtype(dtype, name: str = "dtype") -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ParameterError(f"{name} must be 'float32' or 'float64'; got {_short(dtype)}") from None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ParameterError(f"{name} must be 'float32' or 'float64'; got {_short(dtype)}")
+    return dt
+
+
+def check_array(
+    X,
+    name: str = "X",
+    *,
+    ndim: int = 2,
+    dtype=None,
+    min_rows: int = 1,
+    n_cols: int | None = None,
+    finite: bool = True,
+    copy: bool = False,
+) -> np.ndarray:
+    """Return X as a C-contiguous float array, or raise ParameterError.
+
+    ``dtype=None`` keeps float32/float64 input as it is and turns anything
+    else (integers, booleans) into float64.
+    """
+    if X is None:
+        raise ParameterError(f"{name} must be an array; got None")
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ParameterError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+    ):
+        raise ParameterError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ParameterError(f"{name} must be real; got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ParameterError(f"{name} must be {ndim}-D; got shape {arr.shape}")
+    if dtype is None:
+        target = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    else:
+        target = check_dtype(dtype)
+    arr = np.ascontiguousarray(arr, dtype=target)
+    if copy and np.shares_memory(arr, X if isinstance(X, np.ndarray) else arr[:0]):
+        arr = arr.copy()
+    if arr.shape[0] < min_rows:
+        raise ParameterError(
+            f"{name} must have at least {min_rows} row(s); got shape {arr.shape}"
+        )
+    if n_cols is not None and ndim >= 2 and arr.shape[1] != n_cols:
+        raise ParameterError(
+            f"{name} must have {n_cols} columns; got shape {arr.shape}"
+        )
+    if finite and not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ParameterError(f"{name} contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def check_random_state(seed) -> np.random.Generator:
+    """None, an int, or a Generator -> a numpy Generator."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        if seed is not None and seed < 0:
+            raise ParameterError(f"random_state must be >= 0; got {seed}")
+        return np.random.default_rng(seed)
+    if isinstance(seed, np.random.RandomState):
+        return np.random.default_rng(seed.randint(0, 2**31 - 1))
+    raise ParameterError(
+        f"random_state must be None, an int or a numpy Generator; got {_short(seed)}"
+    )
+
+
+
+def check_n_jobs(n_jobs):
+    """Numba threads: None (all), a positive count, or -k (all but k - 1)."""
+    if n_jobs is None:
+        return None
+    n_jobs = check_int(n_jobs, "n_jobs")
+    if n_jobs == 0:
+        raise ParameterError("n_jobs must be a positive number of threads, -1 for all, or None; got 0")
+    return n_jobs
+
+
+def check_pair(value, name: str):
+    """``(rows, columns)`` as two positive ints, or ParameterError naming ``name``."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ParameterError(f"{name} must be a pair (rows, columns); got {_short(value)}")
+    return (check_int(value[0], f"{name}[0]", low=1), check_int(value[1], f"{name}[1]", low=1))
+
+
+# Option names shared by the kernels, their argument checks and the estimators.
+DECODERS = ("sigmoid", "linear")
+LOSSES = ("squared", "cross_entropy")
+ACTIVATIONS = ("sigmoid", "linear", "relu")
+POOL_MODES = ("mean", "max")
+REMAINDER_RULES = ("drop", "partial")

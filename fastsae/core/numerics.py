@@ -1,0 +1,16 @@
+"""Host-side numerics shared by the compiled backends and the Dask objective.
+
+The NumPy reference (:mod:`fastsae.reference`) writes its own versions of
+these: the oracle shares no code with what it checks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def kl_sparsity(rho: float, rho_hat: np.ndarray):
+    """``Σ_j KL(ρ ‖ ρ̂_j)`` and its derivative in ``ρ̂`` (float64, one value per unit)."""
+    rho_hat = np.asarray(rho_hat, dtype=np.float64)
+    kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
+    dkl = -rho / rho_hat + (1 - rho) / (1 - rho_hat)
+    return float(kl), dkl

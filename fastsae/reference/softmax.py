@@ -1,0 +1,81 @@
+"""NumPy reference: softmax regression's objective, gradient and probabilities."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.args import check_proba_args, check_softmax_args
+from ..core.layouts import softmax_layout, unpack
+
+
+def softmax_loss_delta(Z, y):
+    """Mean negative log-likelihood of the rows of logits ``Z`` and ``P − onehot(y)``.
+
+    Subtracts each row's maximum before exponentiating, so any finite logits
+    give a finite result; the log-likelihood is taken from the shifted logits
+    themselves (``z_y − max − log Σ e^(z − max)``), not from a probability that
+    may have underflowed to zero.
+    """
+    m = Z.shape[0]
+    rows = np.arange(m)
+    Z = Z - Z.max(axis=1, keepdims=True)
+    E = np.exp(Z)
+    S = E.sum(axis=1)
+    loglik = Z[rows, y] - np.log(S)
+    data = -np.sum(loglik.astype(np.float64)) / m
+    D = E / S[:, None]
+    D[rows, y] -= 1
+    return data, D
+
+
+def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
+    """Softmax regression objective (UFLDL ``softmaxCost``, plus a bias) and its gradient.
+
+    ``J = −(1/m) Σ_i log p(y_i | x_i) + (λ/2) ‖W‖²`` with
+    ``p(k | x) = exp(W_k x + b_k) / Σ_j exp(W_j x + b_j)``.
+
+    Unlike UFLDL's softmax this model has a bias ``b`` (it helps on features
+    that are not centred, such as sigmoid activations); the bias is not
+    weight-decayed. The computation is overflow-safe: each row's largest logit
+    is subtracted before exponentiating.
+
+    Parameters
+    ----------
+    theta : np.ndarray [shape=(n_classes * n_features + n_classes,), dtype=float64]
+        ``W (n_classes, n_features)`` then ``b (n_classes,)``, C order.
+    X : np.ndarray [shape=(n_samples, n_features), dtype=float32 or float64]
+    y : np.ndarray [shape=(n_samples,), integer]
+        Labels in ``0 .. n_classes-1``.
+    n_classes : int >= 2
+    weight_decay : float >= 0
+        λ.
+
+    Returns
+    -------
+    cost : float
+    grad : np.ndarray [shape=theta.shape, dtype=float64]
+    """
+    n_classes, y, _ = check_softmax_args(theta, X, y, n_classes, weight_decay)
+    dt = X.dtype
+    m, n = X.shape
+    W, b = (p.astype(dt) for p in unpack(theta, softmax_layout(n_classes, n)))
+    data, D = softmax_loss_delta(X @ W.T + b, y)     # (m, K)
+    gW = (D.T @ X) / m + weight_decay * W
+    gb = D.sum(axis=0) / m
+    W64 = W.astype(np.float64)
+    cost = data + 0.5 * weight_decay * np.sum(W64 * W64)
+    return float(cost), np.concatenate([gW.ravel(), gb]).astype(np.float64)
+
+
+def softmax_predict_proba(W, b, X):
+    """Class probabilities ``softmax(X Wᵀ + b)`` [shape=(n_samples, n_classes)], in ``X.dtype``.
+
+    ``W`` is ``(n_classes, n_features)``, ``b`` is ``(n_classes,)``. Rows sum
+    to 1; overflow-safe for any finite logits.
+    """
+    W, b = check_proba_args(W, b, X)
+    dt = X.dtype
+    Z = X @ W.T.astype(dt) + b.astype(dt)
+    Z -= Z.max(axis=1, keepdims=True)
+    np.exp(Z, out=Z)
+    Z /= Z.sum(axis=1, keepdims=True)
+    return Z

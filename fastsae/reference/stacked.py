@@ -1,0 +1,76 @@
+"""NumPy reference: the stacked autoencoder's fine-tuning objective and gradient."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+
+from ..core.args import check_softmax_args
+from ..core.layouts import stacked_layout, unpack
+from .softmax import softmax_loss_delta
+
+
+def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
+                      stack_weight_decay=0.0):
+    """Stacked autoencoder fine-tuning objective (UFLDL ``stackedAECost``) and its gradient.
+
+    The network is ``a_0 = x``, ``a_l = σ(W_l a_{l-1} + b_l)`` for
+    ``l = 1..L``, and a softmax (with bias) on ``a_L``:
+
+    ``J = −(1/m) Σ_i log p(y_i | a_L(x_i)) + (λ/2) ‖W_softmax‖² + (λ_s/2) Σ_l ‖W_l‖²``.
+
+    As in UFLDL, ``weight_decay`` (λ) applies to the softmax weights only;
+    ``stack_weight_decay`` (λ_s, default 0 = UFLDL) optionally decays the
+    sigmoid layers' weights. Biases are never decayed.
+
+    Parameters
+    ----------
+    theta : np.ndarray [shape=(n_params,), dtype=float64]
+        The softmax first — ``W (n_classes, h_L)``, ``b (n_classes,)`` — then
+        the stack ``W1 (h_1, n_features), b1, W2 (h_2, h_1), b2, ...`` as
+        :func:`fastsae.params.stack_to_params` packs it (UFLDL's order:
+        ``[softmaxTheta; stackparams]``).
+    X : np.ndarray [shape=(n_samples, n_features), dtype=float32 or float64]
+    y : np.ndarray [shape=(n_samples,), integer]
+        Labels in ``0 .. n_classes-1``.
+    layer_sizes : sequence of int
+        ``(n_features, h_1, ..., h_L)``: the input size then each sigmoid
+        layer's size. ``(n_features,)`` alone is plain softmax regression.
+    n_classes : int >= 2
+    weight_decay, stack_weight_decay : float >= 0
+
+    Returns
+    -------
+    cost : float
+    grad : np.ndarray [shape=theta.shape, dtype=float64]
+    """
+    n_classes, y, sizes = check_softmax_args(theta, X, y, n_classes, weight_decay,
+                                              layer_sizes, stack_weight_decay)
+    dt = X.dtype
+    m = X.shape[0]
+    views = unpack(theta, stacked_layout(sizes, n_classes))
+    Ws, bs = (p.astype(dt) for p in views[:2])
+    stack = [(views[i].astype(dt), views[i + 1].astype(dt)) for i in range(2, len(views), 2)]
+
+    acts = [X]
+    for W, b in stack:
+        acts.append(expit(acts[-1] @ W.T + b))
+    data, D = softmax_loss_delta(acts[-1] @ Ws.T + bs, y)
+    D /= m
+    grads = [D.T @ acts[-1] + weight_decay * Ws, D.sum(axis=0)]
+    delta = (D @ Ws) * acts[-1] * (1 - acts[-1])
+    layer_grads = []
+    for layer in range(len(stack), 0, -1):
+        W, _ = stack[layer - 1]
+        layer_grads.append((delta.T @ acts[layer - 1] + stack_weight_decay * W,
+                            delta.sum(axis=0)))
+        if layer > 1:
+            a = acts[layer - 1]
+            delta = (delta @ W) * a * (1 - a)
+    for gW, gb in reversed(layer_grads):
+        grads += [gW, gb]
+
+    cost = data + 0.5 * weight_decay * np.sum(Ws.astype(np.float64) ** 2)
+    if stack_weight_decay:
+        cost += 0.5 * stack_weight_decay * sum(np.sum(W.astype(np.float64) ** 2)
+                                               for W, _ in stack)
+    return float(cost), np.concatenate([g.ravel() for g in grads]).astype(np.float64)
