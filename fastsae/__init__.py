@@ -11,8 +11,8 @@ from . import (audio, backends, datasets, distributed, optim, params, pipeline, 
                reference, viz)
 from .autoencoder import SparseAutoencoder, sae_cost_grad
 from .conv import ConvolutionalFeatures, convolve, pool
-from .convae import ConvolutionalAutoencoder, StackedConvolutionalAutoencoder, crop_spectrograms
-from .compose import Pipeline
+from .convae import ConvolutionalAutoencoder, crop_spectrograms
+from .convnet import StackedConvolutionalAutoencoder
 from .io import load, save
 from .pipeline import SelfTaughtFeatures
 from .preprocess import PCAWhitening, SigmoidNormalizer, normalize_sigmoid
@@ -22,6 +22,7 @@ from .exceptions import (BackendUnavailableError, ConvergenceWarning, NotFittedE
                          NumericalError, ParameterError)
 from .optim import check_gradient, lbfgs
 from .params import init_params
+from sklearn.pipeline import Pipeline
 
 __version__ = "0.1.0"
 

@@ -1,28 +1,17 @@
-"""The sparse autoencoder estimator."""
+"""The sparse autoencoder estimator, and the checked entry point to its objective."""
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 from scipy.special import expit
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from . import _dask, backends
+from .base import Estimator, unit_range_error
 from .core.args import check_sae_options
-from .core.threads import numba_threads
-from .core.checks import DECODERS, LOSSES, check_array, check_bool, check_choice, check_dtype, check_int, check_scalar
-from .base import BaseEstimator
+from .core.checks import (DECODERS, LOSSES, check_array, check_bool, check_choice, check_int,
+                          check_scalar)
 from .exceptions import ParameterError
-from .optim import lbfgs
 from .params import init_params, pack, unpack_sae
-
-
-def check_n_jobs(n_jobs):
-    if n_jobs is None:
-        return None
-    n_jobs = check_int(n_jobs, "n_jobs")
-    if n_jobs == 0:
-        raise ParameterError("n_jobs must be a positive number of threads, -1 for all, or None; got 0")
-    return n_jobs
 
 
 def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay,
@@ -47,13 +36,13 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
               weight_decay=weight_decay, decoder=decoder, loss=loss, tied=tied)
 
 
-class SparseAutoencoder(BaseEstimator):
+class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator):
     """Sparse autoencoder trained with L-BFGS (UFLDL's ``sparseAutoencoderCost``).
 
     Learns ``n_hidden`` features of the rows of ``X``: the encoder
     ``a2 = σ(W1 x + b1)`` is trained to reconstruct ``x`` through the decoder
     ``a3 = σ(W2 a2 + b2)`` while the mean activation of each hidden unit is
-    pulled towards ``sparsity`` (see :func:`fastsae.reference.sae_cost_grad`).
+    pulled towards ``sparsity`` (see :func:`fastsae.reference.sae.sae_cost_grad`).
 
     Parameters
     ----------
@@ -91,13 +80,23 @@ class SparseAutoencoder(BaseEstimator):
     b1_ : np.ndarray [shape=(n_hidden,)]
     W2_ : np.ndarray [shape=(n_features, n_hidden)]
     b2_ : np.ndarray [shape=(n_features,)]
+    n_features_in_ : int
     loss_curve_ : list of float
         The objective after each L-BFGS iteration.
     n_iter_ : int
-    n_features_in_ : int
-    converged_ : bool
-    fit_time_ : float
-        Seconds spent in ``fit``.
+        L-BFGS iterations.
+    n_evaluations_ : int
+        Objective evaluations (line-search steps included).
+    converged_, interrupted_ : bool
+    fit_time_, objective_time_ : float
+        Seconds spent in ``fit``, and in the objective during it.
+
+    Notes
+    -----
+    A scikit-learn transformer: ``clone``, pipelines, grid search and
+    ``get_feature_names_out`` work. With ``decoder="sigmoid"`` (or
+    ``loss="cross_entropy"``) the input must lie in [0, 1]; the estimator's
+    tags say it takes non-negative input only.
 
     Examples
     --------
@@ -137,45 +136,30 @@ class SparseAutoencoder(BaseEstimator):
         check_choice(self.loss, "loss", LOSSES)
         check_bool(self.tied, "tied")
         check_int(self.max_iter, "max_iter", low=1)
-        backends.check_backend_name(self.backend)
-        check_dtype(self.dtype)
-        check_n_jobs(self.n_jobs)
-        check_bool(self.verbose, "verbose")
+        check_bool(self.warm_start, "warm_start")
+        self._validate_common()
         if self.loss == "cross_entropy" and self.decoder != "sigmoid":
             raise ParameterError(
                 f"loss='cross_entropy' needs decoder='sigmoid'; got decoder={self.decoder!r}")
 
+    def _unit_input(self):
+        return self.decoder == "sigmoid" or self.loss == "cross_entropy"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self._unit_input()
+        tags.transformer_tags.preserves_dtype = [np.dtype(self.dtype).name] \
+            if self.dtype in ("float32", "float64", np.float32, np.float64) else ["float64"]
+        return tags
+
     def _check_X(self, X, *, fitting=False):
-        if fitting and _dask.is_dask_collection(X):     # shards stay on the workers
-            X, lo, hi = _dask.check_dask_array(X, "X", dtype=check_dtype(self.dtype))
-            if self.loss == "cross_entropy" or self.decoder == "sigmoid":
-                self._check_unit_range(lo, hi)
-            return X
-        if fitting and self.backend == "cuda":
-            from . import cuda as cuda_backend      # cheap: imports neither numba.cuda nor CuPy
-            if cuda_backend.is_device_array(X):     # a CuPy or Numba device array stays there
-                X = cuda_backend.check_device_array(X, "X", dtype=check_dtype(self.dtype))
-                if self.loss == "cross_entropy" or self.decoder == "sigmoid":
-                    lo, hi, _ = cuda_backend.value_range(X)
-                    self._check_unit_range(lo, hi)
-                return X
-        X = check_array(X, "X", dtype=check_dtype(self.dtype))
         if not fitting:
             self._check_fitted("W1_")
-            if X.shape[1] != self.n_features_in_:
-                raise ParameterError(
-                    f"X must have {self.n_features_in_} features (as in fit); got shape {X.shape}")
-        if fitting and (self.loss == "cross_entropy" or self.decoder == "sigmoid"):
-            self._check_unit_range(float(X.min()), float(X.max()))
+            return self._check_rows(X, n_features=self.n_features_in_)[0]
+        X, lo_hi = self._check_rows(X, dask=True, device=True, value_range=self._unit_input())
+        if lo_hi is not None and (lo_hi[0] < 0.0 or lo_hi[1] > 1.0):
+            raise unit_range_error("X", *lo_hi, "the output is a sigmoid")
         return X
-
-    @staticmethod
-    def _check_unit_range(lo, hi):
-        if lo < 0.0 or hi > 1.0:
-            raise ParameterError(
-                f"X must lie in [0, 1] for decoder='sigmoid' (the output is a sigmoid); "
-                f"got values in [{lo:.4g}, {hi:.4g}]. Scale it (fastsae.preprocess."
-                f"normalize_sigmoid) or use decoder='linear'")
 
     # -- fitting ------------------------------------------------------------
     def _theta(self):
@@ -183,15 +167,13 @@ class SparseAutoencoder(BaseEstimator):
         return pack(arrays + [self.b1_, self.b2_])[0]
 
     def _objective(self, X):
-        if _dask.is_dask_collection(X):
-            return _dask.sae_objective(
-                None, X, X.shape[1], self.n_hidden, sparsity=self.sparsity, beta=self.beta,
-                weight_decay=self.weight_decay, decoder=self.decoder, loss=self.loss,
-                tied=self.tied, backend=self.backend, n_jobs=self.n_jobs)
-        cost_grad = backends.get_function(self.backend, "sae_cost_grad")
-        n_visible, n_hidden = X.shape[1], self.n_hidden
         kw = dict(sparsity=self.sparsity, beta=self.beta, weight_decay=self.weight_decay,
                   decoder=self.decoder, loss=self.loss, tied=self.tied)
+        if _dask.is_dask_collection(X):
+            return _dask.sae_objective(None, X, X.shape[1], self.n_hidden, backend=self.backend,
+                                       n_jobs=self.n_jobs, **kw)
+        cost_grad = backends.get_function(self.backend, "sae_cost_grad")
+        n_visible, n_hidden = X.shape[1], self.n_hidden
         X = backends.to_device(self.backend, X)
         return lambda theta: cost_grad(theta, X, n_visible, n_hidden, **kw)
 
@@ -200,8 +182,10 @@ class SparseAutoencoder(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like [shape=(n_samples, n_features)]
-            Values in [0, 1] unless ``decoder="linear"``.
+        X : array-like, dask array or device array [shape=(n_samples, n_features)]
+            Values in [0, 1] unless ``decoder="linear"``. A dask array trains
+            on the cluster, its shards staying on the workers; a CuPy or Numba
+            device array (with ``backend="cuda"``) stays on the GPU.
         y : ignored
         callback : callable ``(iteration, theta, cost)``, optional
             Called after every L-BFGS iteration (raise ``StopIteration`` to stop).
@@ -223,23 +207,9 @@ class SparseAutoencoder(BaseEstimator):
         else:
             theta0 = init_params(n_visible, self.n_hidden, random_state=self.random_state,
                                  tied=self.tied)
-        fun = self._objective(X)
-        try:
-            with numba_threads(self.n_jobs):
-                result = lbfgs(fun, theta0, max_iter=self.max_iter, callback=callback,
-                               verbose=self.verbose, desc="SparseAutoencoder")
-        finally:
-            backends.release(self.backend)
+        result = self._run_lbfgs(self._objective(X), theta0, max_iter=self.max_iter,
+                                 callback=callback)
         self._set_theta(result.theta, n_visible)
-        self.loss_curve_ = list(result.loss_curve)
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        self.interrupted_ = result.interrupted
-        self.fit_time_ = result.time_total
-        self.objective_time_ = result.time_objective
-        if result.interrupted:
-            warnings.warn(f"SparseAutoencoder.fit: {result.message} (cost {result.cost:.6g} "
-                          f"after {result.n_iter} iterations)", RuntimeWarning, stacklevel=2)
         return self
 
     def _set_theta(self, theta, n_visible):
@@ -250,15 +220,16 @@ class SparseAutoencoder(BaseEstimator):
         self.b2_ = np.array(b2)
         self.n_features_in_ = n_visible
 
+    @property
+    def _n_features_out(self):
+        return self.W1_.shape[0]
+
     # -- using it -----------------------------------------------------------
     def transform(self, X):
         """Hidden activations ``σ(X W1ᵀ + b1)`` [shape=(n_samples, n_hidden)], in ``dtype``."""
         X = self._check_X(X)
         dt = X.dtype
         return expit(X @ self.W1_.T.astype(dt) + self.b1_.astype(dt))
-
-    def fit_transform(self, X, y=None):
-        return self.fit(X).transform(X)
 
     def reconstruct(self, X):
         """The decoder's output for ``X`` [shape=(n_samples, n_features)]."""

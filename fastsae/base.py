@@ -1,50 +1,168 @@
-"""Estimator base: scikit-learn's conventions without depending on scikit-learn."""
+"""What every fastsae estimator shares: scikit-learn's base class, one fit path, one input check.
+
+Every estimator is a scikit-learn estimator (:class:`sklearn.base.BaseEstimator`
+and the mixins that fit it), so ``clone``, ``Pipeline``, ``GridSearchCV``,
+``cross_val_score`` and ``check_estimator`` work. :class:`Estimator` adds:
+
+- :meth:`Estimator._check_rows`: the one input check for NumPy, dask and
+  device (CUDA) arrays of rows;
+- :meth:`Estimator._run_lbfgs`: the one fit path. It runs L-BFGS with the
+  estimator's Numba threads, turns Ctrl-C into "keep the best parameters so
+  far" (with a warning), frees the backend's buffers and records the fitted
+  attributes every estimator has: ``loss_curve_``, ``n_iter_``,
+  ``n_evaluations_`` (objective calls, line-search steps included),
+  ``converged_``, ``interrupted_``, ``fit_time_`` and ``objective_time_``.
+"""
 from __future__ import annotations
 
-import inspect
+import time
+import warnings
 
-from .exceptions import ParameterError
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from . import _dask, backends
+from .core.checks import check_array, check_bool, check_dtype, check_n_jobs
+from .core.threads import numba_threads
+from .exceptions import NotFittedError, ParameterError
+from .optim import lbfgs
 
 
-class BaseEstimator:
-    """``get_params``/``set_params``/``repr`` from the ``__init__`` signature.
+def unit_range_error(name, lo, hi, what="the reconstruction is a sigmoid"):
+    """The ParameterError for data outside [0, 1] given to a sigmoid decoder."""
+    negative = "Negative values in data passed to fit: " if lo < 0 else ""
+    return ParameterError(
+        f"{negative}{name} must lie in [0, 1] for decoder='sigmoid' ({what}); got values in "
+        f"[{lo:.4g}, {hi:.4g}]. Scale it (fastsae.preprocess.normalize_sigmoid) or use "
+        f"decoder='linear'")
+
+
+class Estimator(BaseEstimator):
+    """scikit-learn's ``BaseEstimator`` with fastsae's input check and fit path.
 
     ``__init__`` only stores its arguments; validation happens in ``fit``.
     Fitted attributes end in ``_``.
     """
 
-    @classmethod
-    def _param_names(cls):
-        sig = inspect.signature(cls.__init__)
-        return sorted(p.name for p in sig.parameters.values()
-                      if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
-
-    def get_params(self, deep=True):
-        return {name: getattr(self, name) for name in self._param_names()}
-
     def set_params(self, **params):
-        valid = self._param_names()
-        for key, value in params.items():
-            if key not in valid:
-                raise ParameterError(
-                    f"{type(self).__name__} has no parameter {key!r}; valid: {', '.join(valid)}"
-                )
-            setattr(self, key, value)
-        return self
+        valid = self._get_param_names()
+        for key in params:
+            if key.partition("__")[0] not in valid:
+                raise ParameterError(f"{type(self).__name__} has no parameter {key!r}; valid: "
+                                     f"{', '.join(valid)}")
+        return super().set_params(**params)
 
-    def __repr__(self):
-        sig = inspect.signature(type(self).__init__)
-        parts = []
-        for name, p in sig.parameters.items():
-            if name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                continue
-            value = getattr(self, name)
-            if p.default is inspect.Parameter.empty or value is not p.default and value != p.default:
-                parts.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+    def _validate_common(self):
+        """The options every estimator has: backend, dtype, n_jobs, verbose."""
+        backends.check_backend_name(self.backend)
+        check_dtype(self.dtype)
+        check_n_jobs(self.n_jobs)
+        check_bool(self.verbose, "verbose")
 
     def _check_fitted(self, attr):
         if not hasattr(self, attr):
-            from .exceptions import NotFittedError
             raise NotFittedError(
                 f"this {type(self).__name__} is not fitted yet; call fit first")
+
+    def _check_n_features(self, X, n_features, name="X"):
+        if X.shape[1] != n_features:
+            raise ParameterError(
+                f"{name} has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{n_features} features as input")
+
+    def _check_rows(self, X, name="X", *, dtype=None, dask=False, device=False,
+                    value_range=False, n_features=None):
+        """``(X, (lo, hi) or None)``: rows of examples, checked once, where they live.
+
+        A dask array (``dask=True``) is checked on the cluster and persisted
+        there; a device array (``device=True`` and ``backend="cuda"``) is
+        checked on the GPU; anything else becomes a C-contiguous NumPy array
+        of ``dtype`` (default: the estimator's). Every kind: 2-D, at least one
+        row and one column, no NaN or infinity. With ``value_range``, also its
+        smallest and largest values (found in the same pass on a cluster or
+        GPU); with ``n_features``, that many columns.
+        """
+        dtype = check_dtype(self.dtype if dtype is None else dtype)
+        lo_hi = None
+        if dask and _dask.is_dask_collection(X):
+            X, lo, hi = _dask.check_dask_array(X, name, dtype=dtype)
+            lo_hi = (lo, hi)
+        elif device and getattr(self, "backend", None) == "cuda" and _is_device_array(X):
+            from . import cuda
+            X = cuda.check_device_array(X, name, dtype=dtype)
+            if value_range:
+                lo, hi, _ = cuda.value_range(X)
+                lo_hi = (lo, hi)
+        else:
+            X = check_array(X, name, dtype=dtype)
+            if value_range:
+                lo_hi = (float(X.min()), float(X.max()))
+        if n_features is not None:
+            self._check_n_features(X, n_features, name)
+        return X, lo_hi
+
+    def _run_lbfgs(self, fun, theta0, *, max_iter, callback=None, desc=None, record=True):
+        """L-BFGS on ``fun`` from ``theta0``: the one fit path (see the module notes).
+
+        With ``record``, sets the fitted attributes from the run. Returns the
+        :class:`fastsae.optim.LBFGSResult`.
+        """
+        desc = desc or type(self).__name__
+        try:
+            with numba_threads(getattr(self, "n_jobs", None)):
+                result = lbfgs(fun, theta0, max_iter=max_iter, callback=callback,
+                               verbose=bool(getattr(self, "verbose", False)), desc=desc)
+        finally:
+            backends.release(getattr(self, "backend", "numba"))
+        if record:
+            self.loss_curve_ = list(result.loss_curve)
+            self.n_iter_ = result.n_iter
+            self.n_evaluations_ = result.n_evals
+            self.converged_ = result.converged
+            self.interrupted_ = result.interrupted
+            self.fit_time_ = result.time_total
+            self.objective_time_ = result.time_objective
+        if result.interrupted:
+            warnings.warn(f"{type(self).__name__}.fit: {desc} {result.message} (cost "
+                          f"{result.cost:.6g} after {result.n_iter} iterations)",
+                          RuntimeWarning, stacklevel=3)
+        return result
+
+
+def _is_device_array(X) -> bool:
+    # cheap: fastsae.cuda imports neither numba.cuda nor CuPy until a kernel is asked for
+    from .cuda import is_device_array
+    return is_device_array(X)
+
+
+def say(verbose, message):
+    """Print one progress line (through tqdm, so that progress bars stay intact)."""
+    if verbose:
+        from tqdm.auto import tqdm
+        tqdm.write(message)
+
+
+class Timer:
+    """Seconds since construction (for the multi-stage fits' ``fit_time_``)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def __call__(self):
+        return time.perf_counter() - self.t0
+
+
+def check_validation(validation, check):
+    """``validation=(X_val, y_val)`` of a multi-stage fit: ``(X_val, y_val)`` checked, or None."""
+    if validation is None:
+        return None
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise ParameterError(
+            f"validation must be a pair (X_val, y_val); got {type(validation).__name__}")
+    Xv = check(validation[0])
+    yv = np.asarray(validation[1]).reshape(-1)
+    if yv.shape[0] != Xv.shape[0]:
+        raise ParameterError(
+            f"validation[1] must have one label per row of validation[0] ({Xv.shape[0]}); "
+            f"got {yv.shape[0]}")
+    return Xv, yv

@@ -123,7 +123,7 @@ def _spectra_with_paths(items, kind, spectrogram, args):
 def _find_autoencoder(model, kind="encoder"):
     """(weights, n_bands, n_frames) of the filters inside any saved model."""
     from .autoencoder import SparseAutoencoder
-    from .compose import Pipeline
+    from sklearn.pipeline import Pipeline
 
     from .pipeline import SelfTaughtFeatures
 
@@ -166,7 +166,7 @@ def cmd_features(args, console):
 
 def _feature_model(args):
     from .audio import Spectrogram
-    from .compose import Pipeline
+    from sklearn.pipeline import Pipeline
     from .pipeline import SelfTaughtFeatures
 
     params = dict(n_hidden=args.hidden, n_frames=args.n_frames, sparsity=args.sparsity,
@@ -263,7 +263,7 @@ def cmd_classify(args, console):
     from .viz import plot_confusion_matrix
 
     model = io.load(args.sae)
-    from .compose import Pipeline
+    from sklearn.pipeline import Pipeline
     if not isinstance(model, Pipeline) or "features" not in model.named_steps:
         raise CommandError(f"{args.sae}: not a feature model written by 'fastsae train-sae'")
     items, labels, kind, _ = _audio_inputs(args.audio_dir, labels=args.labels)

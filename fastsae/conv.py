@@ -28,7 +28,9 @@ from . import backends
 from .core.threads import numba_threads
 from .core.checks import ACTIVATIONS, POOL_MODES, check_array, check_choice, check_int
 from .core.layouts import region_bounds
-from .base import BaseEstimator
+from sklearn.base import TransformerMixin
+
+from .base import Estimator
 from .exceptions import ParameterError
 
 def filters_from_weights(W, patch_shape):
@@ -182,7 +184,7 @@ def _affine_of(preprocessing, n_inputs):
     return A, c
 
 
-class ConvolutionalFeatures(BaseEstimator):
+class ConvolutionalFeatures(TransformerMixin, Estimator):
     """Clip-level features: a fitted autoencoder's filters slid over whole
     spectrograms, then pooled.
 

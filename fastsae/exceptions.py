@@ -1,4 +1,5 @@
 """Exceptions and warnings raised by fastsae."""
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
 
 class ParameterError(ValueError):
@@ -9,6 +10,10 @@ class ParameterError(ValueError):
     """
 
 
+class ParameterTypeError(ParameterError, TypeError):
+    """A :class:`ParameterError` about an argument's type (also a ``TypeError``)."""
+
+
 class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here (a missing package or device)."""
 
@@ -17,18 +22,13 @@ class ConvergenceWarning(UserWarning):
     """An optimizer stopped before meeting its convergence criterion."""
 
 
-__all__ = ["ParameterError", "BackendUnavailableError", "ConvergenceWarning"]
-
-
 class NumericalError(FloatingPointError):
     """A computation produced NaN or infinity (for example a diverging optimizer)."""
 
 
-__all__.append("NumericalError")
+class NotFittedError(_SklearnNotFittedError):
+    """An estimator was used before ``fit`` (scikit-learn's ``NotFittedError``)."""
 
 
-class NotFittedError(ValueError, AttributeError):
-    """An estimator was used before ``fit``."""
-
-
-__all__.append("NotFittedError")
+__all__ = ["ParameterError", "ParameterTypeError", "BackendUnavailableError",
+           "ConvergenceWarning", "NumericalError", "NotFittedError"]

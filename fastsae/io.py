@@ -6,7 +6,15 @@ autoencoder and whitening; a stacked autoencoder holds its layers) — into one
 NumPy ``.npz`` file: the arrays as members, and a JSON document with the format
 version, the class names, the hyper-parameters and every other fitted
 attribute. :func:`load` rebuilds it. Nothing is pickled and no code is
-loaded: only classes defined in fastsae can be named by a file.
+loaded: a file can only name the classes of :func:`registered_classes`.
+
+Pipelines: a :class:`sklearn.pipeline.Pipeline` (``fastsae.Pipeline``) is
+saved with its steps when every step is a fastsae estimator or scikit-learn's
+``StandardScaler`` (``fastsae.pipeline.Standardizer``); a pipeline holding any
+other scikit-learn estimator is refused with a message naming it (save such a
+pipeline with ``joblib`` or ``pickle``, which run code when loaded). Files
+written by fastsae 0.1.0 (whose pipeline and standardizer were its own
+classes) load as these scikit-learn classes.
 
 Examples
 --------
@@ -20,7 +28,6 @@ True
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import tempfile
@@ -41,8 +48,58 @@ class ModelFileError(ParameterError):
 
 
 def _is_estimator(obj):
-    from .base import BaseEstimator
+    from sklearn.base import BaseEstimator
     return isinstance(obj, BaseEstimator)
+
+
+_REGISTRY = None
+
+
+def registered_classes():
+    """The classes a model file may name, by the name the file uses.
+
+    fastsae's estimators under ``module:qualname``; scikit-learn's
+    ``Pipeline`` and ``StandardScaler`` under their public paths; and the
+    names fastsae 0.1.0 wrote for classes that have moved since.
+    """
+    global _REGISTRY
+    if _REGISTRY is None:
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        from .audio import Spectrogram
+        from .autoencoder import SparseAutoencoder
+        from .conv import ConvolutionalFeatures
+        from .convae import ConvolutionalAutoencoder
+        from .convnet import StackedConvolutionalAutoencoder
+        from .pipeline import SelfTaughtFeatures
+        from .preprocess import PCAWhitening, SigmoidNormalizer
+        from .softmax import SoftmaxRegression
+        from .stacked import StackedAutoencoder
+
+        ours = [SparseAutoencoder, SoftmaxRegression, StackedAutoencoder, ConvolutionalFeatures,
+                ConvolutionalAutoencoder, StackedConvolutionalAutoencoder, SelfTaughtFeatures,
+                PCAWhitening, SigmoidNormalizer, Spectrogram]
+        reg = {f"{c.__module__}:{c.__qualname__}": c for c in ours}
+        reg["sklearn.pipeline:Pipeline"] = Pipeline
+        reg["sklearn.preprocessing:StandardScaler"] = StandardScaler
+        # written by fastsae 0.1.0
+        reg["fastsae.compose:Pipeline"] = Pipeline
+        reg["fastsae.pipeline:Standardizer"] = StandardScaler
+        reg["fastsae.convae:StackedConvolutionalAutoencoder"] = StackedConvolutionalAutoencoder
+        _REGISTRY = reg
+    return _REGISTRY
+
+
+def _class_name(obj, where):
+    """The name :func:`save` writes for ``obj``'s class (the first registered for it)."""
+    for name, cls in registered_classes().items():
+        if type(obj) is cls:
+            return name
+    raise ParameterError(
+        f"cannot save {where}: {type(obj).__module__}.{type(obj).__qualname__} is not one of "
+        "the estimators fastsae.save writes (fastsae's, and scikit-learn's Pipeline and "
+        "StandardScaler); save it with joblib or pickle instead")
 
 
 def _fitted_attributes(obj):
@@ -84,10 +141,10 @@ class _Encoder:
                 raise ParameterError(f"cannot save {where}: dict keys must be strings")
             return {"__dict__": {k: self.encode(v, f"{where}.{k}") for k, v in value.items()}}
         if _is_estimator(value):
-            cls = type(value)
             return {
-                "__estimator__": f"{cls.__module__}:{cls.__qualname__}",
-                "params": {k: self.encode(v, f"{where}.{k}") for k, v in value.get_params().items()},
+                "__estimator__": _class_name(value, where),
+                "params": {k: self.encode(v, f"{where}.{k}")
+                           for k, v in value.get_params(deep=False).items()},
                 "fitted": {k: self.encode(v, f"{where}.{k}")
                            for k, v in _fitted_attributes(value).items()},
             }
@@ -96,19 +153,11 @@ class _Encoder:
 
 
 def _resolve_class(name):
-    from .base import BaseEstimator
-    module_name, _, qualname = name.partition(":")
-    if not (module_name == "fastsae" or module_name.startswith("fastsae.")):
-        raise ModelFileError(f"the file names a class outside fastsae ({name!r}); refusing to load it")
-    try:
-        obj = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError):
-        raise ModelFileError(f"the file names an unknown fastsae class {name!r}") from None
-    if not (isinstance(obj, type) and issubclass(obj, BaseEstimator)):
-        raise ModelFileError(f"{name!r} is not a fastsae estimator")
-    return obj
+    cls = registered_classes().get(name)
+    if cls is None:
+        raise ModelFileError(f"the file names the class {name!r}, which is not one fastsae "
+                             "loads (see fastsae.io.registered_classes()); refusing to load it")
+    return cls
 
 
 def _decode(value, arrays):
@@ -134,6 +183,10 @@ def _decode(value, arrays):
     if "__estimator__" in value:
         cls = _resolve_class(value["__estimator__"])
         params = {k: _decode(v, arrays) for k, v in value.get("params", {}).items()}
+        if not cls.__module__.startswith("fastsae"):
+            # scikit-learn's classes gain parameters with backward-compatible defaults
+            accepted = cls._get_param_names()
+            params = {k: v for k, v in params.items() if k in accepted}
         try:
             obj = cls(**params)
         except TypeError as exc:
@@ -158,6 +211,7 @@ def save(model, path):
     """
     if not _is_estimator(model):
         raise ParameterError(f"model must be a fastsae estimator; got {type(model).__name__}")
+    _class_name(model, "model")
     enc = _Encoder()
     doc = {"format_version": FORMAT_VERSION, "model": enc.encode(model, "model")}
     from . import __version__
@@ -217,4 +271,4 @@ def load(path):
     return _decode(doc["model"], arrays)
 
 
-__all__ = ["save", "load", "ModelFileError", "FORMAT_VERSION"]
+__all__ = ["save", "load", "registered_classes", "ModelFileError", "FORMAT_VERSION"]

@@ -6,60 +6,15 @@ learning recipe into one estimator that :func:`fastsae.save` can write::
     spectra (dB) ─trim_silence─> sample_windows(n_frames) ─> PCA whitening
        ─> SparseAutoencoder (linear decoder) ─> ConvolutionalFeatures
        (filters slid over each whole clip, mean+max pooled over time regions)
-       ─> Standardizer ─> features for SoftmaxRegression / StackedAutoencoder
+       ─> StandardScaler ─> features for SoftmaxRegression / StackedAutoencoder
 
-:func:`trim_silence` and :func:`fixed_length` are the two spectrogram helpers
-it and ``examples/self_taught_fsdd.py`` use; :class:`Standardizer` scales
-features to zero mean and unit variance.
+:func:`trim_silence` and :func:`fixed_length` (from :mod:`fastsae.audio`) are
+the two spectrogram helpers it and ``examples/self_taught_fsdd.py`` use;
+``Standardizer`` is scikit-learn's ``StandardScaler`` (zero mean and unit
+variance per feature).
 
-How the defaults were chosen
-----------------------------
-On the Free Spoken Digit Dataset (40-band log-mel spectra, 8 kHz, 10 ms hop),
-choosing only on validation data carved out of the 2,700 training clips:
-repetitions 5-9 of every speaker and digit held out (fold A; models trained
-on repetitions 10-49), and for a second opinion repetitions 10-14 (fold B).
-Each fold has 300 clips, so one clip is 0.33 points; "val" below is the mean
-of the two folds unless said otherwise. Softmax regression on the
-standardised features, weight decay 1e-2, throughout.
-
-- **Trimming the silence was what mattered.** Some speakers' clips (lucas's
-  above all) carry up to a second of near-silence and clicks around the word,
-  so the time regions of the pooling (and the frames of a fixed-length
-  spectrogram) fell on different parts of the word from clip to clip; most
-  validation errors were that speaker's. Keeping only the frames from the
-  first to the last one within ``trim_db`` = 20 dB of the loudest frame moved
-  the self-taught features from 95.0 % to 98.7 % (fold A, same autoencoder)
-  and a plain softmax on a 40 × 32 spectrogram from 96.0 % to 99.7 % (fold A;
-  trim 10 dB: 98.0, 15: 98.0, 18: 99.7, 22: 99.7, 25: 98.7, 30: 97.3,
-  40: 97.0, 50: 96.3).
-- **PCA whitening and a linear decoder** beat UFLDL's ``normalizeData`` to
-  [0.1, 0.9] with a sigmoid decoder: 98.8 % against 96.7 % val, and the
-  whitened autoencoder trains about 2 × faster (about 120 whitened dimensions
-  instead of 320) and folds into the filters (no per-window encoding).
-- Everything else moved validation accuracy by about one clip in 300, below
-  what these folds resolve (reference: 98.8 %, pooling over 4 regions):
-  context ``n_frames`` 4 / 8 / 12: 99.0 / 98.8 / 98.8 %; hidden units
-  100 / 200 / 400: 98.5 / 98.8 / 98.7 %; whitening ε 0.01 / 0.1 / 1: 98.8 /
-  98.8 / 99.0 %; ZCA (all 320 dimensions, 1.7 × slower): 99.2 %; sparsity ρ
-  0.02 / 0.05 / 0.1: 98.5 / 98.8 / 98.8 %; weight decay λ 1e-4 / 1e-3 / 3e-3:
-  98.5 / 98.8 / 99.2 % (but over seeds 0-2: 3e-3 98.8 %, 1e-3 98.7 %);
-  400 iterations on 50,000 windows (seeds 0-2): 98.6 %
-  against 98.7 %; pooling over 4 / 6 / 1+4 / 1+2+4 regions: 98.7-98.8 %;
-  softmax weight decay 3e-3 .. 1e-1: within 0.3 points. Where settings tie,
-  the defaults take the cheaper one (PCA rather than ZCA, 200 units,
-  200 iterations on 20,000 windows), keep 8 frames of context (4 frames
-  scored 0.2 points higher, one clip in 300 per fold, below what the folds
-  resolve) and add the global mean and max (``n_pool_regions=(1, 4)``),
-  which cost about a second.
-- The random seed moves it as much: seeds 0 / 1 / 2 gave 98.7 / 97.7 / 99.0 %
-  (fold A) and 98.7 / 99.0 / 99.3 % (fold B).
-- Standardising the pooled features before the softmax keeps one weight decay
-  good for every setting (means and maxima of sigmoid activations have very
-  different scales).
-
-With these defaults, trained on all 2,700 training clips (about 30 s on two
-shared cores), the standard FSDD test set scored 99.3 %
-(``examples/self_taught_fsdd.py``).
+The defaults were chosen on validation folds of FSDD; ``docs/self_taught_tuning.md``
+says how and what each setting was worth.
 
 Examples
 --------
@@ -79,203 +34,25 @@ import time
 
 import numpy as np
 
-from . import backends
-from .core.checks import POOL_MODES, check_bool, check_choice, check_dtype, check_int, check_random_state, check_scalar
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.preprocessing import StandardScaler
+
 from .audio import sample_windows
-from .autoencoder import SparseAutoencoder, check_n_jobs
-from .base import BaseEstimator
+from .audio._clips import check_spectra, fixed_length, pad_to, trim_silence
+from .autoencoder import SparseAutoencoder
+from .base import Estimator
 from .conv import ConvolutionalFeatures
+from .core.checks import (POOL_MODES, check_bool, check_choice, check_dtype, check_int,
+                          check_random_state, check_scalar)
 from .exceptions import ParameterError
 from .preprocess import PCAWhitening, SigmoidNormalizer
 
+#: Zero mean and unit variance per feature: scikit-learn's ``StandardScaler``
+#: (the name fastsae 0.1.0 gave its own version, which it replaces).
+Standardizer = StandardScaler
+
 #: Patch preprocessing choices of :class:`SelfTaughtFeatures`.
 NORMALIZATIONS = ("pca", "zca", "sigmoid")
-
-
-# -- spectrogram helpers ------------------------------------------------------------
-
-def _check_spectra(spectra, name="spectra", *, n_bands=None):
-    """A non-empty list of finite 2-D float arrays with one number of bands."""
-    if isinstance(spectra, np.ndarray):
-        if spectra.ndim != 3:
-            raise ParameterError(f"{name} must be a list of 2-D (n_bands, n_frames) arrays or "
-                                 f"a 3-D stack; got an array of shape {spectra.shape}")
-        spectra = list(spectra)
-    if isinstance(spectra, (str, bytes)) or not isinstance(spectra, (list, tuple)):
-        raise ParameterError(f"{name} must be a list of 2-D (n_bands, n_frames) arrays; "
-                             f"got {type(spectra).__name__}")
-    if not spectra:
-        raise ParameterError(f"{name} must hold at least one spectrogram; got an empty list")
-    out = []
-    for i, S in enumerate(spectra):
-        try:
-            S = np.asarray(S)
-        except Exception as exc:   # ragged nested lists and the like
-            raise ParameterError(f"{name}[{i}] could not be read as an array: {exc}") from None
-        if S.ndim != 2 or S.dtype.kind not in "fiu":
-            raise ParameterError(f"{name}[{i}] must be a 2-D real array (n_bands, n_frames); "
-                                 f"got shape {S.shape}, dtype {S.dtype}")
-        if S.shape[0] < 1 or S.shape[1] < 1:
-            raise ParameterError(f"{name}[{i}] must have at least one band and one frame; "
-                                 f"got shape {S.shape}")
-        if not np.isfinite(S).all():
-            raise ParameterError(f"{name}[{i}] contains NaN or infinite values")
-        out.append(S)
-    bands = n_bands if n_bands is not None else out[0].shape[0]
-    for i, S in enumerate(out):
-        if S.shape[0] != bands:
-            what = "as in fit" if n_bands is not None else f"as {name}[0]"
-            raise ParameterError(f"{name}[{i}] must have {bands} bands ({what}); "
-                                 f"got shape {S.shape}")
-    return out
-
-
-def _frame_levels(S):
-    """Level of each frame of a dB spectrogram: 10 log10 of its mean power, in dB."""
-    S = np.asarray(S, dtype=np.float64)
-    top = S.max(axis=0)
-    return top + 10.0 * np.log10(np.mean(10.0 ** ((S - top) / 10.0), axis=0))
-
-
-def trim_silence(spectra, *, top_db=20.0, min_frames=1):
-    """Cut the quiet frames before and after the loudest part of each spectrogram.
-
-    The level of a frame is ``10 log10`` of its mean power over the bands
-    (the spectrogram is read as decibels, as :func:`fastsae.audio.spectrum`
-    gives with ``log=True``). Each spectrogram keeps the frames from the first
-    to the last one whose level is within ``top_db`` of its loudest frame
-    (quiet frames *inside* that span stay). A span shorter than ``min_frames``
-    is widened around its centre (as far as the spectrogram allows).
-
-    Not meaningful for linear (``log=False``) spectra or cepstra: leave
-    those untrimmed.
-
-    Parameters
-    ----------
-    spectra : list of np.ndarray [shape=(n_bands, n_frames_i)], in dB
-    top_db : float > 0
-    min_frames : int >= 1
-
-    Returns
-    -------
-    trimmed : list of np.ndarray [shape=(n_bands, n_kept_i)]
-        Views into the inputs (no copies).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> S = np.full((3, 10), -80.0); S[:, 4:7] = -10.0
-    >>> trim_silence([S], top_db=20.0)[0].shape
-    (3, 3)
-    >>> trim_silence([S], top_db=20.0, min_frames=5)[0].shape
-    (3, 5)
-    """
-    top_db = check_scalar(top_db, "top_db", low=0.0, low_open=True)
-    min_frames = check_int(min_frames, "min_frames", low=1)
-    out = []
-    for S in _check_spectra(spectra):
-        level = _frame_levels(S)
-        keep = np.flatnonzero(level >= level.max() - top_db)
-        start, stop = int(keep[0]), int(keep[-1]) + 1
-        T = S.shape[1]
-        if stop - start < min_frames:
-            want = min(min_frames, T)
-            start = max(0, min(start - (want - (stop - start)) // 2, T - want))
-            stop = start + want
-        out.append(S[:, start:stop])
-    return out
-
-
-def fixed_length(spectra, n_frames):
-    """Resample every spectrogram along time to ``n_frames`` frames (linear interpolation).
-
-    Frame ``k`` of the output is the input read at time ``k (T - 1) / (n_frames - 1)``
-    (the first and last frames are kept); a one-frame input is repeated.
-    This makes a clip of any length one fixed-size vector (``.reshape(n, -1)``)
-    for a softmax or a stacked autoencoder.
-
-    Parameters
-    ----------
-    spectra : list of np.ndarray [shape=(n_bands, T_i)], or one 3-D stack
-    n_frames : int >= 1
-
-    Returns
-    -------
-    out : np.ndarray [shape=(n_clips, n_bands, n_frames)]
-        float32 if every input is float32, float64 otherwise.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> fixed_length([np.array([[0.0, 10.0]])], 5)[0]
-    array([[ 0. ,  2.5,  5. ,  7.5, 10. ]])
-    """
-    n_frames = check_int(n_frames, "n_frames", low=1)
-    spectra = _check_spectra(spectra)
-    dtype = np.float32 if all(S.dtype == np.float32 for S in spectra) else np.float64
-    out = np.empty((len(spectra), spectra[0].shape[0], n_frames), dtype=dtype)
-    for i, S in enumerate(spectra):
-        T = S.shape[1]
-        t = np.linspace(0.0, T - 1.0, n_frames) if n_frames > 1 else np.zeros(1)
-        lo = np.minimum(np.floor(t).astype(np.intp), T - 1)
-        hi = np.minimum(lo + 1, T - 1)
-        w = (t - lo).astype(dtype)
-        out[i] = S[:, lo] * (1 - w) + S[:, hi] * w
-    return out
-
-
-def _pad_to(spectra, n_frames):
-    """Spectrograms shorter than ``n_frames`` repeat their last frame up to it."""
-    return [S if S.shape[1] >= n_frames else np.pad(S, ((0, 0), (0, n_frames - S.shape[1])),
-                                                    mode="edge")
-            for S in spectra]
-
-
-# -- feature standardisation --------------------------------------------------------
-
-class Standardizer(BaseEstimator):
-    """Zero mean and unit variance per feature (column), learned in ``fit``.
-
-    Features with zero variance in ``fit`` are only centred (their scale is 1).
-
-    Attributes
-    ----------
-    mean_ : np.ndarray [shape=(n_features,)]
-    scale_ : np.ndarray [shape=(n_features,)]
-        The standard deviations (``ddof=0``), 1 where a feature is constant.
-    n_features_in_ : int
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> X = np.array([[1.0, 5.0], [3.0, 5.0]])
-    >>> Standardizer().fit_transform(X)
-    array([[-1.,  0.],
-           [ 1.,  0.]])
-    """
-
-    def __init__(self):
-        pass   # no parameters (an explicit signature for get_params and fastsae.save)
-
-    def fit(self, X, y=None):
-        from .core.checks import check_array
-        X = check_array(X, "X")
-        self.mean_ = X.mean(axis=0, dtype=np.float64)
-        scale = X.std(axis=0, dtype=np.float64)
-        scale[scale <= 1e-12 * max(1.0, float(np.abs(self.mean_).max()))] = 1.0
-        self.scale_ = scale
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def transform(self, X):
-        """``(X - mean_) / scale_`` in X's float dtype."""
-        from .core.checks import check_array
-        self._check_fitted("mean_")
-        X = check_array(X, "X", n_cols=self.n_features_in_)
-        return ((X - self.mean_.astype(X.dtype)) / self.scale_.astype(X.dtype)).astype(X.dtype)
-
-    def fit_transform(self, X, y=None):
-        return self.fit(X).transform(X)
 
 
 # -- the pipeline -------------------------------------------------------------------
@@ -290,7 +67,7 @@ def _check_regions(value):
     return tuple(check_int(r, f"n_pool_regions[{i}]", low=1) for i, r in enumerate(value))
 
 
-class SelfTaughtFeatures(BaseEstimator):
+class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator):
     """Self-taught features of whole clips: a sparse autoencoder learned without
     labels on windows of spectrogram frames, slid over each clip and pooled.
 
@@ -307,7 +84,7 @@ class SelfTaughtFeatures(BaseEstimator):
        full-height filters slid along time over each whole clip (whitening is
        folded into the filters), each filter's activations pooled (``pool``)
        over ``n_pool_regions`` equal time regions;
-    6. fits a :class:`Standardizer` of the pooled features (``standardize``).
+    6. fits a ``StandardScaler`` of the pooled features (``standardize``).
 
     ``transform`` runs steps 1 and 5-6 on any clips.
 
@@ -366,7 +143,7 @@ class SelfTaughtFeatures(BaseEstimator):
         ``n_pool_regions``).
     convs_ : list of ConvolutionalFeatures
         One per entry of ``n_pool_regions``, in that order (``conv_`` is one of them).
-    standardizer_ : Standardizer or None
+    standardizer_ : sklearn.preprocessing.StandardScaler or None
     n_bands_ : int
         Bands of the spectrograms seen in ``fit`` (``transform`` needs the same).
     n_windows_ : int
@@ -439,19 +216,16 @@ class SelfTaughtFeatures(BaseEstimator):
             check_scalar(self.trim_db, "trim_db", low=0.0, low_open=True)
         check_scalar(self.retain, "retain", low=0.0, high=1.0, low_open=True)
         check_scalar(self.epsilon, "epsilon", low=0.0)
-        backends.check_backend_name(self.backend)
-        check_dtype(self.dtype)
-        check_n_jobs(self.n_jobs)
-        check_bool(self.verbose, "verbose")
+        self._validate_common()
         check_random_state(self.random_state)
 
     def _clips(self, spectra, n_bands=None):
         """Checked, trimmed and padded spectrograms in ``dtype``."""
-        spectra = _check_spectra(spectra, n_bands=n_bands)
+        spectra = check_spectra(spectra, n_bands=n_bands)
         if self.trim_db is not None:
             spectra = trim_silence(spectra, top_db=self.trim_db, min_frames=self.n_frames)
         dt = check_dtype(self.dtype)
-        return [np.ascontiguousarray(S, dtype=dt) for S in _pad_to(spectra, self.n_frames)]
+        return [np.ascontiguousarray(S, dtype=dt) for S in pad_to(spectra, self.n_frames)]
 
     # -- fitting ------------------------------------------------------------
     def fit(self, spectra, y=None, *, callback=None, resume=False, client=None):
@@ -592,9 +366,13 @@ class SelfTaughtFeatures(BaseEstimator):
         self.n_bands_ = n_bands
         self.n_features_out_ = self.n_hidden * len(modes) * sum(regions)
         F = self._pooled(clips)
-        self.standardizer_ = Standardizer().fit(F) if self.standardize else None
+        self.standardizer_ = StandardScaler().fit(F) if self.standardize else None
         self.fit_time_ = time.perf_counter() - t0
         return F
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_out_
 
     def _pooled(self, clips):
         feats = [conv.transform(clips) for conv in self.convs_]

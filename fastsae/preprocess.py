@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin, TransformerMixin
+
+from .base import Estimator
 from .core.checks import check_array, check_bool, check_choice, check_int, check_scalar
-from .base import BaseEstimator
 from .exceptions import ParameterError
 
 CENTERS = ("feature", "example", None)
@@ -34,7 +36,7 @@ def _sigmoid_scale(Xc, lim):
     return np.clip(out, 0.1, 0.9, out=out)
 
 
-class SigmoidNormalizer(BaseEstimator):
+class SigmoidNormalizer(OneToOneFeatureMixin, TransformerMixin, Estimator):
     """UFLDL's ``normalizeData`` as a fit/transform object.
 
     ``transform`` removes each row's mean, truncates to ``± n_std * std_``
@@ -157,7 +159,7 @@ def _gram(X, shift):
     return G[:n, :n], G[n, :n].copy()
 
 
-class PCAWhitening(BaseEstimator):
+class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator):
     """PCA or ZCA whitening (UFLDL's ``pca_gen``/``zca`` exercises).
 
     ``fit`` centres the data (see ``center``), forms the covariance
@@ -398,6 +400,10 @@ class PCAWhitening(BaseEstimator):
 
     def fit_transform(self, X, y=None):
         return self.fit(X).transform(X)
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_in_ if self.zca else self.n_components_
 
     def inverse_transform(self, Y):
         """Back to the input space: ``Y @ W⁺ + mean_``.

@@ -1,25 +1,20 @@
 """Softmax regression: the classifier on top of learned features."""
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
+from sklearn.base import ClassifierMixin
 
 from . import _dask, backends
-from .core.threads import numba_threads
-from .core.checks import check_array, check_bool, check_dtype, check_int, check_scalar
-from .autoencoder import check_n_jobs
-from .base import BaseEstimator
-from .exceptions import BackendUnavailableError, ParameterError
-from .optim import lbfgs
-from .params import unpack
+from .base import Estimator
 from .core.args import check_softmax_args
+from .core.checks import check_array, check_dtype, check_int, check_random_state, check_scalar
 from .core.labels import encode_known_labels, encode_labels
-from .params import softmax_layout
+from .exceptions import ParameterError
+from .params import softmax_layout, unpack
 
 
 def encode_labels_for(X, y, name: str = "y"):
-    """:func:`encode_labels` of the labels of the rows of ``X``.
+    """:func:`~fastsae.core.labels.encode_labels` of the labels of the rows of ``X``.
 
     With a dask ``X`` and a dask ``y`` the labels are encoded on the cluster
     (:func:`fastsae.distributed.encode_labels`: the codes are a dask array);
@@ -31,8 +26,8 @@ def encode_labels_for(X, y, name: str = "y"):
 
 
 def encode_known_labels_for(classes, X, y, name: str = "y"):
-    """:func:`encode_known_labels` of the labels of the rows of ``X`` (on the
-    cluster, lazily, when both are dask arrays; see :func:`encode_labels_for`)."""
+    """:func:`~fastsae.core.labels.encode_known_labels` of the labels of the rows of
+    ``X`` (on the cluster, lazily, when both are dask arrays)."""
     if _dask.is_dask_collection(X) and _dask.is_dask_collection(y):
         return _dask.encode_known_labels(classes, y, n_samples=X.shape[0], name=name)
     return encode_known_labels(classes, y, X.shape[0], name)
@@ -49,22 +44,13 @@ def accuracy(pred, y):
     return float(np.mean(pred == y))
 
 
-def _proba_function(backend):
-    """The backend's ``softmax_predict_proba``, or the reference where it has none."""
-    try:
-        return backends.get_function(backend, "softmax_predict_proba")
-    except BackendUnavailableError:
-        from .reference import softmax_predict_proba
-        return softmax_predict_proba
-
-
 def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay, backend="numba"):
     """Softmax regression objective and gradient on the chosen backend.
 
     The public entry point: checks every argument (including NaN/inf in ``X``
     and ``theta``), then calls ``backend``'s ``softmax_cost_grad`` (see
-    :func:`fastsae.reference.softmax_cost_grad` for the objective and the
-    layout of ``theta``).
+    :func:`fastsae.reference.softmax.softmax_cost_grad` for the objective and
+    the layout of ``theta``).
     """
     X = check_array(X, "X")
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
@@ -73,11 +59,100 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay, backend="numba"):
     return fn(theta, X, y, n_classes, weight_decay=weight_decay)
 
 
-class SoftmaxRegression(BaseEstimator):
+class SoftmaxOutputMixin(ClassifierMixin):
+    """The methods of a classifier whose last layer is a softmax.
+
+    A subclass has ``classes_``, ``coef_`` (n_classes, n_top) and
+    ``intercept_``, checks its input with ``_check_X(X)`` and computes the
+    softmax's inputs with ``_features(X)`` (the identity for a plain softmax).
+    With ``_dask_rows = True``, a dask ``X`` is mapped chunk by chunk on the
+    workers: every method then returns a dask array (``score``: a number).
+    """
+
+    _dask_rows = False
+
+    def _check_classifier(self):
+        self._check_fitted("coef_")
+
+    def _on_chunks(self, method, X, n_columns, dtype):
+        """A dask ``X``: ``method`` on each chunk, on the workers, as a dask array."""
+        self._check_classifier()
+        return _dask.map_rows(method, X, n_columns, n_features=self.n_features_in_, dtype=dtype)
+
+    def _is_rows_on_cluster(self, X):
+        """Whether ``X`` is a dask array to map chunk by chunk (after checking the fit)."""
+        self._check_classifier()
+        return self._dask_rows and _dask.is_dask_collection(X)
+
+    def _top(self, X):
+        self._check_classifier()
+        return self._features(self._check_X(X))
+
+    def _logits(self, F):
+        return F @ self.coef_.T.astype(F.dtype) + self.intercept_.astype(F.dtype)
+
+    def decision_function(self, X):
+        """Softmax logits [shape=(n_samples, n_classes)], in ``dtype``.
+
+        Two classes: one score per row [shape=(n_samples,)], the logit of
+        ``classes_[1]`` minus that of ``classes_[0]`` (positive: ``classes_[1]``).
+        """
+        binary = self.classes_.size == 2 if hasattr(self, "classes_") else False
+        if self._is_rows_on_cluster(X):
+            return self._on_chunks(self.decision_function, X, None if binary else
+                                   self.classes_.size, check_dtype(self.dtype))
+        Z = self._logits(self._top(X))
+        return Z[:, 1] - Z[:, 0] if binary else Z
+
+    def predict_proba(self, X):
+        """Class probabilities [shape=(n_samples, n_classes)]; rows sum to 1.
+
+        Column ``k`` is the probability of ``classes_[k]``.
+        """
+        if self._is_rows_on_cluster(X):
+            return self._on_chunks(self.predict_proba, X, self.classes_.size,
+                                   check_dtype(self.dtype))
+        proba = backends.get_function(self.backend, "softmax_predict_proba")
+        return proba(self.coef_, self.intercept_, self._top(X))
+
+    def predict_log_proba(self, X):
+        """Log-probabilities, computed stably from the logits."""
+        if self._is_rows_on_cluster(X):
+            return self._on_chunks(self.predict_log_proba, X, self.classes_.size,
+                                   check_dtype(self.dtype))
+        Z = self._logits(self._top(X))
+        Z = Z - Z.max(axis=1, keepdims=True)
+        return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+
+    def predict(self, X):
+        """The most probable class of each row, as labels from ``classes_``."""
+        if self._is_rows_on_cluster(X):
+            return self._on_chunks(self.predict, X, None, self.classes_.dtype)
+        best = np.argmax(self._logits(self._top(X)), axis=1)
+        return self.classes_[best]
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy: the fraction of rows whose predicted label equals ``y``.
+
+        With a dask ``X`` (``y`` a dask or NumPy array) it is computed on the
+        cluster. ``sample_weight`` weights the rows (NumPy input only).
+        """
+        pred = self.predict(X)
+        if sample_weight is None:
+            return accuracy(pred, y)
+        y = np.asarray(y).reshape(-1)
+        w = check_array(sample_weight, "sample_weight", ndim=1)
+        if not (y.shape[0] == pred.shape[0] == w.shape[0]):
+            raise ParameterError(f"y and sample_weight must have one value per row of X "
+                                 f"({pred.shape[0]}); got {y.shape[0]} and {w.shape[0]}")
+        return float(np.sum(w * (pred == y)) / np.sum(w))
+
+
+class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
     """Multinomial logistic regression trained with L-BFGS (UFLDL ``softmaxTrain``).
 
     Minimises ``−(1/m) Σ log p(y_i | x_i) + (λ/2)‖W‖²`` with
-    ``p(k | x) ∝ exp(W_k x + b_k)`` (see :func:`fastsae.reference.softmax_cost_grad`).
+    ``p(k | x) ∝ exp(W_k x + b_k)`` (see :func:`fastsae.reference.softmax.softmax_cost_grad`).
     Unlike UFLDL's softmax it has a bias ``b``, which is not weight-decayed.
 
     Parameters
@@ -103,15 +178,16 @@ class SoftmaxRegression(BaseEstimator):
         is ``classes_[k]``.
     coef_ : np.ndarray [shape=(n_classes, n_features)]
     intercept_ : np.ndarray [shape=(n_classes,)]
-    loss_curve_ : list of float
-        The objective after each L-BFGS iteration.
-    n_iter_ : int
     n_features_in_ : int
-    converged_, interrupted_ : bool
-    fit_time_ : float
+    loss_curve_, n_iter_, n_evaluations_, converged_, interrupted_, fit_time_, objective_time_
+        As for :class:`~fastsae.SparseAutoencoder`.
 
     Notes
     -----
+    A scikit-learn classifier. As in scikit-learn, ``decision_function`` of a
+    two-class model gives one score per row (the logit of ``classes_[1]``
+    minus that of ``classes_[0]``).
+
     ``fit`` accepts a dask array ``X`` (rows split into chunks) and trains on
     a Dask cluster, the chunks staying on the workers (see
     :mod:`fastsae.distributed`): the client is the default one
@@ -155,35 +231,25 @@ class SoftmaxRegression(BaseEstimator):
     def _validate_params(self):
         check_scalar(self.weight_decay, "weight_decay", low=0.0)
         check_int(self.max_iter, "max_iter", low=1)
-        backends.check_backend_name(self.backend)
-        check_dtype(self.dtype)
-        check_n_jobs(self.n_jobs)
-        check_bool(self.verbose, "verbose")
+        self._validate_common()
+
+    _dask_rows = True
 
     def _check_X(self, X, *, fitting=False):
-        if _dask.is_dask_collection(X):     # shards stay on the workers
-            if not fitting:
-                self._check_fitted("coef_")
-            X, _, _ = _dask.check_dask_array(X, "X", dtype=check_dtype(self.dtype))
-            if not fitting and X.shape[1] != self.n_features_in_:
-                raise ParameterError(
-                    f"X must have {self.n_features_in_} features (as in fit); got shape {X.shape}")
-            return X
-        X = check_array(X, "X", dtype=check_dtype(self.dtype))
-        if not fitting:
-            self._check_fitted("coef_")
-            if X.shape[1] != self.n_features_in_:
-                raise ParameterError(
-                    f"X must have {self.n_features_in_} features (as in fit); got shape {X.shape}")
+        if fitting:
+            return self._check_rows(X, dask=True)[0]
+        self._check_fitted("coef_")
+        return self._check_rows(X, dask=True, n_features=self.n_features_in_)[0]
+
+    def _features(self, X):
         return X
 
     def _objective(self, X, codes):
-        if _dask.is_dask_collection(X):
-            return _dask.softmax_objective(
-                None, X, codes, self.classes_.size, weight_decay=self.weight_decay,
-                backend=self.backend, n_jobs=self.n_jobs)
-        cost_grad = backends.get_function(self.backend, "softmax_cost_grad")
         K, lam = self.classes_.size, self.weight_decay
+        if _dask.is_dask_collection(X):
+            return _dask.softmax_objective(None, X, codes, K, weight_decay=lam,
+                                           backend=self.backend, n_jobs=self.n_jobs)
+        cost_grad = backends.get_function(self.backend, "softmax_cost_grad")
         X = backends.to_device(self.backend, X)
         return lambda theta: cost_grad(theta, X, codes, K, weight_decay=lam)
 
@@ -210,8 +276,6 @@ class SoftmaxRegression(BaseEstimator):
         ``KeyboardInterrupt`` (Ctrl-C) during ``fit`` stops training and keeps
         the best weights found so far, with a warning.
         """
-        from .core.checks import check_random_state
-
         self._validate_params()
         X = self._check_X(X, fitting=True)
         classes, codes = encode_labels_for(X, y)
@@ -220,22 +284,9 @@ class SoftmaxRegression(BaseEstimator):
         rng = check_random_state(self.random_state)
         theta0 = np.zeros(K * n + K)
         theta0[:K * n] = 0.005 * rng.standard_normal(K * n)
-        fun = self._objective(X, codes)
-        try:
-            with numba_threads(self.n_jobs):
-                result = lbfgs(fun, theta0, max_iter=self.max_iter, callback=callback,
-                               verbose=self.verbose, desc="SoftmaxRegression")
-        finally:
-            backends.release(self.backend)
+        result = self._run_lbfgs(self._objective(X, codes), theta0, max_iter=self.max_iter,
+                                 callback=callback)
         self._set_theta(result.theta, n)
-        self.loss_curve_ = list(result.loss_curve)
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
-        self.interrupted_ = result.interrupted
-        self.fit_time_ = result.time_total
-        if result.interrupted:
-            warnings.warn(f"SoftmaxRegression.fit: {result.message} (cost {result.cost:.6g} "
-                          f"after {result.n_iter} iterations)", RuntimeWarning, stacklevel=2)
         return self
 
     def _set_theta(self, theta, n_features):
@@ -246,60 +297,6 @@ class SoftmaxRegression(BaseEstimator):
 
     def _theta(self):
         return np.concatenate([self.coef_.ravel(), self.intercept_])
-
-    # -- using it -----------------------------------------------------------
-    def _map_rows(self, method, X, labels=False):
-        """A dask ``X``: ``method`` on each chunk, on the workers, as a dask array
-        (one score per class, or with ``labels`` one label per row)."""
-        self._check_fitted("coef_")
-        if labels:
-            return _dask.map_rows(method, X, n_features=self.n_features_in_,
-                                        dtype=self.classes_.dtype)
-        return _dask.map_rows(method, X, self.classes_.size,
-                                    n_features=self.n_features_in_, dtype=check_dtype(self.dtype))
-
-    def decision_function(self, X):
-        """Logits ``X Wᵀ + b`` [shape=(n_samples, n_classes)], in ``dtype``.
-
-        A dask ``X`` gives a dask array, chunk by chunk (so do the methods below).
-        """
-        if _dask.is_dask_collection(X):
-            return self._map_rows(self.decision_function, X)
-        X = self._check_X(X)
-        dt = X.dtype
-        return X @ self.coef_.T.astype(dt) + self.intercept_.astype(dt)
-
-    def predict_proba(self, X):
-        """Class probabilities [shape=(n_samples, n_classes)]; rows sum to 1.
-
-        Column ``k`` is the probability of ``classes_[k]``.
-        """
-        if _dask.is_dask_collection(X):
-            return self._map_rows(self.predict_proba, X)
-        X = self._check_X(X)
-        return _proba_function(self.backend)(self.coef_, self.intercept_, X)
-
-    def predict_log_proba(self, X):
-        """Log-probabilities, computed stably from the logits."""
-        if _dask.is_dask_collection(X):
-            return self._map_rows(self.predict_log_proba, X)
-        Z = self.decision_function(X)
-        Z = Z - Z.max(axis=1, keepdims=True)
-        return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
-
-    def predict(self, X):
-        """The most probable class of each row, as labels from ``classes_``."""
-        if _dask.is_dask_collection(X):
-            return self._map_rows(self.predict, X, labels=True)
-        best = np.argmax(self.decision_function(X), axis=1)
-        return self.classes_[best]
-
-    def score(self, X, y):
-        """Accuracy: the fraction of rows whose predicted label equals ``y``.
-
-        With a dask ``X`` (``y`` a dask or NumPy array) it is computed on the cluster.
-        """
-        return accuracy(self.predict(X), y)
 
     def cost(self, X, y):
         """The training objective at the current weights on ``X``, ``y``

@@ -3,24 +3,21 @@ fine-tuning of the whole network (UFLDL's ``stackedAEExercise``)."""
 from __future__ import annotations
 
 import numbers
-import time
-import warnings
 
 import numpy as np
 from scipy.special import expit
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from . import _dask, backends
-from .core.threads import numba_threads
-from .core.checks import DECODERS, check_array, check_bool, check_choice, check_dtype, check_int, check_random_state, check_scalar
-from .autoencoder import SparseAutoencoder, check_n_jobs
-from .base import BaseEstimator
-from .exceptions import ParameterError
-from .optim import lbfgs
-from .params import stack_to_params, unpack
+from .autoencoder import SparseAutoencoder
+from .base import Estimator, Timer, check_validation, say, unit_range_error
 from .core.args import check_softmax_args
-from .params import stacked_layout
-from .softmax import (SoftmaxRegression, _proba_function, accuracy, encode_known_labels_for,
-                      encode_labels_for)
+from .core.checks import (DECODERS, check_array, check_choice, check_dtype, check_int,
+                          check_random_state, check_scalar)
+from .core.threads import numba_threads
+from .exceptions import ParameterError
+from .params import stack_to_params, stacked_layout, unpack
+from .softmax import SoftmaxOutputMixin, SoftmaxRegression, encode_known_labels_for, encode_labels_for
 
 
 def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
@@ -29,7 +26,7 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
 
     The public entry point: checks every argument (including NaN/inf in ``X``
     and ``theta``), then calls ``backend``'s ``stacked_cost_grad`` (see
-    :func:`fastsae.reference.stacked_cost_grad` for the objective and the
+    :func:`fastsae.reference.stacked.stacked_cost_grad` for the objective and the
     layout of ``theta``: softmax first, then ``W1, b1, W2, b2, ...``).
     """
     X = check_array(X, "X")
@@ -54,13 +51,8 @@ def _encode(X, W, b):
     return expit(X @ W.T.astype(X.dtype) + b.astype(X.dtype))
 
 
-def _say(verbose, message):
-    if verbose:
-        from tqdm.auto import tqdm
-        tqdm.write(message)
-
-
-class StackedAutoencoder(BaseEstimator):
+class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SoftmaxOutputMixin,
+                         Estimator):
     """A deep classifier built from sparse autoencoders (UFLDL's stacked autoencoder).
 
     ``fit`` runs the three stages of UFLDL's exercise:
@@ -71,7 +63,7 @@ class StackedAutoencoder(BaseEstimator):
     2. a :class:`~fastsae.SoftmaxRegression` trained on the top layer's
        activations of the labelled examples;
     3. fine-tuning: the whole network (every encoder and the softmax) trained
-       together with L-BFGS on :func:`fastsae.reference.stacked_cost_grad`,
+       together with L-BFGS on :func:`fastsae.reference.stacked.stacked_cost_grad`,
        starting from the pretrained weights.
 
     Parameters
@@ -118,16 +110,19 @@ class StackedAutoencoder(BaseEstimator):
     pretrain_score_, finetune_score_ : float
         Accuracy before and after fine-tuning, on ``validation`` when given to
         ``fit``, else on the training data.
-    loss_curve_ : list of float
-        The fine-tuning objective after each L-BFGS iteration.
-    n_iter_ : int
-        Fine-tuning iterations.
-    converged_, interrupted_ : bool
+    loss_curve_, n_iter_, n_evaluations_, converged_, objective_time_
+        Of the fine-tuning, as for :class:`~fastsae.SparseAutoencoder`.
+    interrupted_ : bool
+        Some stage was interrupted (Ctrl-C) and kept its best weights.
     fit_time_ : float
         Seconds for the whole ``fit``.
 
     Notes
     -----
+    A scikit-learn classifier and transformer (``transform`` gives the top
+    layer's activations); a two-class ``decision_function`` gives one score
+    per row, as in scikit-learn.
+
     ``fit`` accepts a dask array ``X`` (and ``y``, ``X_unlabeled``) and trains
     on a Dask cluster, the data staying on the workers (see
     :mod:`fastsae.distributed`; the client is the default one): each
@@ -189,6 +184,8 @@ class StackedAutoencoder(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    _dask_rows = True
+
     # -- checks -------------------------------------------------------------
     def _validate_params(self):
         sizes = _check_hidden_sizes(self.hidden_sizes)
@@ -201,40 +198,28 @@ class StackedAutoencoder(BaseEstimator):
         check_int(self.pretrain_iter, "pretrain_iter", low=1)
         check_int(self.softmax_iter, "softmax_iter", low=1)
         check_int(self.finetune_iter, "finetune_iter", low=1)
-        backends.check_backend_name(self.backend)
-        check_dtype(self.dtype)
-        check_n_jobs(self.n_jobs)
-        check_bool(self.verbose, "verbose")
+        self._validate_common()
         return sizes
 
-    def _check_X(self, X, name="X", *, n_features=None):
-        """X as an array of ``dtype``; with ``n_features``, of that many columns.
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self.decoder == "sigmoid"
+        return tags
 
-        A dask array is checked on the cluster and persisted there.
-        """
-        return self._check_data(X, name, n_features=n_features)[0]
+    def _check_X(self, X, name="X"):
+        """Rows to predict from: fitted, and as many features as in ``fit``."""
+        self._check_fitted("stack_")
+        return self._check_rows(X, name, dask=True, n_features=self.n_features_in_)[0]
 
-    def _check_data(self, X, name, *, n_features=None):
-        """``(X, value_range)``: :meth:`_check_X`, and for a dask array its
-        ``(min, max)``, found in the same pass (None for a NumPy array)."""
-        if _dask.is_dask_collection(X):      # shards stay on the workers
-            X, lo, hi = _dask.check_dask_array(X, name, dtype=check_dtype(self.dtype))
-            value_range = (lo, hi)
-        else:
-            X, value_range = check_array(X, name, dtype=check_dtype(self.dtype)), None
-        if n_features is not None and X.shape[1] != n_features:
-            raise ParameterError(
-                f"{name} must have {n_features} features (as X in fit); got shape {X.shape}")
-        return X, value_range
+    def _check_training(self, X, name, n_features=None):
+        """``(X, value range)`` of training rows (dask arrays persisted on the cluster)."""
+        return self._check_rows(X, name, dask=True, value_range=self.decoder == "sigmoid",
+                                n_features=n_features)
 
-    def _check_range(self, X, name, value_range=None):
-        if self.decoder == "sigmoid":
-            lo, hi = value_range or (float(X.min()), float(X.max()))
-            if lo < 0.0 or hi > 1.0:
-                raise ParameterError(
-                    f"{name} must lie in [0, 1] for decoder='sigmoid' (the first autoencoder's "
-                    f"output is a sigmoid); got values in [{lo:.4g}, {hi:.4g}]. Scale it "
-                    f"(fastsae.preprocess.normalize_sigmoid) or use decoder='linear'")
+    @staticmethod
+    def _require_unit_range(lo_hi, name):
+        if lo_hi is not None and (lo_hi[0] < 0.0 or lo_hi[1] > 1.0):
+            raise unit_range_error(name, *lo_hi, "the first autoencoder's output is a sigmoid")
 
     # -- fitting ------------------------------------------------------------
     def fit(self, X, y, X_unlabeled=None, validation=None, *, callback=None):
@@ -273,37 +258,24 @@ class StackedAutoencoder(BaseEstimator):
         its best weights (with a warning), and ``fit`` goes on with the next
         stage, so the network is always complete; ``interrupted_`` records it.
         """
-        t0 = time.perf_counter()
+        elapsed = Timer()
         sizes = self._validate_params()
         # fail now, not after pretraining, if the backend cannot fine-tune
         backends.get_function(self.backend, "stacked_cost_grad")
-        on_cluster = _dask.is_dask_collection(X) \
-            or _dask.is_dask_collection(X_unlabeled)
+        on_cluster = _dask.is_dask_collection(X) or _dask.is_dask_collection(X_unlabeled)
         if on_cluster:      # nor if it has no distributed autoencoder
             _dask.stats_function(self.backend)
-        X, x_range = self._check_data(X, "X")
+        X, lo_hi = self._check_training(X, "X")
         n_features = X.shape[1]
         classes, codes = encode_labels_for(X, y)
-        self._check_range(X, "X", x_range)
+        self._require_unit_range(lo_hi, "X")
+        H = X
         if X_unlabeled is not None:
-            Xu, xu_range = self._check_data(X_unlabeled, "X_unlabeled", n_features=n_features)
-            self._check_range(Xu, "X_unlabeled", xu_range)
+            Xu, lo_hi = self._check_training(X_unlabeled, "X_unlabeled", n_features)
+            self._require_unit_range(lo_hi, "X_unlabeled")
             H = _dask.concatenate_rows([X, Xu]) if on_cluster else np.concatenate([X, Xu])
-        else:
-            H = X
-        val = None
-        if validation is not None:
-            if not isinstance(validation, (tuple, list)) or len(validation) != 2:
-                raise ParameterError(
-                    "validation must be a pair (X_val, y_val); got "
-                    f"{type(validation).__name__}")
-            Xv = self._check_X(validation[0], "validation[0]", n_features=n_features)
-            yv = np.asarray(validation[1]).reshape(-1)
-            if yv.shape[0] != Xv.shape[0]:
-                raise ParameterError(
-                    f"validation[1] must have one label per row of validation[0] ({Xv.shape[0]}); "
-                    f"got {yv.shape[0]}")
-            val = (Xv, yv)
+        val = check_validation(validation, lambda V: self._check_rows(
+            V, "validation[0]", n_features=n_features)[0])
 
         rng = check_random_state(self.random_state)
         common = dict(backend=self.backend, dtype=self.dtype, n_jobs=self.n_jobs,
@@ -314,8 +286,8 @@ class StackedAutoencoder(BaseEstimator):
         autoencoders = []
         n_in = n_features
         for i, h in enumerate(sizes):
-            _say(self.verbose, f"StackedAutoencoder: pretraining layer {i + 1}/{len(sizes)} "
-                               f"({n_in} -> {h}) on {H.shape[0]} examples")
+            say(self.verbose, f"StackedAutoencoder: pretraining layer {i + 1}/{len(sizes)} "
+                              f"({n_in} -> {h}) on {H.shape[0]} examples")
             sae = SparseAutoencoder(n_hidden=h, sparsity=self.sparsity, beta=self.beta,
                                     weight_decay=self.weight_decay,
                                     decoder=self.decoder if i == 0 else "sigmoid",
@@ -331,8 +303,8 @@ class StackedAutoencoder(BaseEstimator):
             autoencoders.append(sae)
             n_in = h
         # 2. softmax on the labelled examples' top features (X comes first in H)
-        _say(self.verbose, f"StackedAutoencoder: softmax on {sizes[-1]} features, "
-                           f"{classes.size} classes")
+        say(self.verbose, f"StackedAutoencoder: softmax on {sizes[-1]} features, "
+                          f"{classes.size} classes")
         softmax = SoftmaxRegression(weight_decay=self.softmax_weight_decay,
                                     max_iter=self.softmax_iter,
                                     random_state=int(rng.integers(2**31 - 1)), **common)
@@ -351,44 +323,31 @@ class StackedAutoencoder(BaseEstimator):
         self._set_theta(theta0)
         self.pretrain_score_ = self._accuracy(X, codes, val)
         fun = self._objective(X, codes, layer_sizes)
-        _say(self.verbose, f"StackedAutoencoder: fine-tuning {'-'.join(map(str, layer_sizes))}-"
-                           f"{classes.size} on {X.shape[0]} labelled examples")
-        try:
-            with numba_threads(self.n_jobs):
-                self.pretrain_cost_ = float(fun(theta0)[0])
-                result = lbfgs(fun, theta0, max_iter=self.finetune_iter, callback=callback,
-                               verbose=self.verbose, desc="fine-tuning")
-        finally:
-            backends.release(self.backend)
+        say(self.verbose, f"StackedAutoencoder: fine-tuning {'-'.join(map(str, layer_sizes))}-"
+                          f"{classes.size} on {X.shape[0]} labelled examples")
+        with numba_threads(self.n_jobs):
+            self.pretrain_cost_ = float(fun(theta0)[0])
+        result = self._run_lbfgs(fun, theta0, max_iter=self.finetune_iter, callback=callback,
+                                 desc="fine-tuning")
         self._set_theta(result.theta)
         self.finetune_cost_ = float(result.cost)
         self.finetune_score_ = self._accuracy(X, codes, val)
-        self.loss_curve_ = list(result.loss_curve)
-        self.n_iter_ = result.n_iter
-        self.converged_ = result.converged
         self.interrupted_ = interrupted or result.interrupted
-        self.fit_time_ = time.perf_counter() - t0
-        if result.interrupted:
-            warnings.warn(f"StackedAutoencoder.fit: fine-tuning {result.message} "
-                          f"(cost {result.cost:.6g} after {result.n_iter} iterations)",
-                          RuntimeWarning, stacklevel=2)
-        _say(self.verbose, f"StackedAutoencoder: cost {self.pretrain_cost_:.6g} -> "
-                           f"{self.finetune_cost_:.6g}, accuracy {self.pretrain_score_:.4f} -> "
-                           f"{self.finetune_score_:.4f} "
-                           f"({'validation' if val is not None else 'training'} data)")
+        self.fit_time_ = elapsed()
+        say(self.verbose, f"StackedAutoencoder: cost {self.pretrain_cost_:.6g} -> "
+                          f"{self.finetune_cost_:.6g}, accuracy {self.pretrain_score_:.4f} -> "
+                          f"{self.finetune_score_:.4f} "
+                          f"({'validation' if val is not None else 'training'} data)")
         return self
 
     def _objective(self, X, codes, layer_sizes):
-        if _dask.is_dask_collection(X):
-            return _dask.stacked_objective(
-                None, X, codes, layer_sizes, self.classes_.size,
-                weight_decay=self.softmax_weight_decay,
-                stack_weight_decay=self.stack_weight_decay, backend=self.backend,
-                n_jobs=self.n_jobs)
-        cost_grad = backends.get_function(self.backend, "stacked_cost_grad")
         K = self.classes_.size
         kw = dict(weight_decay=self.softmax_weight_decay,
                   stack_weight_decay=self.stack_weight_decay)
+        if _dask.is_dask_collection(X):
+            return _dask.stacked_objective(None, X, codes, layer_sizes, K, backend=self.backend,
+                                           n_jobs=self.n_jobs, **kw)
+        cost_grad = backends.get_function(self.backend, "stacked_cost_grad")
         X = backends.to_device(self.backend, X)
         return lambda theta: cost_grad(theta, X, codes, layer_sizes, K, **kw)
 
@@ -419,67 +378,32 @@ class StackedAutoencoder(BaseEstimator):
         return np.argmax(self._logits(self._features(X)), axis=1)
 
     # -- using it -----------------------------------------------------------
+    def _check_classifier(self):
+        self._check_fitted("stack_")
+
     def _features(self, X):
         A = X
         for W, b in self.stack_:
-            A = expit(A @ W.T.astype(A.dtype) + b.astype(A.dtype))
+            A = _encode(A, W, b)
         return A
 
-    def _logits(self, H):
-        return H @ self.coef_.T.astype(H.dtype) + self.intercept_.astype(H.dtype)
-
-    def _map_rows(self, method, X, output="scores"):
-        """A dask ``X``: ``method`` on each chunk, on the workers, as a dask array of
-        one score per class (``output="scores"``), the top-layer ``"features"``, or
-        one label per row (``"labels"``)."""
-        self._check_fitted("stack_")
-        if output == "labels":
-            return _dask.map_rows(method, X, n_features=self.n_features_in_,
-                                        dtype=self.classes_.dtype)
-        n_columns = self.classes_.size if output == "scores" else self.stack_[-1][0].shape[0]
-        return _dask.map_rows(method, X, n_columns, n_features=self.n_features_in_,
-                                    dtype=check_dtype(self.dtype))
+    @property
+    def _n_features_out(self):
+        return self.stack_[-1][0].shape[0]
 
     def transform(self, X):
         """Top-layer activations of the fine-tuned network [shape=(n_samples, h_L)], in dtype.
 
         A dask ``X`` gives a dask array, chunk by chunk (so do the methods below).
         """
-        if _dask.is_dask_collection(X):
-            return self._map_rows(self.transform, X, "features")
-        self._check_fitted("stack_")
-        return self._features(self._check_X(X, n_features=self.n_features_in_))
-
-    def decision_function(self, X):
-        """Softmax logits [shape=(n_samples, n_classes)]."""
-        if _dask.is_dask_collection(X):
-            return self._map_rows(self.decision_function, X)
-        return self._logits(self.transform(X))
-
-    def predict_proba(self, X):
-        """Class probabilities [shape=(n_samples, n_classes)]; rows sum to 1."""
-        if _dask.is_dask_collection(X):
-            return self._map_rows(self.predict_proba, X)
-        return _proba_function(self.backend)(self.coef_, self.intercept_, self.transform(X))
-
-    def predict(self, X):
-        """The most probable class of each row, as labels from ``classes_``."""
-        if _dask.is_dask_collection(X):
-            return self._map_rows(self.predict, X, "labels")
-        best = np.argmax(self.decision_function(X), axis=1)
-        return self.classes_[best]
-
-    def score(self, X, y):
-        """Accuracy: the fraction of rows whose predicted label equals ``y``.
-
-        With a dask ``X`` (``y`` a dask or NumPy array) it is computed on the cluster.
-        """
-        return accuracy(self.predict(X), y)
+        if self._is_rows_on_cluster(X):
+            return self._on_chunks(self.transform, X, self._n_features_out,
+                                   check_dtype(self.dtype))
+        return self._top(X)
 
     def cost(self, X, y):
         """The fine-tuning objective at the current weights on ``X``, ``y``
         (on the cluster for a dask ``X``)."""
-        self._check_fitted("stack_")
-        X = self._check_X(X, n_features=self.n_features_in_)
+        X = self._check_X(X)
         codes = encode_known_labels_for(self.classes_, X, y)
         return float(self._objective(X, codes, self._layer_sizes())(self._theta())[0])

@@ -12,8 +12,8 @@ from fastsae.core import layouts
 from fastsae.reference import conv as ref_conv, convae as ref_convae, convnet as ref_convnet
 from fastsae import reference as dense_reference
 from fastsae.conv import convolve, filters_from_weights
-from fastsae.convae import (ConvolutionalAutoencoder, StackedConvolutionalAutoencoder,
-                            conv_ae_cost_grad, conv_net_cost_grad, crop_spectrograms, encode)
+from fastsae.convae import ConvolutionalAutoencoder, conv_ae_cost_grad, crop_spectrograms, encode
+from fastsae.convnet import StackedConvolutionalAutoencoder, conv_net_cost_grad
 from fastsae.kernels import convae as numba_convae, convnet as numba_convnet
 from fastsae.params import layout_size
 

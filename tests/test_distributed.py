@@ -404,7 +404,7 @@ def test_estimators_report_bad_dask_input(client):
             est.fit(_dask(Xn, 25), y)
     with pytest.raises(ParameterError, match=r"X must lie in \[0, 1\]"):
         net.fit(_dask(X * 2, 25), y)
-    with pytest.raises(ParameterError, match=r"X_unlabeled must have 5 features"):
+    with pytest.raises(ParameterError, match=r"X_unlabeled has 4 features, but StackedAutoencoder is expecting 5"):
         net.fit(_dask(X, 25), y, X_unlabeled=_dask(X[:, :4], 25))
     with pytest.raises(ParameterError, match=r"X_unlabeled must lie in \[0, 1\]"):
         net.fit(X, y, X_unlabeled=_dask(X - 0.5, 25))

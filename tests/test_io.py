@@ -66,7 +66,7 @@ def test_newer_version_and_foreign_class_are_refused(tmp_path):
         load(tmp_path / "new.npz")
     _rewrite_document(tmp_path / "m.npz", tmp_path / "evil.npz",
                       lambda d: d["model"].update({"__estimator__": "os:system"}))
-    with pytest.raises(ModelFileError, match="outside fastsae"):
+    with pytest.raises(ModelFileError, match="'os:system', which is not one fastsae loads"):
         load(tmp_path / "evil.npz")
 
 

@@ -62,7 +62,7 @@ def test_standardizer():
     Z = Standardizer().fit_transform(X)
     np.testing.assert_allclose(Z.mean(0), 0, atol=1e-12)
     np.testing.assert_allclose(Z.std(0), [1, 1, 0, 1], atol=1e-12)
-    with pytest.raises(ParameterError):
+    with pytest.raises(ValueError, match="X has 3 features"):
         Standardizer().fit(X).transform(X[:, :3])
 
 

@@ -169,3 +169,27 @@ def test_peak_memory_of_one_call_is_two_activation_buffers_at_most():
     if r is None:
         pytest.skip("this system does not let a process reset its peak RSS")
     assert 0 < r["extra"] <= r["budget"], r
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("opts", OPTIONS[:3], ids=_label)
+def test_saturated_units_keep_the_sparsity_term_finite(backend, dtype, opts):
+    # pre-activations of ±60 round every activation of units 0 and 1 to exactly 1 and 0
+    # (float32 and float64): without the clip of ρ̂, KL(ρ‖ρ̂) would be infinite
+    v, h, m = 6, 4, 50
+    theta, X = _problem(v, h, m, dtype, opts)
+    W1, _, b1, _ = fastsae.params.unpack_sae(theta, v, h)
+    b1[0], b1[1] = 60.0, -60.0
+    W1[:2] = 0.0
+    kw = dict(sparsity=0.05, beta=3.0, weight_decay=1e-3, **opts)
+    cost, grad = fastsae.sae_cost_grad(theta, X, v, h, backend=backend, **kw)
+    assert np.isfinite(cost) and np.isfinite(grad).all()
+    eps = fastsae.core.config.RHO_HAT_EPS
+    rho = 0.05
+    kl_bound = rho * np.log(rho / (1 - eps)) + (1 - rho) * np.log((1 - rho) / eps)
+    assert cost >= 3.0 * kl_bound              # unit 0's clipped KL term is in the cost
+    c_ref, g_ref = reference.sae_cost_grad(theta, X, v, h, **kw)
+    rtol = 1e-10 if dtype == np.float64 else 1e-5
+    assert cost == pytest.approx(c_ref, rel=rtol)
+    np.testing.assert_allclose(grad, g_ref, rtol=0, atol=rtol * np.abs(g_ref).max())

@@ -258,7 +258,7 @@ def test_bad_data():
         net.fit(X * 2, y)
     with pytest.raises(ParameterError, match=r"X_unlabeled must lie in \[0, 1\]"):
         net.fit(X, y, X_unlabeled=X - 1)
-    with pytest.raises(ParameterError, match="X_unlabeled must have 8 features"):
+    with pytest.raises(ParameterError, match="X_unlabeled has 5 features, but StackedAutoencoder is expecting 8"):
         net.fit(X, y, X_unlabeled=X[:, :5])
     with pytest.raises(ParameterError, match="at least 2 classes"):
         net.fit(X, np.ones(40, int))

@@ -12,9 +12,12 @@
 - :func:`sample_windows`, :func:`windows_to_image`: windows of consecutive
   frames as flat rows, and back.
 - :func:`spectra_from_files`: spectra of many files, in parallel, cached on disk.
+- :func:`trim_silence`, :func:`fixed_length`: whole clips' spectrograms
+  trimmed to their loud part, or resampled to one length.
 - :class:`Spectrogram`: those settings as a saveable step of a pipeline;
   :func:`save_spectra` / :func:`load_spectra`: spectra of any lengths in one file.
 """
+from ._clips import fixed_length, trim_silence
 from ._extract import default_cache_dir, spectra_from_files
 from ._frontend import Spectrogram, load_spectra, save_spectra
 from ._io import AUDIO_SUFFIXES, load, load_many
@@ -26,5 +29,5 @@ __all__ = [
     "load", "load_many", "spectrum", "bark_filterbank", "hz_to_bark", "bark_to_hz",
     "default_n_fft", "default_hop_length", "sample_windows", "windows_to_image",
     "spectra_from_files", "default_cache_dir", "KINDS", "AUDIO_SUFFIXES", "Spectrogram",
-    "save_spectra", "load_spectra",
+    "save_spectra", "load_spectra", "trim_silence", "fixed_length",
 ]

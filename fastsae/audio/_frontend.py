@@ -6,14 +6,15 @@ import os
 
 import numpy as np
 
+from sklearn.base import BaseEstimator, TransformerMixin
+
 from ..core.checks import check_int
-from ..base import BaseEstimator
 from ..exceptions import ParameterError
 from ._extract import spectra_from_files
 from ._spectrum import KINDS, spectrum
 
 
-class Spectrogram(BaseEstimator):
+class Spectrogram(TransformerMixin, BaseEstimator):
     """Audio clips or files -> spectra, with the settings kept for later.
 
     A pipeline that learned features from spectra must compute the spectra of
@@ -43,6 +44,12 @@ class Spectrogram(BaseEstimator):
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.log = log
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.two_d_array = False
+        return tags
 
     def _spectrum_kw(self):
         return dict(kind=self.kind, n_bands=self.n_bands, n_fft=self.n_fft,

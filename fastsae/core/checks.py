@@ -8,11 +8,12 @@ audio front end all use these.
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import Iterable
 
 import numpy as np
 
-from ..exceptions import ParameterError
+from ..exceptions import ParameterError, ParameterTypeError
 
 FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -83,6 +84,7 @@ def check_array(
     ndim: int = 2,
     dtype=None,
     min_rows: int = 1,
+    min_cols: int = 1,
     n_cols: int | None = None,
     finite: bool = True,
     copy: bool = False,
@@ -90,33 +92,52 @@ def check_array(
     """Return X as a C-contiguous float array, or raise ParameterError.
 
     ``dtype=None`` keeps float32/float64 input as it is and turns anything
-    else (integers, booleans) into float64.
+    else (integers, booleans, object arrays of numbers) into float64. The
+    messages follow scikit-learn's wording where its estimator checks expect
+    it (sparse input, complex data, 1-D input, no features). Read-only
+    input (a read-only memmap, a broadcast view) is copied: the compiled
+    kernels take writeable arrays.
     """
     if X is None:
         raise ParameterError(f"{name} must be an array; got None")
+    if _is_sparse(X):
+        raise ParameterError(f"{name} is a sparse matrix; sparse input is not supported: "
+                             f"convert it with {name}.toarray()")
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
         raise ParameterError(f"{name} could not be read as an array: {exc}") from None
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
-        raise ParameterError(f"{name} must hold real numbers; got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
-        raise ParameterError(f"{name} must be real; got dtype {arr.dtype}")
+        raise ParameterError(f"{name}: Complex data not supported (dtype {arr.dtype})")
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ParameterTypeError(f"{name} must hold real numbers: {exc}") from None
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise ParameterError(f"{name} must hold real numbers; got dtype {arr.dtype}")
     if arr.ndim != ndim:
-        raise ParameterError(f"{name} must be {ndim}-D; got shape {arr.shape}")
+        hint = ""
+        if ndim == 2 and arr.ndim == 1:
+            hint = (f". Reshape your data: {name}.reshape(-1, 1) if it has a single feature, "
+                    f"{name}.reshape(1, -1) if it is a single sample")
+        raise ParameterError(f"{name} must be {ndim}-D; got shape {arr.shape}{hint}")
     if dtype is None:
         target = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     else:
         target = check_dtype(dtype)
     arr = np.ascontiguousarray(arr, dtype=target)
-    if copy and np.shares_memory(arr, X if isinstance(X, np.ndarray) else arr[:0]):
-        arr = arr.copy()
+    if not arr.flags.writeable or (copy and np.shares_memory(
+            arr, X if isinstance(X, np.ndarray) else arr[:0])):
+        arr = arr.copy()      # read-only input (a memmap, a broadcast view) is copied once
     if arr.shape[0] < min_rows:
         raise ParameterError(
             f"{name} must have at least {min_rows} row(s); got shape {arr.shape}"
         )
+    if ndim >= 2 and arr.shape[1] < min_cols:
+        raise ParameterError(
+            f"{name}: found array with {arr.shape[1]} feature(s) (shape={arr.shape}) while a "
+            f"minimum of {min_cols} is required.")
     if n_cols is not None and ndim >= 2 and arr.shape[1] != n_cols:
         raise ParameterError(
             f"{name} must have {n_cols} columns; got shape {arr.shape}"
@@ -125,6 +146,11 @@ def check_array(
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise ParameterError(f"{name} contains {bad} NaN or infinite value(s)")
     return arr
+
+
+def _is_sparse(X) -> bool:
+    scipy_sparse = sys.modules.get("scipy.sparse")
+    return scipy_sparse is not None and scipy_sparse.issparse(X)
 
 
 def check_random_state(seed) -> np.random.Generator:

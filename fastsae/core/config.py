@@ -25,3 +25,10 @@ SAE_CHUNK_BYTES = 256 * 1024
 #: Below this many flops per thread a kernel runs in the calling thread only
 #: (about 0.2 ms of work: more than waking the thread team costs).
 PARALLEL_MIN_FLOPS = 10_000_000
+
+#: The sparsity penalty reads the mean activation ρ̂ clipped to
+#: ``[RHO_HAT_EPS, 1 - RHO_HAT_EPS]``: a unit whose activations all round to
+#: exactly 0 or 1 (a pre-activation beyond about ±17 in float32, ±37 in float64)
+#: keeps a finite KL term and gradient instead of an infinite one. Every
+#: backend clips at this bound (the NumPy reference included).
+RHO_HAT_EPS = 1e-9

@@ -28,6 +28,7 @@ import types as _pytypes
 
 import numpy as np
 
+from ..core.config import RHO_HAT_EPS
 from ._device import blocks, cuda, is_simulator, launcher
 
 _SIM = is_simulator()
@@ -50,6 +51,7 @@ MEAN, MAX = 0, 1
 
 _cuda = cuda()
 _f64 = np.float64
+RHO_LO, RHO_HI = RHO_HAT_EPS, 1.0 - RHO_HAT_EPS
 
 
 def grid2d(rows: int, cols: int):
@@ -355,12 +357,13 @@ def kernels(dtype):
 
     @_cuda.jit
     def sparsity(rho_sum, inv_m, rho, beta, s, kl):
-        """ρ̂ = rho_sum / m; s <- β (−ρ/ρ̂ + (1−ρ)/(1−ρ̂)) in dtype; kl[0] += Σ KL(ρ‖ρ̂)."""
+        """ρ̂ = rho_sum / m, clipped to [RHO_HAT_EPS, 1 − RHO_HAT_EPS];
+        s <- β (−ρ/ρ̂ + (1−ρ)/(1−ρ̂)) in dtype; kl[0] += Σ KL(ρ‖ρ̂)."""
         sh = _cuda.shared.array(NT, _f64)
         tid = _cuda.threadIdx.x
         term = 0.0
         for j in range(_cuda.grid(1), s.shape[0], _cuda.gridsize(1)):
-            rh = rho_sum[j] * inv_m
+            rh = min(max(rho_sum[j] * inv_m, RHO_LO), RHO_HI)
             term += rho * math.log(rho / rh) + (1.0 - rho) * math.log((1.0 - rho) / (1.0 - rh))
             s[j] = dt(beta * (-rho / rh + (1.0 - rho) / (1.0 - rh)))
         total = _block_sum(sh, term, tid)

@@ -28,6 +28,7 @@ from ..core.config import JIT_OPTIONS, SAE_CHUNK_BYTES
 from ..core.threads import scipy_blas_single_thread
 from ..core.args import check_sae_options
 from ..core.layouts import unpack_sae
+from ..core.numerics import kl_sparsity
 from ._blas import gemm, gemm_address
 from ._math import one, sigmoid, softplus, sumsq
 from ._parallel import parallel_kernel, threads_for, workspace
@@ -205,9 +206,8 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     with scipy_blas_single_thread():
         _encode(n_threads)(fn, X, W1c, b1c, ws.A2, chunk, ws.rho)
         rho_hat = ws.rho.sum(axis=0) / m
-        rho = sparsity
-        kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
-        s = (beta * (-rho / rho_hat + (1 - rho) / (1 - rho_hat))).astype(dt)
+        kl, dkl = kl_sparsity(sparsity, rho_hat)
+        s = (beta * dkl).astype(dt)
         _backprop(n_threads)(fn, X, ws.A2, W2c, b2c, s, kind, chunk, ws.Z, ws.D,
                   ws.gW1, ws.gW2, ws.gb1, ws.gb2, ws.cost)
 

@@ -5,11 +5,19 @@ import numpy as np
 from scipy.special import expit
 
 from ..core.args import check_sae_options
+from ..core.config import RHO_HAT_EPS
 from ..core.layouts import unpack_sae
 
 
 def kl_sparsity(rho: float, rho_hat: np.ndarray):
-    """KL(rho || rho_hat) summed over hidden units, and its derivative in rho_hat."""
+    """KL(rho || rho_hat) summed over hidden units, and its derivative in rho_hat.
+
+    ``rho_hat`` is clipped to ``[RHO_HAT_EPS, 1 − RHO_HAT_EPS]`` first (a
+    saturated unit's activations round to exactly 0 or 1, and KL would be
+    infinite; see :data:`fastsae.core.config.RHO_HAT_EPS`); the derivative at
+    a clipped unit is the (finite) slope at the bound.
+    """
+    rho_hat = np.clip(rho_hat, RHO_HAT_EPS, 1.0 - RHO_HAT_EPS)
     kl = np.sum(rho * np.log(rho / rho_hat) + (1 - rho) * np.log((1 - rho) / (1 - rho_hat)))
     dkl = -rho / rho_hat + (1 - rho) / (1 - rho_hat)
     return kl, dkl

@@ -1,0 +1,144 @@
+"""Whole clips' spectrograms: checked lists of them, silence trimmed, fixed lengths."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.checks import check_int, check_scalar
+from ..exceptions import ParameterError
+
+
+def check_spectra(spectra, name="spectra", *, n_bands=None):
+    """A non-empty list of finite 2-D float arrays with one number of bands."""
+    if isinstance(spectra, np.ndarray):
+        if spectra.ndim != 3:
+            raise ParameterError(f"{name} must be a list of 2-D (n_bands, n_frames) arrays or "
+                                 f"a 3-D stack; got an array of shape {spectra.shape}")
+        spectra = list(spectra)
+    if isinstance(spectra, (str, bytes)) or not isinstance(spectra, (list, tuple)):
+        raise ParameterError(f"{name} must be a list of 2-D (n_bands, n_frames) arrays; "
+                             f"got {type(spectra).__name__}")
+    if not spectra:
+        raise ParameterError(f"{name} must hold at least one spectrogram; got an empty list")
+    out = []
+    for i, S in enumerate(spectra):
+        try:
+            S = np.asarray(S)
+        except Exception as exc:   # ragged nested lists and the like
+            raise ParameterError(f"{name}[{i}] could not be read as an array: {exc}") from None
+        if S.ndim != 2 or S.dtype.kind not in "fiu":
+            raise ParameterError(f"{name}[{i}] must be a 2-D real array (n_bands, n_frames); "
+                                 f"got shape {S.shape}, dtype {S.dtype}")
+        if S.shape[0] < 1 or S.shape[1] < 1:
+            raise ParameterError(f"{name}[{i}] must have at least one band and one frame; "
+                                 f"got shape {S.shape}")
+        if not np.isfinite(S).all():
+            raise ParameterError(f"{name}[{i}] contains NaN or infinite values")
+        out.append(S)
+    bands = n_bands if n_bands is not None else out[0].shape[0]
+    for i, S in enumerate(out):
+        if S.shape[0] != bands:
+            what = "as in fit" if n_bands is not None else f"as {name}[0]"
+            raise ParameterError(f"{name}[{i}] must have {bands} bands ({what}); "
+                                 f"got shape {S.shape}")
+    return out
+
+
+def _frame_levels(S):
+    """Level of each frame of a dB spectrogram: 10 log10 of its mean power, in dB."""
+    S = np.asarray(S, dtype=np.float64)
+    top = S.max(axis=0)
+    return top + 10.0 * np.log10(np.mean(10.0 ** ((S - top) / 10.0), axis=0))
+
+
+def trim_silence(spectra, *, top_db=20.0, min_frames=1):
+    """Cut the quiet frames before and after the loudest part of each spectrogram.
+
+    The level of a frame is ``10 log10`` of its mean power over the bands
+    (the spectrogram is read as decibels, as :func:`fastsae.audio.spectrum`
+    gives with ``log=True``). Each spectrogram keeps the frames from the first
+    to the last one whose level is within ``top_db`` of its loudest frame
+    (quiet frames *inside* that span stay). A span shorter than ``min_frames``
+    is widened around its centre (as far as the spectrogram allows).
+
+    Not meaningful for linear (``log=False``) spectra or cepstra: leave
+    those untrimmed.
+
+    Parameters
+    ----------
+    spectra : list of np.ndarray [shape=(n_bands, n_frames_i)], in dB
+    top_db : float > 0
+    min_frames : int >= 1
+
+    Returns
+    -------
+    trimmed : list of np.ndarray [shape=(n_bands, n_kept_i)]
+        Views into the inputs (no copies).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> S = np.full((3, 10), -80.0); S[:, 4:7] = -10.0
+    >>> trim_silence([S], top_db=20.0)[0].shape
+    (3, 3)
+    >>> trim_silence([S], top_db=20.0, min_frames=5)[0].shape
+    (3, 5)
+    """
+    top_db = check_scalar(top_db, "top_db", low=0.0, low_open=True)
+    min_frames = check_int(min_frames, "min_frames", low=1)
+    out = []
+    for S in check_spectra(spectra):
+        level = _frame_levels(S)
+        keep = np.flatnonzero(level >= level.max() - top_db)
+        start, stop = int(keep[0]), int(keep[-1]) + 1
+        T = S.shape[1]
+        if stop - start < min_frames:
+            want = min(min_frames, T)
+            start = max(0, min(start - (want - (stop - start)) // 2, T - want))
+            stop = start + want
+        out.append(S[:, start:stop])
+    return out
+
+
+def fixed_length(spectra, n_frames):
+    """Resample every spectrogram along time to ``n_frames`` frames (linear interpolation).
+
+    Frame ``k`` of the output is the input read at time ``k (T - 1) / (n_frames - 1)``
+    (the first and last frames are kept); a one-frame input is repeated.
+    This makes a clip of any length one fixed-size vector (``.reshape(n, -1)``)
+    for a softmax or a stacked autoencoder.
+
+    Parameters
+    ----------
+    spectra : list of np.ndarray [shape=(n_bands, T_i)], or one 3-D stack
+    n_frames : int >= 1
+
+    Returns
+    -------
+    out : np.ndarray [shape=(n_clips, n_bands, n_frames)]
+        float32 if every input is float32, float64 otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> fixed_length([np.array([[0.0, 10.0]])], 5)[0]
+    array([[ 0. ,  2.5,  5. ,  7.5, 10. ]])
+    """
+    n_frames = check_int(n_frames, "n_frames", low=1)
+    spectra = check_spectra(spectra)
+    dtype = np.float32 if all(S.dtype == np.float32 for S in spectra) else np.float64
+    out = np.empty((len(spectra), spectra[0].shape[0], n_frames), dtype=dtype)
+    for i, S in enumerate(spectra):
+        T = S.shape[1]
+        t = np.linspace(0.0, T - 1.0, n_frames) if n_frames > 1 else np.zeros(1)
+        lo = np.minimum(np.floor(t).astype(np.intp), T - 1)
+        hi = np.minimum(lo + 1, T - 1)
+        w = (t - lo).astype(dtype)
+        out[i] = S[:, lo] * (1 - w) + S[:, hi] * w
+    return out
+
+
+def pad_to(spectra, n_frames):
+    """Spectrograms shorter than ``n_frames`` repeat their last frame up to it."""
+    return [S if S.shape[1] >= n_frames else np.pad(S, ((0, 0), (0, n_frames - S.shape[1])),
+                                                    mode="edge")
+            for S in spectra]
