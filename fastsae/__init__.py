@@ -7,6 +7,8 @@ reference for each.
 """
 from __future__ import annotations
 
+from sklearn.pipeline import Pipeline
+
 from . import (audio, backends, datasets, distributed, optim, params, pipeline, preprocess,
                reference, viz)
 from .autoencoder import SparseAutoencoder, sae_cost_grad
@@ -22,9 +24,8 @@ from .exceptions import (BackendUnavailableError, ConvergenceWarning, NotFittedE
                          NumericalError, ParameterError)
 from .optim import check_gradient, lbfgs
 from .params import init_params
-from sklearn.pipeline import Pipeline
+from ._version import __version__
 
-__version__ = "0.1.0"
 
 
 __all__ = [

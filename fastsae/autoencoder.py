@@ -8,8 +8,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from . import _dask, backends
 from .base import Estimator, unit_range_error
 from .core.args import check_sae_options
-from .core.checks import (DECODERS, LOSSES, check_array, check_bool, check_choice, check_int,
-                          check_scalar)
+from .core.checks import (DECODERS, LOSSES, check_array, check_bool, check_choice, check_int)
 from .exceptions import ParameterError
 from .params import init_params, pack, unpack_sae
 
@@ -111,27 +110,12 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
                  decoder="sigmoid", loss="squared", tied=False, max_iter=400,
                  backend="numba", dtype="float64", n_jobs=None, random_state=None,
                  verbose=False, warm_start=False):
-        self.n_hidden = n_hidden
-        self.sparsity = sparsity
-        self.beta = beta
-        self.weight_decay = weight_decay
-        self.decoder = decoder
-        self.loss = loss
-        self.tied = tied
-        self.max_iter = max_iter
-        self.backend = backend
-        self.dtype = dtype
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
+        self._store_params(locals())
 
     # -- checks -------------------------------------------------------------
     def _validate_params(self):
         check_int(self.n_hidden, "n_hidden", low=1)
-        check_scalar(self.sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
-        check_scalar(self.beta, "beta", low=0.0)
-        check_scalar(self.weight_decay, "weight_decay", low=0.0)
+        self._check_sparsity_params()
         check_choice(self.decoder, "decoder", DECODERS)
         check_choice(self.loss, "loss", LOSSES)
         check_bool(self.tied, "tied")
@@ -142,12 +126,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
             raise ParameterError(
                 f"loss='cross_entropy' needs decoder='sigmoid'; got decoder={self.decoder!r}")
 
-    def _unit_input(self):
+    def _takes_unit_input(self):
         return self.decoder == "sigmoid" or self.loss == "cross_entropy"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = self._unit_input()
         tags.transformer_tags.preserves_dtype = [np.dtype(self.dtype).name] \
             if self.dtype in ("float32", "float64", np.float32, np.float64) else ["float64"]
         return tags
@@ -156,7 +139,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         if not fitting:
             self._check_fitted("W1_")
             return self._check_rows(X, n_features=self.n_features_in_)[0]
-        X, lo_hi = self._check_rows(X, dask=True, device=True, value_range=self._unit_input())
+        self._validate_params()
+        X, lo_hi = self._check_rows(X, dask=True, device=True,
+                                    value_range=self._takes_unit_input())
         if lo_hi is not None and (lo_hi[0] < 0.0 or lo_hi[1] > 1.0):
             raise unit_range_error("X", *lo_hi, "the output is a sigmoid")
         return X
@@ -188,19 +173,13 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
             device array (with ``backend="cuda"``) stays on the GPU.
         y : ignored
         callback : callable ``(iteration, theta, cost)``, optional
-            Called after every L-BFGS iteration (raise ``StopIteration`` to stop).
+            Called after every L-BFGS iteration (:class:`fastsae.base.Estimator`).
 
         Returns
         -------
-        self
-
-        Notes
-        -----
-        ``KeyboardInterrupt`` (Ctrl-C) during ``fit`` stops training and keeps
-        the best weights found so far, with a warning.
+        self : fitted; Ctrl-C ends training early with the best weights so far.
         """
-        self._validate_params()
-        X = self._check_X(X, fitting=True)
+        X = self._check_X(X, fitting=True)          # the parameters first, then X
         n_visible = X.shape[1]
         if self.warm_start and hasattr(self, "W1_") and self.n_features_in_ == n_visible:
             theta0 = self._theta()

@@ -7,11 +7,13 @@ and the mixins that fit it), so ``clone``, ``Pipeline``, ``GridSearchCV``,
 - :meth:`Estimator._check_rows`: the one input check for NumPy, dask and
   device (CUDA) arrays of rows;
 - :meth:`Estimator._run_lbfgs`: the one fit path. It runs L-BFGS with the
-  estimator's Numba threads, turns Ctrl-C into "keep the best parameters so
-  far" (with a warning), frees the backend's buffers and records the fitted
-  attributes every estimator has: ``loss_curve_``, ``n_iter_``,
-  ``n_evaluations_`` (objective calls, line-search steps included),
-  ``converged_``, ``interrupted_``, ``fit_time_`` and ``objective_time_``.
+  estimator's Numba threads, turns Ctrl-C (``KeyboardInterrupt``) or a
+  ``StopIteration`` raised by the ``fit`` callback into "stop and keep the
+  best parameters so far" (with a warning), frees the backend's buffers and
+  records the fitted attributes every estimator has: ``loss_curve_``,
+  ``n_iter_``, ``n_evaluations_`` (objective calls, line-search steps
+  included), ``converged_``, ``interrupted_``, ``fit_time_`` and
+  ``objective_time_``.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import _dask, backends
-from .core.checks import check_array, check_bool, check_dtype, check_n_jobs
+from .core.checks import check_array, check_bool, check_dtype, check_n_jobs, check_scalar
 from .core.threads import numba_threads
 from .exceptions import NotFittedError, ParameterError
 from .optim import lbfgs
@@ -43,6 +45,36 @@ class Estimator(BaseEstimator):
     ``__init__`` only stores its arguments; validation happens in ``fit``.
     Fitted attributes end in ``_``.
     """
+
+    #: The input is images ``(n, H, W)`` or ``(n, C, H, W)``, not rows (the tags say so).
+    _takes_images = False
+
+    def _takes_unit_input(self):
+        """Whether the input must lie in [0, 1] (a sigmoid decoder): tagged positive_only."""
+        return getattr(self, "decoder", None) == "sigmoid"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self._takes_unit_input()
+        if self._takes_images:
+            tags.input_tags.two_d_array = False
+            tags.input_tags.three_d_array = True
+        return tags
+
+    def _store_params(self, params):
+        """``__init__``'s one statement: keep every argument as an attribute, unchanged.
+
+        ``params`` is ``__init__``'s ``locals()``; the signature stays the one
+        place the parameters are written (what ``get_params`` reads).
+        """
+        for name in self._get_param_names():
+            setattr(self, name, params[name])
+
+    def _check_sparsity_params(self):
+        """The sparse autoencoder's ρ, β and λ: sparsity in (0, 1), beta and weight_decay >= 0."""
+        check_scalar(self.sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_scalar(self.beta, "beta", low=0.0)
+        check_scalar(self.weight_decay, "weight_decay", low=0.0)
 
     def set_params(self, **params):
         valid = self._get_param_names()

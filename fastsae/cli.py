@@ -473,7 +473,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from . import __version__
+        from ._version import __version__
         print(f"fastsae {__version__}")
         return 0
     if args.command is None:

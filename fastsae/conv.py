@@ -224,17 +224,7 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
     def __init__(self, sae, patch_shape, *, preprocessing=None, pool="mean", pool_shape=None,
                  n_pool_regions=None, remainder="drop", activation="sigmoid", batch_size=64,
                  backend="numba", n_jobs=None):
-        self.sae = sae
-        self.patch_shape = patch_shape
-        self.preprocessing = preprocessing
-        self.pool = pool
-        self.pool_shape = pool_shape
-        self.n_pool_regions = n_pool_regions
-        self.remainder = remainder
-        self.activation = activation
-        self.batch_size = batch_size
-        self.backend = backend
-        self.n_jobs = n_jobs
+        self._store_params(locals())
 
     def _modes(self):
         modes = (self.pool,) if isinstance(self.pool, str) else tuple(self.pool)

@@ -21,11 +21,12 @@ from scipy.special import expit
 from sklearn.base import TransformerMixin
 
 from . import backends
+from .audio._clips import check_spectra
 from .base import Estimator, unit_range_error
 from .conv import convolve, weights_from_filters
 from .core.args import check_conv_ae_args
 from .core.checks import (DECODERS, check_array, check_bool, check_choice, check_int, check_pair,
-                          check_random_state, check_scalar)
+                          check_random_state)
 from .core.layouts import unpack_conv_ae
 from .core.threads import numba_threads
 from .exceptions import ParameterError
@@ -38,6 +39,13 @@ def _as_images(X, name="X", dtype=None):
     nd = np.ndim(X)
     arr = check_array(X, name, ndim=nd if nd in (3, 4) else 4, dtype=dtype)
     return arr[:, None] if arr.ndim == 3 else arr
+
+
+def check_channels(X, n_channels, name="X"):
+    """Images ``X (N, C, H, W)`` with the ``n_channels`` seen in ``fit``."""
+    if X.shape[1] != n_channels:
+        raise ParameterError(f"{name} must have {n_channels} channel(s) (as in fit); got shape "
+                             f"{X.shape}")
 
 
 def encode(W, b, X, *, backend="numba"):
@@ -129,19 +137,9 @@ def crop_spectrograms(spectrograms, n_frames, *, n_crops=None, random_state=None
     """
     n_frames = check_int(n_frames, "n_frames", low=1)
     check_bool(return_index, "return_index")
-    if isinstance(spectrograms, np.ndarray) and spectrograms.ndim == 3:
-        spectrograms = list(spectrograms)
-    if not isinstance(spectrograms, (list, tuple)) or len(spectrograms) == 0:
-        raise ParameterError(
-            "spectrograms must be a non-empty list of 2-D arrays (n_bands, n_frames); got "
-            f"{type(spectrograms).__name__}")
-    clips = [check_array(S, f"spectrograms[{i}]", ndim=2) for i, S in enumerate(spectrograms)]
+    clips = check_spectra(spectrograms, "spectrograms")
     n_bands = clips[0].shape[0]
     for i, S in enumerate(clips):
-        if S.shape[0] != n_bands:
-            raise ParameterError(
-                f"spectrograms must all have the same number of bands; spectrograms[0] has "
-                f"{n_bands}, spectrograms[{i}] has {S.shape[0]}")
         if S.shape[1] < n_frames:
             raise ParameterError(
                 f"spectrograms[{i}] has {S.shape[1]} frames, fewer than n_frames={n_frames}; "
@@ -244,49 +242,29 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
                  weight_decay=1e-4, decoder="sigmoid", tied=False, max_iter=400,
                  backend="numba", dtype="float64", n_jobs=None, random_state=None,
                  verbose=False):
-        self.n_filters = n_filters
-        self.patch_shape = patch_shape
-        self.sparsity = sparsity
-        self.beta = beta
-        self.weight_decay = weight_decay
-        self.decoder = decoder
-        self.tied = tied
-        self.max_iter = max_iter
-        self.backend = backend
-        self.dtype = dtype
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     # -- checks -------------------------------------------------------------
     def _validate_params(self):
         check_int(self.n_filters, "n_filters", low=1)
         shape = check_pair(self.patch_shape, "patch_shape")
-        check_scalar(self.sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
-        check_scalar(self.beta, "beta", low=0.0)
-        check_scalar(self.weight_decay, "weight_decay", low=0.0)
+        self._check_sparsity_params()
         check_choice(self.decoder, "decoder", DECODERS)
         check_bool(self.tied, "tied")
         check_int(self.max_iter, "max_iter", low=1)
         self._validate_common()
         return shape
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = self.decoder == "sigmoid"
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        return tags
+    _takes_images = True
 
     def _check_X(self, X, *, fitting=False):
+        if fitting:
+            self._validate_params()
         X = _as_images(X, "X", dtype=self.dtype)
         ph, pw = check_pair(self.patch_shape, "patch_shape")
         if not fitting:
             self._check_fitted("filters_")
-            if X.shape[1] != self.n_channels_in_:
-                raise ParameterError(
-                    f"X must have {self.n_channels_in_} channel(s) (as in fit); got shape "
-                    f"{X.shape}")
+            check_channels(X, self.n_channels_in_)
         if X.shape[2] < ph or X.shape[3] < pw:
             raise ParameterError(
                 f"patch_shape {(ph, pw)} must fit inside the inputs of X; got inputs of "
@@ -335,19 +313,13 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
             :func:`crop_spectrograms` for spectrograms of varying length.
         y : ignored
         callback : callable ``(iteration, theta, cost)``, optional
-            Called after every L-BFGS iteration (raise ``StopIteration`` to stop).
+            Called after every L-BFGS iteration (:class:`fastsae.base.Estimator`).
 
         Returns
         -------
-        self
-
-        Notes
-        -----
-        ``KeyboardInterrupt`` (Ctrl-C) during ``fit`` stops training and keeps
-        the best filters found so far, with a warning.
+        self : fitted; Ctrl-C ends training early with the best filters so far.
         """
-        self._validate_params()
-        X = self._check_X(X, fitting=True)
+        X = self._check_X(X, fitting=True)          # the parameters first, then X
         C = X.shape[1]
         result = self._run_lbfgs(self._objective(X), self._init_theta(C), max_iter=self.max_iter,
                                  callback=callback)

@@ -12,7 +12,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from . import backends
 from .base import Estimator, Timer, check_validation, say, unit_range_error
-from .convae import ConvolutionalAutoencoder, _as_images, encode
+from .convae import ConvolutionalAutoencoder, _as_images, check_channels, encode
 from .core.args import check_conv_net_args
 from .core.checks import (DECODERS, check_array, check_bool, check_choice, check_int,
                           check_random_state, check_scalar)
@@ -120,22 +120,7 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
                  conv_weight_decay=0.0, pretrain_iter=200, softmax_iter=400, finetune_iter=200,
                  backend="numba", dtype="float64", n_jobs=None, random_state=None,
                  verbose=False):
-        self.layers = layers
-        self.sparsity = sparsity
-        self.beta = beta
-        self.weight_decay = weight_decay
-        self.decoder = decoder
-        self.tied = tied
-        self.softmax_weight_decay = softmax_weight_decay
-        self.conv_weight_decay = conv_weight_decay
-        self.pretrain_iter = pretrain_iter
-        self.softmax_iter = softmax_iter
-        self.finetune_iter = finetune_iter
-        self.backend = backend
-        self.dtype = dtype
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     # -- checks -------------------------------------------------------------
     def _layer_specs(self):
@@ -146,9 +131,7 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
 
     def _validate_params(self):
         specs = self._layer_specs()
-        check_scalar(self.sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
-        check_scalar(self.beta, "beta", low=0.0)
-        check_scalar(self.weight_decay, "weight_decay", low=0.0)
+        self._check_sparsity_params()
         check_choice(self.decoder, "decoder", DECODERS)
         check_bool(self.tied, "tied")
         check_scalar(self.softmax_weight_decay, "softmax_weight_decay", low=0.0)
@@ -159,21 +142,13 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
         self._validate_common()
         return specs
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = self.decoder == "sigmoid"
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
-        return tags
+    _takes_images = True
 
     def _check_X(self, X, name="X", *, fitting=False):
         X = _as_images(X, name, dtype=self.dtype)
         if not fitting:
             self._check_fitted("layers_")
-            if X.shape[1] != self.n_channels_in_:
-                raise ParameterError(
-                    f"{name} must have {self.n_channels_in_} channel(s) (as in fit); got shape "
-                    f"{X.shape}")
+            check_channels(X, self.n_channels_in_, name)
         elif self.decoder == "sigmoid" and (X.min() < 0.0 or X.max() > 1.0):
             raise unit_range_error(name, float(X.min()), float(X.max()),
                                    "the first autoencoder's reconstruction is a sigmoid")
@@ -280,18 +255,8 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
         fun = self._objective(X, codes)
         say(self.verbose, f"StackedConvolutionalAutoencoder: fine-tuning on {X.shape[0]} "
                           f"labelled inputs")
-        with numba_threads(self.n_jobs):
-            self.pretrain_cost_ = float(fun(theta0)[0])
-        result = self._run_lbfgs(fun, theta0, max_iter=self.finetune_iter, callback=callback,
-                                 desc="fine-tuning")
-        self._set_theta(result.theta)
-        self.finetune_cost_ = float(result.cost)
-        self.finetune_score_ = self._accuracy(X, codes, val)
-        self.interrupted_ = interrupted or result.interrupted
-        self.fit_time_ = elapsed()
-        say(self.verbose, f"StackedConvolutionalAutoencoder: cost {self.pretrain_cost_:.6g} -> "
-                          f"{self.finetune_cost_:.6g}, accuracy {self.pretrain_score_:.4f} -> "
-                          f"{self.finetune_score_:.4f}")
+        self._fine_tune(fun, theta0, X, codes, val, callback=callback,
+                        interrupted=interrupted, elapsed=elapsed)
         return self
 
     @staticmethod

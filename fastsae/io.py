@@ -214,7 +214,7 @@ def save(model, path):
     _class_name(model, "model")
     enc = _Encoder()
     doc = {"format_version": FORMAT_VERSION, "model": enc.encode(model, "model")}
-    from . import __version__
+    from ._version import __version__
     doc["fastsae_version"] = __version__
     path = os.fspath(path)
     if not path.endswith(".npz"):

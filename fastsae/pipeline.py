@@ -167,25 +167,7 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
                  pool=("mean", "max"), n_pool_regions=(1, 4), standardize=True, trim_db=20.0,
                  retain=0.99, epsilon=0.1, backend="numba", dtype="float64", n_jobs=None,
                  random_state=None, verbose=False):
-        self.n_hidden = n_hidden
-        self.n_frames = n_frames
-        self.n_windows = n_windows
-        self.normalization = normalization
-        self.sparsity = sparsity
-        self.beta = beta
-        self.weight_decay = weight_decay
-        self.max_iter = max_iter
-        self.pool = pool
-        self.n_pool_regions = n_pool_regions
-        self.standardize = standardize
-        self.trim_db = trim_db
-        self.retain = retain
-        self.epsilon = epsilon
-        self.backend = backend
-        self.dtype = dtype
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     # -- checks -------------------------------------------------------------
     def _pool_modes(self):
@@ -205,9 +187,7 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         if self.n_windows is not None:
             check_int(self.n_windows, "n_windows", low=2)
         check_choice(self.normalization, "normalization", NORMALIZATIONS)
-        check_scalar(self.sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
-        check_scalar(self.beta, "beta", low=0.0)
-        check_scalar(self.weight_decay, "weight_decay", low=0.0)
+        self._check_sparsity_params()
         check_int(self.max_iter, "max_iter", low=1)
         self._pool_modes()
         _check_regions(self.n_pool_regions)

@@ -220,11 +220,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
 
     def __init__(self, n_components=None, *, retain=None, epsilon=0.0, zca=False,
                  center="feature"):
-        self.n_components = n_components
-        self.retain = retain
-        self.epsilon = epsilon
-        self.zca = zca
-        self.center = center
+        self._store_params(locals())
 
     def _validate_params(self):
         if self.n_components is not None and self.retain is not None:

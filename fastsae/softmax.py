@@ -5,10 +5,11 @@ import numpy as np
 from sklearn.base import ClassifierMixin
 
 from . import _dask, backends
-from .base import Estimator
+from .base import Estimator, say
 from .core.args import check_softmax_args
 from .core.checks import check_array, check_dtype, check_int, check_random_state, check_scalar
 from .core.labels import encode_known_labels, encode_labels
+from .core.threads import numba_threads
 from .exceptions import ParameterError
 from .params import softmax_layout, unpack
 
@@ -131,6 +132,23 @@ class SoftmaxOutputMixin(ClassifierMixin):
         best = np.argmax(self._logits(self._top(X)), axis=1)
         return self.classes_[best]
 
+    def _fine_tune(self, fun, theta0, X, codes, val, *, callback, interrupted, elapsed):
+        """The last stage of a stacked model's ``fit``: the whole network trained from
+        ``theta0`` (its pretrained weights) on ``fun``, the fine-tuning objective."""
+        with numba_threads(self.n_jobs):
+            self.pretrain_cost_ = float(fun(theta0)[0])
+        result = self._run_lbfgs(fun, theta0, max_iter=self.finetune_iter, callback=callback,
+                                 desc="fine-tuning")
+        self._set_theta(result.theta)
+        self.finetune_cost_ = float(result.cost)
+        self.finetune_score_ = self._accuracy(X, codes, val)
+        self.interrupted_ = interrupted or result.interrupted
+        self.fit_time_ = elapsed()
+        say(self.verbose, f"{type(self).__name__}: cost {self.pretrain_cost_:.6g} -> "
+                          f"{self.finetune_cost_:.6g}, accuracy {self.pretrain_score_:.4f} -> "
+                          f"{self.finetune_score_:.4f} "
+                          f"({'validation' if val is not None else 'training'} data)")
+
     def score(self, X, y, sample_weight=None):
         """Accuracy: the fraction of rows whose predicted label equals ``y``.
 
@@ -161,15 +179,13 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
         λ.
     max_iter : int
         L-BFGS iterations.
-    backend : {"numba", "numpy", "cuda"}
-    dtype : {"float64", "float32"}
-        Precision of the computation (parameters are kept in float64).
-    n_jobs : int or None
-        Numba threads during ``fit`` (None: Numba's default, all cores).
     random_state : int, Generator or None
         Seed of the initial weights (UFLDL: ``0.005 * randn``).
-    verbose : bool
-        Show a progress bar with the current cost.
+    backend, dtype, n_jobs, verbose
+        As for :class:`~fastsae.SparseAutoencoder`: ``"numba"``, ``"numpy"`` or
+        ``"cuda"``; the precision of the computation, ``"float64"`` or
+        ``"float32"`` (parameters stay float64); Numba threads (None: all
+        cores); a progress bar with the current cost.
 
     Attributes
     ----------
@@ -220,13 +236,7 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
 
     def __init__(self, weight_decay=1e-4, *, max_iter=400, backend="numba", dtype="float64",
                  n_jobs=None, random_state=None, verbose=False):
-        self.weight_decay = weight_decay
-        self.max_iter = max_iter
-        self.backend = backend
-        self.dtype = dtype
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     def _validate_params(self):
         check_scalar(self.weight_decay, "weight_decay", low=0.0)
@@ -237,6 +247,7 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
 
     def _check_X(self, X, *, fitting=False):
         if fitting:
+            self._validate_params()
             return self._check_rows(X, dask=True)[0]
         self._check_fitted("coef_")
         return self._check_rows(X, dask=True, n_features=self.n_features_in_)[0]
@@ -265,19 +276,13 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
             Any labels (integers, strings, ...); at least two distinct values.
             A dask ``y`` (with a dask ``X``) is encoded on the cluster.
         callback : callable ``(iteration, theta, cost)``, optional
-            Called after every L-BFGS iteration (raise ``StopIteration`` to stop).
+            Called after every L-BFGS iteration (:class:`fastsae.base.Estimator`).
 
         Returns
         -------
-        self
-
-        Notes
-        -----
-        ``KeyboardInterrupt`` (Ctrl-C) during ``fit`` stops training and keeps
-        the best weights found so far, with a warning.
+        self : fitted; Ctrl-C ends training early with the best weights so far.
         """
-        self._validate_params()
-        X = self._check_X(X, fitting=True)
+        X = self._check_X(X, fitting=True)          # the parameters first, then X
         classes, codes = encode_labels_for(X, y)
         self.classes_ = classes
         K, n = classes.size, X.shape[1]

@@ -14,7 +14,6 @@ from .base import Estimator, Timer, check_validation, say, unit_range_error
 from .core.args import check_softmax_args
 from .core.checks import (DECODERS, check_array, check_choice, check_dtype, check_int,
                           check_random_state, check_scalar)
-from .core.threads import numba_threads
 from .exceptions import ParameterError
 from .params import stack_to_params, stacked_layout, unpack
 from .softmax import SoftmaxOutputMixin, SoftmaxRegression, encode_known_labels_for, encode_labels_for
@@ -168,30 +167,14 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
                  softmax_weight_decay=1e-4, stack_weight_decay=0.0, decoder="sigmoid",
                  pretrain_iter=400, softmax_iter=400, finetune_iter=400, backend="numba",
                  dtype="float64", n_jobs=None, random_state=None, verbose=False):
-        self.hidden_sizes = hidden_sizes
-        self.sparsity = sparsity
-        self.beta = beta
-        self.weight_decay = weight_decay
-        self.softmax_weight_decay = softmax_weight_decay
-        self.stack_weight_decay = stack_weight_decay
-        self.decoder = decoder
-        self.pretrain_iter = pretrain_iter
-        self.softmax_iter = softmax_iter
-        self.finetune_iter = finetune_iter
-        self.backend = backend
-        self.dtype = dtype
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
+        self._store_params(locals())
 
     _dask_rows = True
 
     # -- checks -------------------------------------------------------------
     def _validate_params(self):
         sizes = _check_hidden_sizes(self.hidden_sizes)
-        check_scalar(self.sparsity, "sparsity", low=0.0, high=1.0, low_open=True, high_open=True)
-        check_scalar(self.beta, "beta", low=0.0)
-        check_scalar(self.weight_decay, "weight_decay", low=0.0)
+        self._check_sparsity_params()
         check_scalar(self.softmax_weight_decay, "softmax_weight_decay", low=0.0)
         check_scalar(self.stack_weight_decay, "stack_weight_decay", low=0.0)
         check_choice(self.decoder, "decoder", DECODERS)
@@ -200,11 +183,6 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         check_int(self.finetune_iter, "finetune_iter", low=1)
         self._validate_common()
         return sizes
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = self.decoder == "sigmoid"
-        return tags
 
     def _check_X(self, X, name="X"):
         """Rows to predict from: fitted, and as many features as in ``fit``."""
@@ -325,19 +303,8 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         fun = self._objective(X, codes, layer_sizes)
         say(self.verbose, f"StackedAutoencoder: fine-tuning {'-'.join(map(str, layer_sizes))}-"
                           f"{classes.size} on {X.shape[0]} labelled examples")
-        with numba_threads(self.n_jobs):
-            self.pretrain_cost_ = float(fun(theta0)[0])
-        result = self._run_lbfgs(fun, theta0, max_iter=self.finetune_iter, callback=callback,
-                                 desc="fine-tuning")
-        self._set_theta(result.theta)
-        self.finetune_cost_ = float(result.cost)
-        self.finetune_score_ = self._accuracy(X, codes, val)
-        self.interrupted_ = interrupted or result.interrupted
-        self.fit_time_ = elapsed()
-        say(self.verbose, f"StackedAutoencoder: cost {self.pretrain_cost_:.6g} -> "
-                          f"{self.finetune_cost_:.6g}, accuracy {self.pretrain_score_:.4f} -> "
-                          f"{self.finetune_score_:.4f} "
-                          f"({'validation' if val is not None else 'training'} data)")
+        self._fine_tune(fun, theta0, X, codes, val, callback=callback,
+                        interrupted=interrupted, elapsed=elapsed)
         return self
 
     def _objective(self, X, codes, layer_sizes):

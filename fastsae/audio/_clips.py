@@ -8,15 +8,20 @@ from ..exceptions import ParameterError
 
 
 def check_spectra(spectra, name="spectra", *, n_bands=None):
-    """A non-empty list of finite 2-D float arrays with one number of bands."""
+    """A non-empty list of finite 2-D real arrays with one number of bands.
+
+    ``spectra`` may be a list (or any iterable) of ``(n_bands, n_frames_i)``
+    arrays, one 3-D stack, or one 2-D array (a single spectrogram).
+    """
     if isinstance(spectra, np.ndarray):
-        if spectra.ndim != 3:
-            raise ParameterError(f"{name} must be a list of 2-D (n_bands, n_frames) arrays or "
-                                 f"a 3-D stack; got an array of shape {spectra.shape}")
-        spectra = list(spectra)
-    if isinstance(spectra, (str, bytes)) or not isinstance(spectra, (list, tuple)):
+        if spectra.ndim not in (2, 3):
+            raise ParameterError(f"{name} must be a list of 2-D (n_bands, n_frames) arrays, one "
+                                 f"2-D array or a 3-D stack; got an array of shape {spectra.shape}")
+        spectra = [spectra] if spectra.ndim == 2 else list(spectra)
+    if isinstance(spectra, (str, bytes, dict)) or not hasattr(spectra, "__iter__"):
         raise ParameterError(f"{name} must be a list of 2-D (n_bands, n_frames) arrays; "
                              f"got {type(spectra).__name__}")
+    spectra = list(spectra)
     if not spectra:
         raise ParameterError(f"{name} must hold at least one spectrogram; got an empty list")
     out = []
@@ -37,9 +42,11 @@ def check_spectra(spectra, name="spectra", *, n_bands=None):
     bands = n_bands if n_bands is not None else out[0].shape[0]
     for i, S in enumerate(out):
         if S.shape[0] != bands:
-            what = "as in fit" if n_bands is not None else f"as {name}[0]"
-            raise ParameterError(f"{name}[{i}] must have {bands} bands ({what}); "
-                                 f"got shape {S.shape}")
+            if n_bands is not None:
+                raise ParameterError(f"{name}[{i}] must have {bands} bands (as in fit); "
+                                     f"got shape {S.shape}")
+            raise ParameterError(f"{name} must all have the same number of bands: {name}[0] "
+                                 f"has {bands}, {name}[{i}] has shape {S.shape}")
     return out
 
 

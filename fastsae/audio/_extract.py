@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import ParameterError
-from ._io import _check_sr, check_path, decode
+from ._io import _check_sr, check_path, check_paths, decode
 from ._parallel import map_files
 from ._spectrum import spectrum
 
@@ -148,18 +148,15 @@ def spectra_from_files(paths, *, kind="mel", n_bands=None, sr=None, n_jobs=None,
     Examples
     --------
     >>> import numpy as np, soundfile as sf, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(path, 0.1 * np.sin(np.arange(8000) / 3), 8000)
     >>> from fastsae import audio
-    >>> d = tempfile.mkdtemp()
-    >>> sf.write(os.path.join(d, "a.wav"), 0.1 * np.sin(np.arange(8000) / 3), 8000)
-    >>> [S] = audio.spectra_from_files([os.path.join(d, "a.wav")], kind="mel",
-    ...                                n_jobs=1, cache_dir=False)
+    >>> [S] = audio.spectra_from_files([path], kind="mel", n_jobs=1, cache_dir=False)
     >>> S.shape
     (40, 101)
     """
     sr = _check_sr(sr)
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        raise ParameterError(f"paths must be a sequence of paths; got a single path {paths!r}")
-    paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
+    paths = check_paths(paths)
     params = dict(spectrum_kw, kind=kind, n_bands=n_bands)
     # Check the options once here, not once per file in every worker.
     spectrum(np.ones(64, dtype=np.float32), sr or 48000, **params)

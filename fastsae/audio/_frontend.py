@@ -6,15 +6,16 @@ import os
 
 import numpy as np
 
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import TransformerMixin
 
+from ..base import Estimator
 from ..core.checks import check_int
 from ..exceptions import ParameterError
 from ._extract import spectra_from_files
 from ._spectrum import KINDS, spectrum
 
 
-class Spectrogram(TransformerMixin, BaseEstimator):
+class Spectrogram(TransformerMixin, Estimator):
     """Audio clips or files -> spectra, with the settings kept for later.
 
     A pipeline that learned features from spectra must compute the spectra of
@@ -38,12 +39,7 @@ class Spectrogram(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, kind="mel", n_bands=40, *, sr=None, n_fft=None, hop_length=None, log=True):
-        self.kind = kind
-        self.n_bands = n_bands
-        self.sr = sr
-        self.n_fft = n_fft
-        self.hop_length = hop_length
-        self.log = log
+        self._store_params(locals())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -103,6 +103,13 @@ def decode(source, path, *, sr=None, mono=True):
     return np.ascontiguousarray(y, dtype=np.float32), file_sr
 
 
+def check_paths(paths, name="paths"):
+    """A sequence of paths (not one path) -> a list of str, checked one by one later."""
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        raise ParameterError(f"{name} must be a sequence of paths; got a single path {paths!r}")
+    return [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
+
+
 def _check_sr(sr):
     if sr is None:
         return None
@@ -198,9 +205,7 @@ def load_many(paths, *, sr=None, on_error="fail", n_jobs=None, progress=False,
     (3, 8000)
     """
     sr = _check_sr(sr)
-    if isinstance(paths, (str, bytes, os.PathLike)):
-        raise ParameterError(f"paths must be a sequence of paths; got a single path {paths!r}")
-    paths = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in paths]
+    paths = check_paths(paths)
     results, kept = map_files(partial(_load_one, sr=sr), paths, n_jobs=n_jobs,
                               progress=progress, desc="loading", on_error=on_error)
     clips = [y for y, _ in results]

@@ -5,25 +5,9 @@ import warnings
 
 import numpy as np
 
-from ..core.checks import check_array, check_bool, check_int, check_random_state
+from ..core.checks import check_bool, check_int, check_random_state
 from ..exceptions import ParameterError
-
-
-def _as_spectra(spectra):
-    if isinstance(spectra, np.ndarray):
-        if spectra.ndim == 2:
-            return [check_array(spectra, "spectra", ndim=2)]
-        if spectra.ndim == 3:
-            return [check_array(s, f"spectra[{i}]", ndim=2) for i, s in enumerate(spectra)]
-        raise ParameterError("spectra must be a list of 2-D (n_bands, n_frames) arrays, one "
-                             f"2-D array or a 3-D stack; got shape {spectra.shape}")
-    if isinstance(spectra, (str, bytes)) or not hasattr(spectra, "__iter__"):
-        raise ParameterError("spectra must be a list of 2-D (n_bands, n_frames) arrays; "
-                             f"got {type(spectra).__name__}")
-    out = [check_array(s, f"spectra[{i}]", ndim=2, min_rows=1) for i, s in enumerate(spectra)]
-    if not out:
-        raise ParameterError("spectra must hold at least one spectrum; got an empty list")
-    return out
+from ._clips import check_spectra
 
 
 def sample_windows(spectra, *, n_frames=4, n_samples=None, hop=1, random_state=None,
@@ -78,18 +62,13 @@ def sample_windows(spectra, *, n_frames=4, n_samples=None, hop=1, random_state=N
            [ 1.,  5.,  9.,  2.,  6., 10.],
            [ 2.,  6., 10.,  3.,  7., 11.]], dtype=float32)
     """
-    spectra = _as_spectra(spectra)
+    spectra = check_spectra(spectra)
     n_frames = check_int(n_frames, "n_frames", low=1)
     hop = check_int(hop, "hop", low=1)
     check_bool(return_index, "return_index")
     if n_samples is not None:
         n_samples = check_int(n_samples, "n_samples", low=0)
     n_bands = spectra[0].shape[0]
-    for i, s in enumerate(spectra):
-        if s.shape[0] != n_bands:
-            raise ParameterError(
-                f"spectra must all have the same number of bands (rows); spectra[0] has "
-                f"{n_bands}, spectra[{i}] has shape {s.shape}")
     dtypes = {s.dtype for s in spectra}
     dtype = np.float64 if dtypes == {np.dtype(np.float64)} else np.float32
 

@@ -7,7 +7,9 @@ import warnings
 
 import numpy as np
 
-from fastsae import SparseAutoencoder, init_params, reference
+from fastsae import reference
+from fastsae.autoencoder import SparseAutoencoder
+from fastsae.params import init_params
 from fastsae.kernels import sae as numba_sae
 
 from ._util import keep_freed_memory, print_table, timeit, torch_or_none
@@ -157,7 +159,7 @@ def run_training(max_iter=400):
                          f"{sae.objective_time_:.2f}", f"{sae.fit_time_ - sae.objective_time_:.2f}",
                          sae.n_iter_, f"{sae.loss_curve_[-1]:.6f}"])
         theta0 = init_params(v, h, random_state=0)
-        from fastsae import lbfgs
+        from fastsae.optim import lbfgs
 
         def scipy_lbfgs_b(f):
             r = lbfgs(f, theta0, max_iter=max_iter, method="scipy")

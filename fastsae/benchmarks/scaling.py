@@ -30,10 +30,10 @@ from ._util import print_table, timeit
 
 
 def _problem(v, h, m, dtype, seed=0):
-    import fastsae
+    from fastsae.params import init_params
     rng = np.random.default_rng(seed)
     X = rng.uniform(0.0, 1.0, (m, v)).astype(dtype)
-    return fastsae.init_params(v, h, random_state=seed), X
+    return init_params(v, h, random_state=seed), X
 
 
 def _cost_grad(theta, X, v, h):

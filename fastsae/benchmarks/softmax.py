@@ -23,7 +23,7 @@ from fastsae.kernels import softmax as numba_softmax
 from fastsae.kernels import stacked as numba_stacked
 from fastsae.params import layout_size, stacked_layout
 
-from ._util import SETTLE_SECONDS
+from ._util import SETTLE_SECONDS, print_table
 from .cases import QUICK_SOFTMAX, QUICK_STACKED, SOFTMAX_CASES, STACKED_CASES  # noqa: F401
 
 WEIGHT_DECAY = 1e-4
@@ -68,26 +68,9 @@ def softmax_two_gemms(theta, X, K):
 
 
 def torch_softmax(theta, X, y, K, torch):
-    """Softmax cost+grad in PyTorch, same dtype, hand-written gradient."""
-    dt = {np.float32: torch.float32, np.float64: torch.float64}[X.dtype.type]
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    m, n = X.shape
-    rows = torch.arange(m)
-
-    def run():
-        th = torch.from_numpy(theta)
-        W, b = th[:K * n].view(K, n).to(dt), th[K * n:].to(dt)
-        Z = torch.addmm(b, Xt, W.T)
-        Z = Z - Z.max(dim=1, keepdim=True).values
-        E = torch.exp(Z)
-        S = E.sum(dim=1)
-        cost = -(Z[rows, yt] - torch.log(S)).double().sum() / m \
-            + 0.5 * WEIGHT_DECAY * (W.double() ** 2).sum()
-        D = E / S[:, None]
-        D[rows, yt] -= 1
-        g = torch.cat([(D.T @ Xt / m + WEIGHT_DECAY * W).ravel(), D.sum(0) / m]).double()
-        return float(cost), g.numpy()
-    return run
+    """Softmax cost+grad in PyTorch, same dtype, hand-written gradient: the stacked
+    network with no sigmoid layer (its theta is the softmax's ``W, b``)."""
+    return torch_stacked(theta, X, y, (X.shape[1],), K, torch)
 
 
 def torch_stacked(theta, X, y, sizes, K, torch):
@@ -185,15 +168,6 @@ def check_agreement(impls):
         if isinstance(r, tuple):
             out[name] = (abs(r[0] - c0) / abs(c0), float(np.abs(r[1] - g0).max() / np.abs(g0).max()))
     return out
-
-
-def print_table(title, header, rows):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
 HEADER = ["implementation", "median ms", "min ms", "x vs reference (median / min)",

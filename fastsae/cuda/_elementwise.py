@@ -111,6 +111,22 @@ def _block_sum(sh, val, tid):
     return total
 
 
+@_cuda.jit(device=True)
+def _block_max(sh, val, tid):
+    """Maximum of ``val`` over the NT threads of a 1-D block (returned to every thread)."""
+    sh[tid] = val
+    _cuda.syncthreads()
+    stride = NT // 2
+    while stride > 0:
+        if tid < stride:
+            sh[tid] = max(sh[tid], sh[tid + stride])
+        _cuda.syncthreads()
+        stride //= 2
+    top = sh[0]
+    _cuda.syncthreads()
+    return top
+
+
 # ---------------------------------------------------------------------------
 # dtype-independent kernels
 # ---------------------------------------------------------------------------
@@ -149,29 +165,11 @@ def _minmax_count(x, out):
             hi = max(hi, v)
         else:
             bad += 1.0
-    # min and max through the sum reduction: one per pass
-    sh[tid] = lo
-    _cuda.syncthreads()
-    stride = NT // 2
-    while stride > 0:
-        if tid < stride:
-            sh[tid] = min(sh[tid], sh[tid + stride])
-        _cuda.syncthreads()
-        stride //= 2
+    lo = -_block_max(sh, -lo, tid)             # the minimum as the maximum of the negatives
+    hi = _block_max(sh, hi, tid)
     if tid == 0:
-        _cuda.atomic.min(out, 0, sh[0])
-    _cuda.syncthreads()
-    sh[tid] = hi
-    _cuda.syncthreads()
-    stride = NT // 2
-    while stride > 0:
-        if tid < stride:
-            sh[tid] = max(sh[tid], sh[tid + stride])
-        _cuda.syncthreads()
-        stride //= 2
-    if tid == 0:
-        _cuda.atomic.max(out, 1, sh[0])
-    _cuda.syncthreads()
+        _cuda.atomic.min(out, 0, lo)
+        _cuda.atomic.max(out, 1, hi)
     total = _block_sum(sh, bad, tid)
     if tid == 0:
         _cuda.atomic.add(out, 2, total)

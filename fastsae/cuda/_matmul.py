@@ -127,6 +127,29 @@ def _kernel(dtype):
     dt = dtype.type
     ZERO = dt(0.0)
 
+    @_cuda.jit(device=True)
+    def _stage(S, src, k_major, k0, r0, K, R, tid):
+        """Stage a tile of op(src) as ``S[k, r]`` (BK × the tile's rows), zeros outside.
+
+        ``k_major``: src is ``(K, R)`` (``S[k, r] = src[k0 + k, r0 + r]``), else
+        ``(R, K)``. Consecutive threads read consecutive addresses of src either way.
+        """
+        nk = S.shape[0]
+        nr = S.shape[1]
+        for e in range(tid, nk * nr, N_THREADS):
+            if k_major:
+                kk = e // nr
+                rr = e - kk * nr
+            else:
+                rr = e // nk
+                kk = e - rr * nk
+            gk = k0 + kk
+            gr = r0 + rr
+            if gk < K and gr < R:
+                S[kk, rr] = src[gk, gr] if k_major else src[gr, gk]
+            else:
+                S[kk, rr] = ZERO
+
     @_cuda.jit
     def gemm_tiled(ta, tb, alpha, A, B, beta, C):
         As = _cuda.shared.array((BK, BM), dt)
@@ -153,32 +176,8 @@ def _kernel(dtype):
             for k0 in range(0, K, BK):
                 # stage op(A)[m0:m0+BM, k0:k0+BK] as As[k, m]; consecutive threads read
                 # consecutive addresses of A whichever way it is stored
-                for e in range(tid, BK * BM, N_THREADS):
-                    if ta:
-                        kk = e // BM
-                        mm = e - kk * BM
-                        gk = k0 + kk
-                        gm = m0 + mm
-                        As[kk, mm] = A[gk, gm] if (gk < K and gm < M) else ZERO
-                    else:
-                        mm = e // BK
-                        kk = e - mm * BK
-                        gk = k0 + kk
-                        gm = m0 + mm
-                        As[kk, mm] = A[gm, gk] if (gk < K and gm < M) else ZERO
-                for e in range(tid, BK * BN, N_THREADS):
-                    if tb:
-                        nn = e // BK
-                        kk = e - nn * BK
-                        gk = k0 + kk
-                        gn = n0 + nn
-                        Bs[kk, nn] = B[gn, gk] if (gk < K and gn < N) else ZERO
-                    else:
-                        kk = e // BN
-                        nn = e - kk * BN
-                        gk = k0 + kk
-                        gn = n0 + nn
-                        Bs[kk, nn] = B[gk, gn] if (gk < K and gn < N) else ZERO
+                _stage(As, A, ta, k0, m0, K, M, tid)
+                _stage(Bs, B, not tb, k0, n0, K, N, tid)
                 _cuda.syncthreads()
                 for kk in range(BK):
                     for i in range(RM):

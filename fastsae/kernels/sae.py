@@ -93,6 +93,17 @@ def _delta_out_sigmoid_cross_entropy(Z, X, b, cost, gb):
 
 
 @njit(**JIT_OPTIONS)
+def output_delta(kind, Z, X, b, cost, gb):
+    """Z <- δ3 in place for the decoder and loss ``kind``; cost += data terms, gb += Σ δ3."""
+    if kind == SIGMOID_SQUARED:
+        _delta_out_sigmoid_squared(Z, X, b, cost, gb)
+    elif kind == LINEAR_SQUARED:
+        _delta_out_linear_squared(Z, X, b, cost, gb)
+    else:
+        _delta_out_sigmoid_cross_entropy(Z, X, b, cost, gb)
+
+
+@njit(**JIT_OPTIONS)
 def _delta_hidden(D, A, s, gb):
     """D <- (D + s) * A (1 - A) in place; gb += column sums."""
     n, k = D.shape
@@ -143,12 +154,7 @@ def _backprop(fn, X, A2, W2, b2, s, kind, chunk, bufZ, bufD, gW1, gW2, gb1, gb2,
             Ac = A2[c0:c1]
             Xc = X[c0:c1]
             gemm(fn, False, True, 1.0, Ac, W2, 0.0, Z)          # Z3 = A2 W2ᵀ
-            if kind == SIGMOID_SQUARED:
-                _delta_out_sigmoid_squared(Z, Xc, b2, cost[t], gb2[t])
-            elif kind == LINEAR_SQUARED:
-                _delta_out_linear_squared(Z, Xc, b2, cost[t], gb2[t])
-            else:
-                _delta_out_sigmoid_cross_entropy(Z, Xc, b2, cost[t], gb2[t])
+            output_delta(kind, Z, Xc, b2, cost[t], gb2[t])
             gemm(fn, True, False, 1.0, Z, Ac, 1.0, g2)          # gW2 += δ3ᵀ A2
             gemm(fn, False, False, 1.0, Z, W2, 0.0, D)          # δ3 W2
             _delta_hidden(D, Ac, s, gb1[t])

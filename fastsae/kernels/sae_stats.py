@@ -34,8 +34,7 @@ from ._blas import gemm, gemm_address
 from ._math import one
 from ._parallel import parallel_kernel, threads_for, workspace
 from .sae import (LINEAR_SQUARED, SIGMOID_CROSS_ENTROPY, SIGMOID_SQUARED,
-                  _bias_sigmoid_colsum, _delta_out_linear_squared,
-                  _delta_out_sigmoid_cross_entropy, _delta_out_sigmoid_squared, chunk_rows)
+                  _bias_sigmoid_colsum, chunk_rows, output_delta)
 
 
 @njit(**JIT_OPTIONS)
@@ -50,21 +49,6 @@ def _hidden_stats_pq(D2, A, p, q):
             dd = d[j] * da
             d[j] = dd
             d[h + j] = da
-            p[j] += dd
-            q[j] += da
-
-
-@njit(**JIT_OPTIONS)
-def _hidden_stats_p(D, A, p, q):
-    """D <- D ⊙ A(1 − A); p, q += the column sums of that and of A(1 − A)."""
-    n, h = A.shape
-    for r in range(n):
-        d = D[r]
-        a = A[r]
-        for j in range(h):
-            da = a[j] * (one(a[j]) - a[j])
-            dd = d[j] * da
-            d[j] = dd
             p[j] += dd
             q[j] += da
 
@@ -98,19 +82,12 @@ def _stats_pass(fn, X, W1, b1, W2, b2, kind, with_q, chunk, bufA, bufZ, bufD,
             gemm(fn, False, True, 1.0, Xc, W1, 0.0, A)          # A = Xc W1ᵀ
             _bias_sigmoid_colsum(A, b1, rho)
             gemm(fn, False, True, 1.0, A, W2, 0.0, Z)           # Z3 = A W2ᵀ
-            if kind == SIGMOID_SQUARED:
-                _delta_out_sigmoid_squared(Z, Xc, b2, cost[t], gb2[t])
-            elif kind == LINEAR_SQUARED:
-                _delta_out_linear_squared(Z, Xc, b2, cost[t], gb2[t])
-            else:
-                _delta_out_sigmoid_cross_entropy(Z, Xc, b2, cost[t], gb2[t])
+            output_delta(kind, Z, Xc, b2, cost[t], gb2[t])
             gemm(fn, True, False, 1.0, Z, A, 1.0, g2)           # gW2 += δ3ᵀ A
             gemm(fn, False, False, 1.0, Z, W2, 0.0, D2[:, :h])  # D = δ3 W2
-            if with_q:
-                _hidden_stats_pq(D2, A, p, q)
-            else:
-                _hidden_stats_p(D2, A, p, q)
-            gemm(fn, True, False, 1.0, D2, Xc, 1.0, pq)         # [P; Q] += D2ᵀ Xc
+            _hidden_stats_pq(D2, A, p, q)
+            # [P; Q] += D2ᵀ Xc (P alone without the sparsity term: Q's GEMM is the extra one)
+            gemm(fn, True, False, 1.0, D2 if with_q else D2[:, :h], Xc, 1.0, pq)
 
 
 class _Workspace:
@@ -121,7 +98,7 @@ class _Workspace:
         w = 2 * h if with_q else h
         self.A = np.empty((n_threads, chunk, h), dtype)
         self.Z = np.empty((n_threads, chunk, v), dtype)
-        self.D = np.empty((n_threads, chunk, w), dtype)
+        self.D = np.empty((n_threads, chunk, 2 * h), dtype)      # [D ⊙ A' | A']
         self.gW2 = np.empty((n_threads, v, h), dtype)
         self.PQ = np.empty((n_threads, w, v), dtype)
         self.hsum = np.empty((n_threads, 3, h))

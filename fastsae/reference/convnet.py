@@ -15,7 +15,7 @@ from ..core.args import check_conv_net_args
 from ..core.layouts import unpack
 from .conv import pool_regions
 from .convae import conv_filter_grad, conv_forward, conv_transpose
-from .softmax import softmax_loss_delta
+from .softmax import network_cost_grad, softmax_loss_delta
 
 
 def pool_backward(dP, maps, bounds, mode):
@@ -122,11 +122,5 @@ def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_wei
                             delta.sum(axis=(0, 2, 3))))
         if l > 0:
             dP = conv_transpose(delta, W, below.shape[2:])
-    for gW, gb in reversed(layer_grads):
-        grads += [gW, gb]
-
-    cost = data + 0.5 * weight_decay * np.sum(Ws.astype(np.float64) ** 2)
-    if conv_weight_decay:
-        cost += 0.5 * conv_weight_decay * sum(np.sum(W.astype(np.float64) ** 2)
-                                              for W, _ in params)
-    return float(cost), np.concatenate([g.ravel() for g in grads]).astype(np.float64)
+    return network_cost_grad(data, Ws, weight_decay, [W for W, _ in params], conv_weight_decay, grads,
+                             layer_grads)

@@ -79,3 +79,20 @@ def softmax_predict_proba(W, b, X):
     np.exp(Z, out=Z)
     Z /= Z.sum(axis=1, keepdims=True)
     return Z
+
+
+def network_cost_grad(data, Ws, weight_decay, layer_weights, layer_decay, grads, layer_grads):
+    """A softmax-topped network's cost and flat gradient, from its parts.
+
+    ``data`` is the mean negative log-likelihood; the softmax weights ``Ws``
+    are decayed by ``weight_decay``, the layers' weights by ``layer_decay``;
+    ``grads`` holds the softmax's ``[gW, gb]`` and ``layer_grads`` each
+    layer's ``(gW, gb)``, top layer first (the order backpropagation finds
+    them). Returns ``(cost, grad)`` with the gradient in theta's order.
+    """
+    cost = data + 0.5 * weight_decay * np.sum(Ws.astype(np.float64) ** 2)
+    if layer_decay:
+        cost += 0.5 * layer_decay * sum(np.sum(W.astype(np.float64) ** 2) for W in layer_weights)
+    for gW, gb in reversed(layer_grads):
+        grads = grads + [gW, gb]
+    return float(cost), np.concatenate([g.ravel() for g in grads]).astype(np.float64)

@@ -1,12 +1,11 @@
 """NumPy reference: the stacked autoencoder's fine-tuning objective and gradient."""
 from __future__ import annotations
 
-import numpy as np
 from scipy.special import expit
 
 from ..core.args import check_softmax_args
 from ..core.layouts import stacked_layout, unpack
-from .softmax import softmax_loss_delta
+from .softmax import network_cost_grad, softmax_loss_delta
 
 
 def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
@@ -66,11 +65,5 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
         if layer > 1:
             a = acts[layer - 1]
             delta = (delta @ W) * a * (1 - a)
-    for gW, gb in reversed(layer_grads):
-        grads += [gW, gb]
-
-    cost = data + 0.5 * weight_decay * np.sum(Ws.astype(np.float64) ** 2)
-    if stack_weight_decay:
-        cost += 0.5 * stack_weight_decay * sum(np.sum(W.astype(np.float64) ** 2)
-                                               for W, _ in stack)
-    return float(cost), np.concatenate([g.ravel() for g in grads]).astype(np.float64)
+    return network_cost_grad(data, Ws, weight_decay, [W for W, _ in stack], stack_weight_decay, grads,
+                             layer_grads)
