@@ -74,12 +74,13 @@ def registered_classes():
         from .convnet import StackedConvolutionalAutoencoder
         from .pipeline import SelfTaughtFeatures
         from .preprocess import PCAWhitening, SigmoidNormalizer
+        from .recipes import ClipClassifier
         from .softmax import SoftmaxRegression
         from .stacked import StackedAutoencoder
 
         ours = [SparseAutoencoder, SoftmaxRegression, StackedAutoencoder, ConvolutionalFeatures,
                 ConvolutionalAutoencoder, StackedConvolutionalAutoencoder, SelfTaughtFeatures,
-                PCAWhitening, SigmoidNormalizer, Spectrogram]
+                PCAWhitening, SigmoidNormalizer, Spectrogram, ClipClassifier]
         reg = {f"{c.__module__}:{c.__qualname__}": c for c in ours}
         reg["sklearn.pipeline:Pipeline"] = Pipeline
         reg["sklearn.preprocessing:StandardScaler"] = StandardScaler
@@ -183,6 +184,8 @@ def _decode(value, arrays):
     if "__estimator__" in value:
         cls = _resolve_class(value["__estimator__"])
         params = {k: _decode(v, arrays) for k, v in value.get("params", {}).items()}
+        for name, old in getattr(cls, "_legacy_params", {}).items():
+            params.setdefault(name, old)        # written before the parameter existed
         if not cls.__module__.startswith("fastsae"):
             # scikit-learn's classes gain parameters with backward-compatible defaults
             accepted = cls._get_param_names()

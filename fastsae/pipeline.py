@@ -24,8 +24,8 @@ Examples
 >>> spectra = [rng.normal(-40.0, 5.0, (20, int(n))) for n in rng.integers(12, 30, 40)]
 >>> stf = SelfTaughtFeatures(n_hidden=8, n_frames=4, n_windows=500, max_iter=20,
 ...                          random_state=0).fit(spectra)
->>> stf.transform(spectra).shape     # 8 units x 2 modes x (1 + 4) regions
-(40, 80)
+>>> stf.transform(spectra).shape     # 8 units x 2 modes x (6 x 4) regions
+(40, 384)
 """
 from __future__ import annotations
 
@@ -37,13 +37,13 @@ import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import StandardScaler
 
-from .audio import sample_windows
+from .audio import sample_patches, sample_windows
 from .audio._clips import check_spectra, fixed_length, pad_to, trim_silence
 from .autoencoder import SparseAutoencoder
 from .base import Estimator
 from .conv import ConvolutionalFeatures
 from .core.checks import (POOL_MODES, check_bool, check_choice, check_dtype, check_int,
-                          check_random_state, check_scalar)
+                          check_pair, check_random_state, check_scalar)
 from .exceptions import ParameterError
 from .preprocess import PCAWhitening, SigmoidNormalizer
 
@@ -57,33 +57,54 @@ NORMALIZATIONS = ("pca", "zca", "sigmoid")
 
 # -- the pipeline -------------------------------------------------------------------
 
-def _check_regions(value):
-    """``n_pool_regions`` -> a tuple of positive ints (one per pooling resolution)."""
+def _check_regions(value, full_height):
+    """``n_pool_regions`` -> a tuple of ``(frequency, time)`` region counts, one per resolution.
+
+    An int ``r`` is ``r`` time regions over all frequencies, ``(1, r)``; a pair
+    ``(f, r)`` is ``f`` frequency by ``r`` time regions (frequency-local
+    patches only: full-height filters give maps one band high).
+    """
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return (check_int(value, "n_pool_regions", low=1),)
+        value = (value,)
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
-        raise ParameterError("n_pool_regions must be a positive int or a non-empty tuple of "
-                             f"them, e.g. 4 or (1, 4); got {value!r}")
-    return tuple(check_int(r, f"n_pool_regions[{i}]", low=1) for i, r in enumerate(value))
+        raise ParameterError("n_pool_regions must be a positive int, or a non-empty tuple of "
+                             "ints (time regions) and (frequency, time) pairs, e.g. 4, (1, 4) "
+                             f"or ((6, 4),); got {value!r}")
+    out = []
+    for i, r in enumerate(value):
+        if isinstance(r, (tuple, list)):
+            f, t = check_pair(r, f"n_pool_regions[{i}]")
+            if full_height and f > 1:
+                raise ParameterError(
+                    f"n_pool_regions[{i}] = {tuple(r)} pools over {f} frequency regions, but "
+                    "full-height patches (patch_bands=None) give maps one band high; use "
+                    "patch_bands to learn frequency-local filters")
+            out.append((f, t))
+        else:
+            out.append((1, check_int(r, f"n_pool_regions[{i}]", low=1)))
+    return tuple(out)
 
 
 class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator):
     """Self-taught features of whole clips: a sparse autoencoder learned without
-    labels on windows of spectrogram frames, slid over each clip and pooled.
+    labels on patches of spectrograms, slid over each clip and pooled.
 
     ``fit`` (labels are not used):
 
-    1. trims each spectrogram to its loud part (:func:`trim_silence`, ``trim_db``);
-    2. samples ``n_windows`` windows of ``n_frames`` consecutive frames (all bands)
-       from all the clips (:func:`fastsae.audio.sample_windows`);
+    1. trims each spectrogram to its loud part (:func:`trim_silence`, ``trim_db``)
+       and, with ``normalize_level``, subtracts its mean level (the recording's
+       gain and the speaker's loudness do not matter);
+    2. samples ``n_windows`` patches of ``patch_bands`` bands by ``n_frames``
+       frames from all the clips (:func:`fastsae.audio.sample_patches`; with
+       ``patch_bands=None``, full-height windows, :func:`fastsae.audio.sample_windows`);
     3. fits the window preprocessing (``normalization``): PCA or ZCA whitening
        followed by a linear-decoder autoencoder, or UFLDL's ``normalizeData``
        to [0.1, 0.9] followed by a sigmoid-decoder one;
     4. trains a :class:`~fastsae.SparseAutoencoder` of ``n_hidden`` units on them;
-    5. sets up :class:`~fastsae.ConvolutionalFeatures`: the encoder as
-       full-height filters slid along time over each whole clip (whitening is
-       folded into the filters), each filter's activations pooled (``pool``)
-       over ``n_pool_regions`` equal time regions;
+    5. sets up :class:`~fastsae.ConvolutionalFeatures`: the encoder's filters
+       slid over each whole clip along frequency and time (whitening is folded
+       into the filters), each filter's activations pooled (``pool``) over
+       ``n_pool_regions`` equal regions of frequency and time;
     6. fits a ``StandardScaler`` of the pooled features (``standardize``).
 
     ``transform`` runs steps 1 and 5-6 on any clips.
@@ -93,11 +114,16 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
     n_hidden : int
         Units of the autoencoder (features per pooling mode and region).
     n_frames : int
-        Frames of context in one window (8 = 80 ms at a 10 ms hop).
+        Frames of context in one patch (8 = 80 ms at a 10 ms hop).
         Clips (after trimming) shorter than this repeat their last frame.
+    patch_bands : int or None
+        Bands of one patch: filters this many bands high, slid along
+        frequency as well as time, learn spectro-temporal shapes that move
+        with a voice instead of each voice's whole spectral envelope. None:
+        full-height filters (every band; fastsae 0.1.0's recipe).
     n_windows : int or None
-        Windows drawn at random (with replacement) to train the autoencoder;
-        None: every window of every clip.
+        Patches drawn at random (with replacement) to train the autoencoder;
+        None (full-height windows only): every window of every clip.
     normalization : {"pca", "zca", "sigmoid"}
         ``"pca"``: PCA whitening keeping ``retain`` of the variance, with
         regulariser ``epsilon``, and a linear decoder. ``"zca"``: the same,
@@ -111,9 +137,14 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         L-BFGS iterations of the autoencoder.
     pool : {"mean", "max"} or tuple of them
         Pooling modes, concatenated.
-    n_pool_regions : int or tuple of int
-        Equal time regions to pool over. A tuple pools at each resolution and
-        concatenates them: ``(1, 4)`` is the whole clip plus four quarters.
+    n_pool_regions : int, pair, or tuple of ints and pairs
+        Regions to pool each filter's map over. A pair ``(f, t)`` is ``f``
+        equal frequency regions by ``t`` equal time regions; an int ``t`` is
+        ``(1, t)``. A tuple pools at each resolution and concatenates them:
+        ``((6, 4),)`` is a 6 x 4 grid; ``(1, 4)`` is the whole clip plus
+        four time quarters.
+    normalize_level : bool
+        Subtract each clip's mean level (dB) before anything else.
     standardize : bool
         Scale every feature to zero mean and unit variance over the clips seen
         in ``fit``.
@@ -149,7 +180,13 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
     n_windows_ : int
         Windows the autoencoder was trained on.
     n_features_out_ : int
-        ``n_hidden * len(pool) * sum(n_pool_regions)``.
+        ``n_hidden * len(pool) * Σ f·t`` over the ``n_pool_regions``.
+    patch_shape_ : (int, int)
+        ``(bands, frames)`` of the filters.
+    frequency_profile_ : np.ndarray [shape=(n_hidden, n_bands_ - bands + 1)]
+        Mean activation of each unit at each band offset on (up to 200 of)
+        the training clips: where in frequency each filter responds
+        (:meth:`plot_filters` draws each filter there).
     fit_time_ : float
         Seconds spent in ``fit``.
 
@@ -162,11 +199,16 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
     >>> fastsae.save(stf, "features.npz")                             # doctest: +SKIP
     """
 
+    #: What a model file written before a parameter existed meant by its absence
+    #: (fastsae 0.1.0's recipe): :func:`fastsae.load` fills these in.
+    _legacy_params = {"patch_bands": None, "normalize_level": False}
+
     def __init__(self, n_hidden=200, n_frames=8, n_windows=20000, normalization="pca",
                  sparsity=0.05, beta=3.0, weight_decay=1e-3, max_iter=200,
-                 pool=("mean", "max"), n_pool_regions=(1, 4), standardize=True, trim_db=20.0,
-                 retain=0.99, epsilon=0.1, backend="numba", dtype="float64", n_jobs=None,
-                 random_state=None, verbose=False):
+                 pool=("mean", "max"), n_pool_regions=((6, 4),), standardize=True,
+                 trim_db=20.0, retain=0.99, epsilon=0.1, patch_bands=12, normalize_level=True,
+                 backend="numba", dtype="float64", n_jobs=None, random_state=None,
+                 verbose=False):
         self._store_params(locals())
 
     # -- checks -------------------------------------------------------------
@@ -184,13 +226,19 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
     def _validate_params(self):
         check_int(self.n_hidden, "n_hidden", low=1)
         check_int(self.n_frames, "n_frames", low=1)
+        if self.patch_bands is not None:
+            check_int(self.patch_bands, "patch_bands", low=1)
         if self.n_windows is not None:
             check_int(self.n_windows, "n_windows", low=2)
+        elif self.patch_bands is not None:
+            raise ParameterError("n_windows=None (every window) needs full-height windows "
+                                 "(patch_bands=None); give a number of patches")
+        check_bool(self.normalize_level, "normalize_level")
         check_choice(self.normalization, "normalization", NORMALIZATIONS)
         self._check_sparsity_params()
         check_int(self.max_iter, "max_iter", low=1)
         self._pool_modes()
-        _check_regions(self.n_pool_regions)
+        _check_regions(self.n_pool_regions, self.patch_bands is None)
         check_bool(self.standardize, "standardize")
         if self.trim_db is not None:
             check_scalar(self.trim_db, "trim_db", low=0.0, low_open=True)
@@ -202,9 +250,14 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
     def _clips(self, spectra, n_bands=None):
         """Checked, trimmed and padded spectrograms in ``dtype``."""
         spectra = check_spectra(spectra, n_bands=n_bands)
+        if self.patch_bands is not None and self.patch_bands > spectra[0].shape[0]:
+            raise ParameterError(f"patch_bands={self.patch_bands} is more than the spectra's "
+                                 f"{spectra[0].shape[0]} bands")
         if self.trim_db is not None:
             spectra = trim_silence(spectra, top_db=self.trim_db, min_frames=self.n_frames)
         dt = check_dtype(self.dtype)
+        if self.normalize_level:
+            spectra = [S - S.mean(dtype=np.float64) for S in spectra]
         return [np.ascontiguousarray(S, dtype=dt) for S in pad_to(spectra, self.n_frames)]
 
     # -- fitting ------------------------------------------------------------
@@ -291,8 +344,12 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         clips = self._clips(spectra)
         rng = check_random_state(self.random_state)
         n_bands = clips[0].shape[0]
-        X = sample_windows(clips, n_frames=self.n_frames, n_samples=self.n_windows,
-                           random_state=rng)
+        if self.patch_bands is None:
+            X = sample_windows(clips, n_frames=self.n_frames, n_samples=self.n_windows,
+                               random_state=rng)
+        else:
+            X = sample_patches(clips, (self.patch_bands, self.n_frames),
+                               n_samples=self.n_windows, random_state=rng)
         X = np.ascontiguousarray(X, dtype=check_dtype(self.dtype))
         if self.normalization == "sigmoid":
             prep = SigmoidNormalizer()
@@ -336,19 +393,54 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         sae.set_params(warm_start=False, max_iter=self.max_iter)
         self.n_windows_ = int(Xp.shape[0])
         del Xp
-        modes, regions = self._pool_modes(), _check_regions(self.n_pool_regions)
-        # full-height patches: the filters slide along time only
-        self.convs_ = [ConvolutionalFeatures(sae, (n_bands, self.n_frames), preprocessing=prep,
-                                             pool=modes, n_pool_regions=(1, r),
+        modes = self._pool_modes()
+        regions = _check_regions(self.n_pool_regions, self.patch_bands is None)
+        self.patch_shape_ = (self.patch_bands or n_bands, self.n_frames)
+        self.convs_ = [ConvolutionalFeatures(sae, self.patch_shape_, preprocessing=prep,
+                                             pool=modes, n_pool_regions=r,
                                              backend=self.backend, n_jobs=self.n_jobs)
                        for r in regions]
-        self.conv_ = self.convs_[int(np.argmax(regions))]
+        self.conv_ = self.convs_[int(np.argmax([f * t for f, t in regions]))]
         self.n_bands_ = n_bands
-        self.n_features_out_ = self.n_hidden * len(modes) * sum(regions)
+        self.n_features_out_ = self.n_hidden * len(modes) * sum(f * t for f, t in regions)
         F = self._pooled(clips)
+        self.frequency_profile_ = self._frequency_profile(clips, rng)
         self.standardizer_ = StandardScaler().fit(F) if self.standardize else None
         self.fit_time_ = time.perf_counter() - t0
         return F
+
+    def _frequency_profile(self, clips, rng, n_clips=200):
+        """Mean activation of each unit at each band offset, over (up to) ``n_clips`` clips."""
+        pick = rng.choice(len(clips), size=min(n_clips, len(clips)), replace=False)
+        total = 0.0
+        for i in pick:
+            total = total + self.conv_.feature_maps(clips[i]).mean(axis=2, dtype=np.float64)
+        return total / len(pick)
+
+    def plot_filters(self, path=None, *, sr=8000, kind="mel", fmin=None, fmax=None,
+                     hop_ms=10.0, max_filters=48):
+        """Draw the learned filters with axes (Hz, ms), ordered by centre frequency.
+
+        The decoder patterns (:meth:`filters` ``("decoder")``), each drawn at
+        the band offset where its unit responds most on the training clips
+        (``frequency_profile_``). ``sr``, ``kind``, ``fmin`` and ``fmax``
+        describe the spectrogram, for the Hz labels
+        (:func:`fastsae.audio.band_frequencies`). Returns the matplotlib figure.
+        """
+        from .audio import band_frequencies
+        from .viz import plot_filters
+
+        self._check_fitted("sae_")
+        band_hz = band_frequencies(sr, kind=kind, n_bands=self.n_bands_, fmin=fmin, fmax=fmax)
+        position = getattr(self, "frequency_profile_", None)
+        if position is not None and position.shape[1] == 1:
+            position = None                          # full-height filters: one position
+        return plot_filters(self.filters("decoder"), self._patch_shape(), path, band_hz=band_hz,
+                            position=position, hop_ms=hop_ms, max_filters=max_filters)
+
+    def _patch_shape(self):
+        # fastsae 0.1.0's files have no patch_shape_: their filters were full height
+        return getattr(self, "patch_shape_", (self.n_bands_, self.n_frames))
 
     @property
     def _n_features_out(self):

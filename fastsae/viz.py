@@ -112,6 +112,117 @@ def display_network(W, n_bands, n_frames, path=None, **kwargs):
     return img
 
 
+def filter_centres(W, patch_shape, *, position=None):
+    """Centre band of each filter: where in frequency it is, as a (fractional) band index.
+
+    Full-height filters (``patch_shape[0]`` = the spectrogram's bands): the
+    energy-weighted mean band of the filter. Frequency-local filters slide over
+    every band; ``position`` (``(n_filters, n_positions)``, e.g.
+    :attr:`fastsae.pipeline.SelfTaughtFeatures.frequency_profile_`, the mean
+    activation at each offset) places each one where it responds most, plus
+    half its height; without it, the offset of its energy within the patch.
+    """
+    ph, pw = patch_shape
+    tiles = np.asarray(W, dtype=np.float64).reshape(len(W), pw, ph)
+    energy = (tiles ** 2).sum(axis=1)                           # (K, ph)
+    within = (energy * np.arange(ph)).sum(axis=1) / np.maximum(energy.sum(axis=1), 1e-300)
+    if position is None:
+        return within
+    position = check_array(position, "position")
+    if position.shape[0] != len(W):
+        raise ParameterError(f"position must have one row per filter ({len(W)}); got shape "
+                             f"{position.shape}")
+    return np.argmax(position, axis=1) + within
+
+
+def plot_filters(W, patch_shape, path=None, *, band_hz=None, position=None, hop_ms=10.0,
+                 max_filters=48, n_cols=8, title="Learned spectro-temporal filters"):
+    """The filters as a grid of small spectrograms with axes, ordered by centre frequency.
+
+    Each filter is drawn as a patch of ``patch_shape = (bands, frames)``:
+    time in ms to the right, frequency up, labelled in Hz at the bands where
+    the filter sits (:func:`filter_centres`; a mel spectrogram's bands are
+    evenly spaced on the mel scale, so the axis is the mel scale with Hz
+    ticks). Colours share one symmetric scale, each filter divided by its
+    largest absolute weight (the colour bar); filters go from the lowest
+    centre frequency (top left) to the highest.
+
+    Parameters
+    ----------
+    W : array-like [shape=(n_filters, bands * frames)]
+        In the window layout (``SelfTaughtFeatures.filters("decoder")`` reads best).
+    patch_shape : (int, int)
+    path : str or path-like, optional
+        Where to write the PNG.
+    band_hz : array-like, optional
+        Centre frequency of every band of the spectrogram
+        (:func:`fastsae.audio.band_frequencies`); without it the axis counts bands.
+    position : array-like [shape=(n_filters, n_positions)], optional
+        Where each frequency-local filter responds (see :func:`filter_centres`).
+    hop_ms : float
+        Milliseconds per frame.
+    max_filters : int
+        Draw at most this many, evenly spread over the frequency order.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> W = np.random.default_rng(0).standard_normal((6, 12 * 8))
+    >>> fig = plot_filters(W, (12, 8), band_hz=np.linspace(50, 3800, 40))
+    >>> len(fig.axes)            # six filters and the colour bar
+    7
+    """
+    ph, pw = (check_int(v, "patch_shape", low=1) for v in patch_shape)
+    W = check_array(W, "W", dtype=np.float64)
+    if W.shape[1] != ph * pw:
+        raise ParameterError(f"W must have {ph} x {pw} = {ph * pw} columns for patch_shape "
+                             f"{(ph, pw)}; got shape {W.shape}")
+    max_filters = check_int(max_filters, "max_filters", low=1)
+    n_cols = check_int(n_cols, "n_cols", low=1)
+    centre = filter_centres(W, (ph, pw), position=position)
+    order = np.argsort(centre, kind="stable")
+    if order.size > max_filters:
+        order = order[np.linspace(0, order.size - 1, max_filters).round().astype(int)]
+    if band_hz is not None:
+        band_hz = check_array(band_hz, "band_hz", ndim=1)
+    # where each tile sits on the spectrogram's band axis (full-height filters: band 0)
+    offset = np.zeros(len(W), int) if position is None else np.argmax(position, axis=1)
+    tiles = W.reshape(len(W), pw, ph).transpose(0, 2, 1)
+    tiles = tiles / np.maximum(np.abs(tiles).max(axis=(1, 2), keepdims=True), 1e-300)
+    n_rows = int(np.ceil(order.size / n_cols))
+    fig = _figure((1.5 * n_cols + 1.0, 1.55 * n_rows + 0.8))
+    grid = fig.add_gridspec(n_rows, n_cols, left=0.06, right=0.9, bottom=0.06, top=0.9,
+                            wspace=0.55, hspace=0.75)
+    image = None
+    for i, k in enumerate(order):
+        ax = fig.add_subplot(grid[divmod(i, n_cols)])
+        lo = int(offset[k])
+        image = ax.imshow(tiles[k], origin="lower", aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1,
+                          extent=(0, pw * hop_ms, lo - 0.5, lo + ph - 0.5))
+        ax.set_yticks([lo, lo + ph - 1])
+        if band_hz is not None and lo + ph - 1 < band_hz.size:
+            ax.set_yticklabels([f"{band_hz[lo]:.0f}", f"{band_hz[lo + ph - 1]:.0f}"], fontsize=6)
+        else:
+            ax.set_yticklabels([str(lo), str(lo + ph - 1)], fontsize=6)
+        ax.set_xticks([0, pw * hop_ms])
+        ax.tick_params(labelsize=6, length=2)
+    fig.text(0.5, 0.015, "time (ms)", ha="center", fontsize=9)
+    fig.text(0.01, 0.5, "frequency (Hz, mel scale)" if band_hz is not None else "band",
+             va="center", rotation="vertical", fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    if image is not None:
+        bar = fig.colorbar(image, cax=fig.add_axes([0.925, 0.15, 0.015, 0.7]))
+        bar.set_label("weight (each filter scaled to its largest)", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    if path is not None:
+        _makedirs_for(path)
+        fig.savefig(os.fspath(path), dpi=110)
+    return fig
+
+
 def _makedirs_for(path):
     folder = os.path.dirname(os.path.abspath(os.fspath(path)))
     os.makedirs(folder, exist_ok=True)

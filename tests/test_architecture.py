@@ -24,7 +24,7 @@ LAYERS = {
     "fastsae.conv": 4, "fastsae.convae": 4, "fastsae.convnet": 4, "fastsae.preprocess": 4,
     "fastsae.audio": 4, "fastsae.datasets": 4,
     "fastsae.pipeline": 5, "fastsae.viz": 5, "fastsae.io": 5, "fastsae.demo": 5,
-    "fastsae.distributed": 5,
+    "fastsae.distributed": 5, "fastsae.recipes": 5,
     "fastsae.cli": 6, "fastsae.benchmarks": 6,
     "fastsae": 7,          # the package itself: the public names
 }

@@ -400,3 +400,52 @@ def test_spectra_from_files_skips_bad_files(wav_files, bad_files, tmp_path):
         audio.spectra_from_files(wav_files, kind="nope", cache_dir=False)
     with pytest.raises(ParameterError):
         audio.spectra_from_files(paths, n_jobs=1, cache_dir=False)
+
+
+# -- patches a few bands high, warping along frequency, band frequencies ------------
+
+def test_sample_patches_are_pieces_of_the_spectra():
+    rng = np.random.default_rng(0)
+    spectra = [rng.standard_normal((10, int(n))).astype(np.float32) for n in (5, 9, 30)]
+    X = audio.sample_patches(spectra, (4, 3), n_samples=300, random_state=1)
+    assert X.shape == (300, 12) and X.dtype == np.float32
+    pieces = {spectra[i][r:r + 4, c:c + 3].T.tobytes()
+              for i in range(3) for r in range(7) for c in range(spectra[i].shape[1] - 2)}
+    assert all(x.tobytes() in pieces for x in X)
+    # every place equally likely: the long clip gives most patches (28 of 40 columns of places)
+    from_long = sum(x.tobytes() in {spectra[2][r:r + 4, c:c + 3].T.tobytes()
+                                    for r in range(7) for c in range(28)} for x in X)
+    assert 0.6 < from_long / 300 < 0.8
+    np.testing.assert_array_equal(X, audio.sample_patches(spectra, (4, 3), n_samples=300,
+                                                          random_state=1))
+    full = audio.sample_patches(spectra, (10, 3), n_samples=5, random_state=0)
+    assert full.shape == (5, 30)
+
+
+@pytest.mark.parametrize("bad", [dict(patch_shape=(11, 3)), dict(patch_shape=(4, 40)),
+                                 dict(patch_shape=(0, 3)), dict(n_samples=-1)])
+def test_sample_patches_refuses_impossible_sizes(bad):
+    spectra = [np.zeros((10, 20), np.float32)]
+    kw = dict(dict(patch_shape=(4, 3), n_samples=5), **bad)
+    with pytest.raises(ParameterError):
+        audio.sample_patches(spectra, kw.pop("patch_shape"), **kw)
+
+
+def test_warp_bands_moves_a_peak_along_frequency():
+    S = np.zeros((40, 3))
+    S[20] = 1.0
+    assert np.argmax(audio.warp_bands(S, 1.1)[:, 0]) == 18       # 18 * 1.1 = 19.8
+    assert np.argmax(audio.warp_bands(S, 0.9)[:, 0]) == 22       # 22 * 0.9 = 19.8
+    np.testing.assert_array_equal(audio.warp_bands(S, 1.0), S)
+    with pytest.raises(ParameterError):
+        audio.warp_bands(S, 0.0)
+
+
+def test_band_frequencies_follow_the_spectrum_kinds():
+    mel = audio.band_frequencies(8000, kind="mel", n_bands=40)
+    assert mel.shape == (40,) and np.all(np.diff(mel) > 0) and mel[-1] < 4000
+    assert audio.band_frequencies(16000, kind="fft").shape == (audio.default_n_fft(16000) // 2 + 1,)
+    bark = audio.band_frequencies(8000, kind="bark", n_bands=20)
+    assert bark[0] == pytest.approx(0.0) and bark[-1] == pytest.approx(4000.0)
+    with pytest.raises(ParameterError, match="cepstrum"):
+        audio.band_frequencies(8000, kind="cepstrum")

@@ -1,4 +1,5 @@
 """SelfTaughtFeatures and its helpers; the FSDD pipeline; the example script."""
+import json
 import os
 import re
 import subprocess
@@ -16,7 +17,12 @@ from fastsae.pipeline import SelfTaughtFeatures, Standardizer, fixed_length, tri
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "self_taught_fsdd.py"
 
-SMALL = dict(n_hidden=6, n_frames=3, n_windows=400, max_iter=15, n_pool_regions=(1, 3))
+# fastsae 0.1.0's recipe (full-height filters, time pooling), small
+SMALL = dict(n_hidden=6, n_frames=3, n_windows=400, max_iter=15, n_pool_regions=(1, 3),
+             patch_bands=None, normalize_level=False)
+# frequency-local filters 4 bands high, pooled over 3 x 2 regions and the whole clip
+LOCAL = dict(n_hidden=6, n_frames=3, n_windows=400, max_iter=15, patch_bands=4,
+             n_pool_regions=((3, 2), 1))
 
 
 def _spectra(rng, n=24, n_bands=10, lengths=(8, 20)):
@@ -82,10 +88,40 @@ def test_fit_transform_shapes(rng, normalization):
     assert stf.transform(spectra[:3]).shape == (3, stf.n_features_out_)
 
 
+def test_frequency_local_filters_slide_over_frequency_and_time(rng):
+    spectra = _spectra(rng)
+    stf = SelfTaughtFeatures(**LOCAL, random_state=0)
+    F = stf.fit_transform(spectra)
+    assert stf.patch_shape_ == (4, 3) and stf.sae_.n_features_in_ <= 12
+    assert F.shape == (len(spectra), 6 * 2 * (3 * 2 + 1)) == (len(spectra), stf.n_features_out_)
+    assert stf.filters().shape == stf.filters("decoder").shape == (6, 4 * 3)
+    np.testing.assert_allclose(stf.transform(spectra), F, rtol=1e-10, atol=1e-10)
+    # the pooled features are the maxima and means of the filters slid over the level-
+    # normalised, trimmed clips: check one clip, one unit, the whole-clip max
+    (clip,) = stf._clips(spectra[:1])
+    maps = fastsae.convolve(fastsae.conv.filters_from_weights(stf.filters(), (4, 3)),
+                            stf.sae_.b1_ + stf.sae_.W1_ @ stf.preprocessing_.affine_map()[1],
+                            clip, backend="numpy")
+    raw = stf._pooled([clip])
+    k = 2
+    whole_max = raw[0, 6 * 2 * 6 + 6 + k]        # second resolution, mode "max", unit k
+    assert whole_max == pytest.approx(maps[0, k].max(), rel=1e-9)
+
+
+def test_level_normalisation_ignores_the_recording_gain(rng):
+    spectra = _spectra(rng)
+    stf = SelfTaughtFeatures(**LOCAL, random_state=0).fit(spectra)
+    louder = [S + 12.0 for S in spectra]
+    np.testing.assert_allclose(stf.transform(louder), stf.transform(spectra), atol=1e-7)
+    plain = SelfTaughtFeatures(**dict(LOCAL, normalize_level=False), random_state=0).fit(spectra)
+    assert not np.allclose(plain.transform(louder), plain.transform(spectra), atol=1e-3)
+
+
 def test_options(rng):
     spectra = _spectra(rng, n=12)
     stf = SelfTaughtFeatures(n_hidden=4, n_frames=2, n_windows=None, max_iter=5, pool="max",
                              n_pool_regions=2, standardize=False, trim_db=None,
+                             patch_bands=None,
                              dtype="float32", random_state=1).fit(spectra)
     F = stf.transform(spectra)
     assert F.shape == (12, 4 * 2) and F.dtype == np.float32
@@ -147,6 +183,9 @@ def test_bad_spectra_raise(bad):
     dict(n_pool_regions=0), dict(n_pool_regions=()), dict(n_pool_regions=(1, 0)),
     dict(standardize="yes"), dict(trim_db=0.0), dict(retain=1.5), dict(epsilon=-1.0),
     dict(backend="fortran"), dict(dtype="int8"), dict(n_jobs=0), dict(random_state="seed"),
+    dict(n_pool_regions=((2, 3),)), dict(patch_bands=0), dict(patch_bands=11),
+    dict(patch_bands=4, n_windows=None), dict(patch_bands=4, n_pool_regions=((2, 0),)),
+    dict(normalize_level="yes"),
 ])
 def test_bad_parameters_raise(rng, params):
     spectra = _spectra(rng, n=6)
@@ -189,26 +228,22 @@ def test_fsdd_reduced_pipeline(fsdd_path):
 
 def test_example_quick_synthetic(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, str(EXAMPLE), "--synthetic", "--quick", "--n-jobs",
-                           "2"], capture_output=True, text=True, timeout=180, cwd=tmp_path,
-                          env=env)
+    out_json = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, str(EXAMPLE), "--synthetic", "--quick", "--methods",
+                           "all", "--json", str(out_json), "--n-jobs", "2"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = proc.stdout
-    rows = {}
-    for line in out.splitlines():
-        m = re.match(r"^(\S.*?)\s{2,}([\d.]+)%\s+([\d.]+)%\s+([\d.]+)s$", line)
-        if m:
-            rows[m.group(1)] = tuple(float(v) for v in m.group(2, 3, 4))
-    assert set(rows) == {"softmax on the spectrogram",
-                         "self-taught (autoencoder features + softmax)",
-                         "stacked autoencoder, before fine-tuning",
-                         "stacked autoencoder, after fine-tuning"}, out
-    for name, (val, test, seconds) in rows.items():
-        assert 0.0 <= val <= 100.0 and 0.0 <= test <= 100.0 and seconds >= 0.0
+    doc = json.loads(out_json.read_text())
+    assert doc["protocol"] == "synthetic" and list(doc["folds"]) == ["synthetic"]
+    row = doc["folds"]["synthetic"]
+    assert {"baseline", "default", "self_taught_0_1", "stacked", "stacked_pretrained",
+            "convnet2"} <= set(row)
+    assert any(k.startswith("default/features") for k in row)
+    assert doc["mean"] == row
+    assert all(0.0 <= v <= 1.0 for v in row.values())
     # ten classes: chance is 10 %
-    assert rows["self-taught (autoencoder features + softmax)"][1] > 40.0, out
-    assert rows["stacked autoencoder, after fine-tuning"][1] > 40.0, out
-    assert re.search(r"whole table .*: [\d.]+s", out)
+    assert row["default"] > 0.4 and row["baseline"] > 0.4, proc.stdout
+    assert re.search(r"whole table .*: \d+ s", proc.stdout)
 
 
 def test_fit_callback_sees_every_iteration(rng):
@@ -242,3 +277,15 @@ def test_filters_encoder_and_decoder(rng, normalization):
         np.testing.assert_allclose(dec, sae.W2_.T)
     with pytest.raises(ParameterError, match="kind"):
         stf.filters("bias")
+
+
+def test_frequency_profile_and_the_filter_picture(rng, tmp_path):
+    spectra = _spectra(rng)
+    stf = SelfTaughtFeatures(**LOCAL, random_state=0).fit(spectra)
+    assert stf.frequency_profile_.shape == (6, 10 - 4 + 1)
+    assert np.all(stf.frequency_profile_ > 0) and np.all(stf.frequency_profile_ < 1)
+    fig = stf.plot_filters(tmp_path / "filters.png", sr=8000)
+    assert len(fig.axes) == 6 + 1 and (tmp_path / "filters.png").exists()
+    old = SelfTaughtFeatures(**SMALL, random_state=0).fit(spectra)    # full-height filters
+    assert old.frequency_profile_.shape == (6, 1)
+    assert len(old.plot_filters(sr=8000).axes) == 7

@@ -49,3 +49,23 @@ def test_training_curve_and_confusion_plots(tmp_path):
     assert imread(tmp_path / "cm.png").std() > 0.05
     with pytest.raises(ParameterError):
         plot_training_curve([], tmp_path / "x.png")
+
+
+def test_plot_filters_orders_by_centre_frequency_and_labels_hz(tmp_path):
+    from fastsae.viz import filter_centres, plot_filters
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((5, 4 * 3))
+    position = np.zeros((5, 10))
+    position[np.arange(5), [7, 1, 9, 3, 5]] = 1.0       # where each filter responds
+    centres = filter_centres(W, (4, 3), position=position)
+    assert list(np.argsort(centres)) == [1, 3, 4, 0, 2]
+    hz = np.linspace(100.0, 3000.0, 13)
+    fig = plot_filters(W, (4, 3), tmp_path / "f.png", band_hz=hz, position=position)
+    axes = fig.axes[:5]
+    labels = [[t.get_text() for t in ax.get_yticklabels()] for ax in axes]
+    assert labels[0] == [f"{hz[1]:.0f}", f"{hz[4]:.0f}"]          # filter 1 first, bands 1-4
+    assert labels[-1] == [f"{hz[9]:.0f}", f"{hz[12]:.0f}"]
+    assert fig.axes[-1].get_ylabel().startswith("weight")          # the colour bar
+    assert (tmp_path / "f.png").stat().st_size > 1000
+    with pytest.raises(ParameterError):
+        plot_filters(W, (5, 3))

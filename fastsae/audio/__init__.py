@@ -17,17 +17,18 @@
 - :class:`Spectrogram`: those settings as a saveable step of a pipeline;
   :func:`save_spectra` / :func:`load_spectra`: spectra of any lengths in one file.
 """
-from ._clips import fixed_length, trim_silence
+from ._clips import fixed_length, trim_silence, warp_bands
 from ._extract import default_cache_dir, spectra_from_files
 from ._frontend import Spectrogram, load_spectra, save_spectra
 from ._io import AUDIO_SUFFIXES, load, load_many
-from ._spectrum import (KINDS, bark_filterbank, bark_to_hz, default_hop_length, default_n_fft,
-                        hz_to_bark, spectrum)
-from ._windows import sample_windows, windows_to_image
+from ._spectrum import (KINDS, band_frequencies, bark_filterbank, bark_to_hz,
+                        default_hop_length, default_n_fft, hz_to_bark, spectrum)
+from ._windows import sample_patches, sample_windows, windows_to_image
 
 __all__ = [
     "load", "load_many", "spectrum", "bark_filterbank", "hz_to_bark", "bark_to_hz",
     "default_n_fft", "default_hop_length", "sample_windows", "windows_to_image",
     "spectra_from_files", "default_cache_dir", "KINDS", "AUDIO_SUFFIXES", "Spectrogram",
-    "save_spectra", "load_spectra", "trim_silence", "fixed_length",
+    "save_spectra", "load_spectra", "trim_silence", "fixed_length", "sample_patches",
+    "band_frequencies", "warp_bands",
 ]

@@ -307,3 +307,40 @@ def spectrum(y, sr, *, kind="mel", n_fft=None, hop_length=None, n_bands=None, lo
         elif log:
             S = _to_db(S, amin, top_db)
     return np.ascontiguousarray(S, dtype=np.float32)
+
+
+def band_frequencies(sr, *, kind="mel", n_bands=40, fmin=None, fmax=None, n_fft=None,
+                     bins_per_octave=None):
+    """Centre frequency (Hz) of each band of :func:`spectrum`'s output, low to high.
+
+    For labelling pictures of spectrograms and filters (a mel spectrogram's
+    bands are equally spaced on the mel scale, so these are the Hz values of
+    evenly spaced rows). ``kind="cepstrum"`` has no frequency axis: ParameterError.
+
+    Examples
+    --------
+    >>> from fastsae import audio
+    >>> f = audio.band_frequencies(8000, kind="mel", n_bands=40)
+    >>> f.shape, bool(0 < f[0] < f[-1] < 4000)
+    ((40,), True)
+    """
+    import librosa
+
+    check_choice(kind, "kind", KINDS)
+    sr = check_int(sr, "sr", low=1)
+    fmin, fmax = _check_band_edges(sr, fmin, fmax,
+                                   fmin_default=CQT_FMIN if kind == "cqt" else 0.0)
+    if kind == "cepstrum":
+        raise ParameterError("kind='cepstrum' has quefrency coefficients, not frequency bands")
+    if kind == "fft":
+        n_fft = default_n_fft(sr) if n_fft is None else check_int(n_fft, "n_fft", low=2)
+        freqs = np.arange(n_fft // 2 + 1) * (sr / n_fft)
+        return freqs[(freqs >= fmin) & (freqs <= fmax)]
+    n_bands = check_int(n_bands, "n_bands", low=1)
+    if kind == "mel":
+        return librosa.mel_frequencies(n_mels=n_bands + 2, fmin=fmin, fmax=fmax)[1:-1]
+    if kind == "bark":
+        z_lo, z_hi = hz_to_bark(fmin), hz_to_bark(fmax)
+        return bark_to_hz(z_lo + np.arange(n_bands) * ((z_hi - z_lo) / max(n_bands - 1, 1)))
+    bpo, _ = _cqt_layout(sr, n_bands, fmin, fmax, bins_per_octave)
+    return librosa.cqt_frequencies(n_bins=n_bands, fmin=fmin, bins_per_octave=bpo)

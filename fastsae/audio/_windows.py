@@ -1,11 +1,12 @@
-"""Cutting spectrograms into windows of consecutive frames (the autoencoder's input)."""
+"""Cutting spectrograms into windows of consecutive frames, or into patches a few bands
+high (the autoencoder's input)."""
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
 
-from ..core.checks import check_bool, check_int, check_random_state
+from ..core.checks import check_bool, check_int, check_pair, check_random_state
 from ..exceptions import ParameterError
 from ._clips import check_spectra
 
@@ -109,6 +110,72 @@ def sample_windows(spectra, *, n_frames=4, n_samples=None, hop=1, random_state=N
     X = view[offsets[which] + start]
     if return_index:
         return X, used[which].astype(np.int64), start.astype(np.int64)
+    return X
+
+
+def sample_patches(spectra, patch_shape, *, n_samples, random_state=None):
+    """Patches of ``patch_shape = (n_bands, n_frames)`` at random places in the spectra.
+
+    Each patch is ``S[a:a + n_bands, t:t + n_frames]`` of one spectrogram ``S``,
+    flattened frame-major like :func:`sample_windows`' windows
+    (:func:`windows_to_image` undoes it). Every place in every spectrogram is
+    equally likely (a longer clip gives more patches); spectra shorter than
+    ``n_frames`` are skipped with a warning. With ``n_bands`` equal to the
+    spectra's, this is :func:`sample_windows` with ``n_samples``.
+
+    Parameters
+    ----------
+    spectra : list of np.ndarray [shape=(n_bands_total, n_frames_i)]
+    patch_shape : (int, int)
+        ``(n_bands, n_frames)`` of a patch, at most the spectra's band count.
+    n_samples : int >= 0
+    random_state : int, Generator or None
+
+    Returns
+    -------
+    X : np.ndarray [shape=(n_samples, n_bands * n_frames)]
+        float64 if every spectrum is float64, float32 otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastsae import audio
+    >>> S = np.arange(12, dtype=np.float32).reshape(3, 4)   # 3 bands, 4 frames
+    >>> X = audio.sample_patches([S], (2, 2), n_samples=5, random_state=0)
+    >>> X.shape
+    (5, 4)
+    >>> audio.windows_to_image(X[0], 2, 2)          # a 2 x 2 piece of S
+    array([[ 6.,  7.],
+           [10., 11.]], dtype=float32)
+    """
+    spectra = check_spectra(spectra)
+    ph, pw = check_pair(patch_shape, "patch_shape")
+    n_samples = check_int(n_samples, "n_samples", low=0)
+    H = spectra[0].shape[0]
+    if ph > H:
+        raise ParameterError(f"patch_shape[0] must be at most the spectra's {H} bands; got {ph}")
+    dtypes = {s.dtype for s in spectra}
+    dtype = np.float64 if dtypes == {np.dtype(np.float64)} else np.float32
+    lengths = np.array([s.shape[1] for s in spectra], dtype=np.int64)
+    usable = np.flatnonzero(lengths >= pw)
+    if usable.size == 0:
+        raise ParameterError(
+            f"every spectrum is shorter than patch_shape[1]={pw} frames (longest: "
+            f"{int(lengths.max())} frames); lower it or use longer clips")
+    if usable.size < len(spectra):
+        warnings.warn(f"{len(spectra) - usable.size} of {len(spectra)} spectra are shorter than "
+                      f"{pw} frames and were skipped", UserWarning, stacklevel=2)
+    rng = check_random_state(random_state)
+    places = (lengths[usable] - pw + 1) * (H - ph + 1)       # patch positions per spectrum
+    ends = np.cumsum(places)
+    k = rng.integers(0, ends[-1], n_samples)                  # one position of all, uniformly
+    which = np.searchsorted(ends, k, side="right")
+    local = k - (ends[which] - places[which])
+    X = np.empty((n_samples, ph * pw), dtype)
+    for j, (i, pos) in enumerate(zip(which, local)):
+        S = spectra[usable[i]]
+        r, c = divmod(int(pos), S.shape[1] - pw + 1)
+        X[j] = S[r:r + ph, c:c + pw].T.ravel()
     return X
 
 

@@ -1,0 +1,267 @@
+"""The default classification recipe: spectrograms of whole clips in, class labels out.
+
+:class:`ClipClassifier` is what ``fastsae classify`` and ``fastsae demo`` fit.
+It is an ensemble of classifiers that see a clip in different ways, each
+trained on the clips and on copies of them warped along frequency
+(:func:`fastsae.audio.warp_bands`: vocal-tract-length perturbation, so that
+a few training voices stand for more), their log-probabilities averaged:
+
+1. for each of ``features`` (by default two
+   :class:`~fastsae.pipeline.SelfTaughtFeatures`: sparse-autoencoder filters
+   12 bands x 8 frames and 8 bands x 10 frames, learned without labels on the
+   training clips, slid over frequency and time and pooled over 6 x 4
+   regions), a :class:`~fastsae.SoftmaxRegression` on the pooled features;
+2. a softmax on the clip's level-normalised spectrogram resampled to
+   ``n_frames`` frames (``spectrogram_softmax``);
+3. ``conv_net``: a :class:`~fastsae.StackedConvolutionalAutoencoder`
+   (convolutional autoencoder layers pretrained without labels, then the
+   whole network fine-tuned with a softmax) on the same fixed-size input.
+
+How the recipe was chosen (on FSDD, with the held-out speaker never used):
+``docs/speaker_independent.md``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin, clone
+from sklearn.preprocessing import StandardScaler
+
+from .audio._clips import check_spectra, fixed_length, trim_silence, warp_bands
+from .base import Estimator, Timer, say
+from .convnet import StackedConvolutionalAutoencoder
+from .core.checks import check_bool, check_int, check_random_state, check_scalar
+from .core.labels import encode_labels
+from .exceptions import ParameterError
+from .pipeline import SelfTaughtFeatures
+from .softmax import SoftmaxRegression, accuracy
+
+
+def default_features(dtype="float32", random_state=None):
+    """The two self-taught feature sets of the default recipe (see the module notes)."""
+    return [SelfTaughtFeatures(patch_bands=12, n_frames=8, dtype=dtype, random_state=random_state),
+            SelfTaughtFeatures(patch_bands=8, n_frames=10, dtype=dtype,
+                               random_state=None if random_state is None else random_state + 1)]
+
+
+def default_conv_net(dtype="float32", random_state=None):
+    """The default recipe's convolutional network: 24 filters 12 x 8, max-pooled 6 x 4."""
+    return StackedConvolutionalAutoencoder(
+        [dict(n_filters=24, patch_shape=(12, 8), n_pool_regions=(6, 4), pool="max")],
+        decoder="linear", sparsity=0.05, weight_decay=1e-3, softmax_weight_decay=1e-3,
+        pretrain_iter=100, softmax_iter=200, finetune_iter=150, dtype=dtype,
+        random_state=random_state)
+
+
+class ClipClassifier(ClassifierMixin, Estimator):
+    """Class labels of whole clips from their spectrograms: the default recipe.
+
+    Parameters
+    ----------
+    features : list of SelfTaughtFeatures, "default" or None
+        Feature learners, each followed by its own softmax. ``"default"``:
+        :func:`default_features`; None or ``[]``: none.
+    spectrogram_softmax : bool
+        Also a softmax on the fixed-length, level-normalised spectrogram.
+    conv_net : StackedConvolutionalAutoencoder, "default" or None
+        A convolutional network on the fixed-length spectrogram, fitted with
+        labels (pretrained, then fine-tuned). ``"default"``: :func:`default_conv_net`.
+    n_warps : int >= 0
+        Copies of every training clip warped along frequency, for the softmaxes.
+    warp_range : (float, float)
+        The warp factors, drawn uniformly per copy and clip.
+    n_frames : int
+        Frames of the fixed-length spectrogram (after trimming the silence).
+    trim_db : float
+        Silence trimming of the fixed-length spectrogram (:func:`fastsae.audio.trim_silence`).
+    weight_decay : float >= 0
+        λ of every softmax.
+    max_iter : int
+        L-BFGS iterations of every softmax.
+    dtype : {"float32", "float64"}
+        Precision of the softmaxes (the members keep their own).
+    backend, n_jobs, verbose
+        As for :class:`~fastsae.SparseAutoencoder`.
+    random_state : int, Generator or None
+        Seeds the warps and the softmaxes.
+
+    Attributes
+    ----------
+    classes_ : np.ndarray [shape=(n_classes,)]
+    members_ : list of (str, object)
+        Every fitted member by name: ``"features 12x8"`` and the like (a
+        ``(SelfTaughtFeatures, SoftmaxRegression)`` pair), ``"spectrogram"``
+        (a ``(StandardScaler, SoftmaxRegression)`` pair), ``"conv net"``.
+    n_bands_ : int
+    fit_time_ : float
+
+    Examples
+    --------
+    >>> clf = ClipClassifier(random_state=0).fit(train_spectra, train_labels)  # doctest: +SKIP
+    >>> clf.score(test_spectra, test_labels)                                     # doctest: +SKIP
+    >>> clf.member_scores(test_spectra, test_labels)    # each member alone      # doctest: +SKIP
+    """
+
+    def __init__(self, *, features="default", spectrogram_softmax=True, conv_net="default",
+                 n_warps=4, warp_range=(0.88, 1.12), n_frames=32, trim_db=20.0,
+                 weight_decay=1e-2, max_iter=300, backend="numba", dtype="float32", n_jobs=None,
+                 random_state=None, verbose=False):
+        self._store_params(locals())
+
+    # -- checks -------------------------------------------------------------
+    def _members(self):
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else None
+        feats = default_features(self.dtype, seed) if isinstance(self.features, str) \
+            and self.features == "default" else list(self.features or [])
+        for i, f in enumerate(feats):
+            if not isinstance(f, SelfTaughtFeatures):
+                raise ParameterError(f"features[{i}] must be a SelfTaughtFeatures; got "
+                                     f"{type(f).__name__}")
+        net = self.conv_net
+        if isinstance(net, str) and net == "default":
+            net = default_conv_net(self.dtype, seed)
+        if net is not None and not isinstance(net, StackedConvolutionalAutoencoder):
+            raise ParameterError("conv_net must be a StackedConvolutionalAutoencoder, "
+                                 f"'default' or None; got {type(net).__name__}")
+        return [clone(f) for f in feats], (None if net is None else clone(net))
+
+    def _validate_params(self):
+        check_bool(self.spectrogram_softmax, "spectrogram_softmax")
+        check_int(self.n_warps, "n_warps", low=0)
+        try:
+            lo, hi = (float(v) for v in self.warp_range)
+        except (TypeError, ValueError):
+            raise ParameterError(f"warp_range must be a pair (low, high); got "
+                                 f"{self.warp_range!r}") from None
+        if not 0.0 < lo <= hi:
+            raise ParameterError(f"warp_range must satisfy 0 < low <= high; got {self.warp_range!r}")
+        check_int(self.n_frames, "n_frames", low=1)
+        check_scalar(self.trim_db, "trim_db", low=0.0, low_open=True)
+        check_scalar(self.weight_decay, "weight_decay", low=0.0)
+        check_int(self.max_iter, "max_iter", low=1)
+        self._validate_common()
+        feats, net = self._members()
+        if not feats and not self.spectrogram_softmax and net is None:
+            raise ParameterError("the recipe has no member: give features, "
+                                 "spectrogram_softmax=True or a conv_net")
+        return feats, net
+
+    # -- the fixed-length view ------------------------------------------------
+    def _fixed(self, spectra):
+        """Trimmed, level-normalised spectrograms resampled to ``n_frames``: (n, bands, frames)."""
+        clips = [S - S.mean(dtype=np.float64)
+                 for S in trim_silence(spectra, top_db=self.trim_db)]
+        return fixed_length(clips, self.n_frames).astype(self.dtype, copy=False)
+
+    def _softmax(self, rng):
+        return SoftmaxRegression(self.weight_decay, max_iter=self.max_iter, backend=self.backend,
+                                 dtype=self.dtype, n_jobs=self.n_jobs,
+                                 random_state=int(rng.integers(2**31 - 1)))
+
+    # -- fitting ------------------------------------------------------------
+    def fit(self, spectra, y):
+        """Fit every member on the clips ``spectra`` and their labels ``y``.
+
+        Parameters
+        ----------
+        spectra : list of np.ndarray [shape=(n_bands, n_frames_i)]
+            Spectrograms in dB (:func:`fastsae.audio.spectrum`), any lengths.
+        y : array-like [shape=(n_clips,)]
+            Any labels; at least two classes.
+
+        Returns
+        -------
+        self
+        """
+        elapsed = Timer()
+        feats, net = self._validate_params()
+        spectra = check_spectra(spectra)
+        self.classes_, codes = encode_labels(y, len(spectra))
+        rng = check_random_state(self.random_state)
+        lo, hi = (float(v) for v in self.warp_range)
+        warped = [warp_bands(S, f) for _ in range(self.n_warps)
+                  for S, f in zip(spectra, rng.uniform(lo, hi, len(spectra)))]
+        y_aug = np.tile(codes, self.n_warps + 1)
+        members = []
+        for f in feats:
+            say(self.verbose, f"ClipClassifier: features {f.patch_bands}x{f.n_frames}")
+            F = f.fit_transform(spectra)
+            if warped:
+                F = np.concatenate([F, f.transform(warped)])
+            members.append((f"features {f.patch_bands}x{f.n_frames}",
+                            (f, self._softmax(rng).fit(F, y_aug))))
+        if self.spectrogram_softmax:
+            say(self.verbose, "ClipClassifier: spectrogram softmax")
+            X = self._fixed(spectra + warped).reshape(len(spectra) + len(warped), -1)
+            scaler = StandardScaler().fit(X)
+            members.append(("spectrogram", (scaler, self._softmax(rng).fit(scaler.transform(X),
+                                                                         y_aug))))
+        if net is not None:
+            say(self.verbose, "ClipClassifier: convolutional network")
+            X = self._fixed(spectra)
+            self.fixed_mean_, self.fixed_std_ = float(X.mean()), float(X.std()) or 1.0
+            members.append(("conv net", net.fit(self._standard_images(X), codes)))
+        self.members_ = members
+        self.n_bands_ = spectra[0].shape[0]
+        self.fit_time_ = elapsed()
+        return self
+
+    def _standard_images(self, X):
+        return ((X - self.fixed_mean_) / self.fixed_std_).astype(X.dtype, copy=False)
+
+    # -- using it -----------------------------------------------------------
+    def _member_log_proba(self, spectra):
+        """{member name: log-probabilities [shape=(n_clips, n_classes)]} of checked spectra."""
+        out, fixed = {}, None
+        for name, member in self.members_:
+            if name == "conv net":
+                fixed = self._fixed(spectra) if fixed is None else fixed
+                P = member.predict_proba(self._standard_images(fixed))
+            elif name == "spectrogram":
+                scaler, clf = member
+                fixed = self._fixed(spectra) if fixed is None else fixed
+                P = clf.predict_proba(scaler.transform(fixed.reshape(len(fixed), -1)))
+            else:
+                features, clf = member
+                P = clf.predict_proba(features.transform(spectra))
+            out[name] = np.log(np.maximum(P.astype(np.float64), 1e-12))
+        return out
+
+    def _check_spectra(self, spectra):
+        self._check_fitted("members_")
+        return check_spectra(spectra, n_bands=self.n_bands_)
+
+    def predict_log_proba(self, spectra):
+        """The members' mean log-probability, renormalised [shape=(n_clips, n_classes)]."""
+        logs = self._member_log_proba(self._check_spectra(spectra))
+        Z = np.mean(list(logs.values()), axis=0)
+        Z -= Z.max(axis=1, keepdims=True)
+        return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+
+    def predict_proba(self, spectra):
+        """Class probabilities [shape=(n_clips, n_classes)]; column k is ``classes_[k]``."""
+        return np.exp(self.predict_log_proba(spectra))
+
+    def predict(self, spectra):
+        """The most probable class of each clip."""
+        best = np.argmax(self.predict_log_proba(spectra), axis=1)
+        return self.classes_[best]
+
+    def score(self, spectra, y, sample_weight=None):
+        """Accuracy on the clips ``spectra`` with labels ``y``."""
+        if sample_weight is not None:
+            raise ParameterError("sample_weight is not supported by ClipClassifier.score")
+        return accuracy(self.predict(spectra), y)
+
+    def member_predictions(self, spectra):
+        """Each member's predicted labels alone, and the ensemble's: {name: labels}."""
+        logs = self._member_log_proba(self._check_spectra(spectra))
+        logs["ensemble"] = np.mean(list(logs.values()), axis=0)
+        return {name: self.classes_[np.argmax(Z, axis=1)] for name, Z in logs.items()}
+
+    def member_scores(self, spectra, y):
+        """Each member's accuracy alone, and the ensemble's: {name: accuracy}."""
+        return {name: accuracy(pred, y)
+                for name, pred in self.member_predictions(spectra).items()}
+
+
+__all__ = ["ClipClassifier", "default_features", "default_conv_net"]

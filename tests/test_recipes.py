@@ -1,0 +1,90 @@
+"""The default classification recipe (ClipClassifier) and its pieces."""
+import numpy as np
+import pytest
+
+import fastsae
+from fastsae import ParameterError, audio, datasets
+from fastsae.pipeline import SelfTaughtFeatures
+from fastsae.recipes import ClipClassifier, default_conv_net, default_features
+
+
+@pytest.fixture(scope="module")
+def clips():
+    sounds, labels = datasets.synthetic(n_per_class=10, random_state=0)
+    spectra = [audio.spectrum(y, 8000, kind="mel", n_bands=40) for y in sounds]
+    test = np.arange(len(spectra)) % 5 == 0
+    pick = lambda mask: [s for s, k in zip(spectra, mask) if k]     # noqa: E731
+    return pick(~test), labels[~test], pick(test), labels[test]
+
+
+def _small(**kw):
+    feats = [SelfTaughtFeatures(n_hidden=12, n_windows=1500, max_iter=25, dtype="float32",
+                                random_state=0)]
+    net = default_conv_net(random_state=0).set_params(pretrain_iter=10, softmax_iter=30,
+                                                      finetune_iter=10)
+    return ClipClassifier(**dict(dict(features=feats, conv_net=net, n_warps=1, max_iter=100,
+                                      random_state=0), **kw))
+
+
+def test_every_member_classifies_and_the_ensemble_averages_them(clips):
+    train, y, test, y_test = clips
+    clf = _small().fit(train, y)
+    assert [name for name, _ in clf.members_] == ["features 12x8", "spectrogram", "conv net"]
+    scores = clf.member_scores(test, y_test)
+    assert set(scores) == {"features 12x8", "spectrogram", "conv net", "ensemble"}
+    assert min(scores.values()) > 0.3                       # ten classes: chance is 0.1
+    P = clf.predict_proba(test)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-9)
+    # the ensemble is the members' mean log-probability
+    logs = clf._member_log_proba(test)
+    mean = np.mean(list(logs.values()), axis=0)
+    np.testing.assert_array_equal(np.argmax(P, axis=1), np.argmax(mean, axis=1))
+    assert clf.score(test, y_test) == scores["ensemble"]
+    assert set(clf.predict(test)) <= set(y)
+
+
+def test_warped_copies_are_training_data(clips):
+    train, y, _, _ = clips
+    clf = _small(conv_net=None, features=[], n_warps=3).fit(train, y)
+    scaler, softmax = dict(clf.members_)["spectrogram"]
+    assert scaler.n_samples_seen_ == 4 * len(train)
+
+
+def test_save_and_load_give_the_same_predictions(clips, tmp_path):
+    train, y, test, _ = clips
+    clf = _small(conv_net=None).fit(train, y)
+    fastsae.save(clf, tmp_path / "clf.npz")
+    back = fastsae.load(tmp_path / "clf.npz")
+    np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), rtol=1e-6)
+
+
+def test_defaults_are_the_documented_recipe():
+    a, b = default_features()
+    assert (a.patch_bands, a.n_frames, b.patch_bands, b.n_frames) == (12, 8, 8, 10)
+    assert a.n_pool_regions == ((6, 4),) and a.normalize_level
+    net = default_conv_net()
+    assert net.layers[0]["patch_shape"] == (12, 8)
+    clf = ClipClassifier()
+    assert clf.n_warps == 4 and clf.warp_range == (0.88, 1.12)
+
+
+@pytest.mark.parametrize("params", [
+    dict(n_warps=-1), dict(warp_range=(1.2, 0.9)), dict(warp_range=5), dict(n_frames=0),
+    dict(features=["x"]), dict(conv_net="big"), dict(weight_decay=-1.0),
+    dict(features=None, spectrogram_softmax=False, conv_net=None), dict(trim_db=0.0),
+])
+def test_bad_parameters_are_refused_before_any_work(clips, params):
+    train, y, _, _ = clips
+    with pytest.raises(ParameterError):
+        ClipClassifier(**params).fit(train, y)
+
+
+def test_bad_input_is_refused(clips):
+    train, y, test, _ = clips
+    with pytest.raises(ParameterError, match="classes"):
+        _small().fit(train, np.zeros(len(train)))
+    with pytest.raises(fastsae.NotFittedError):
+        ClipClassifier().predict(test)
+    clf = _small(conv_net=None, features=[]).fit(train, y)
+    with pytest.raises(ParameterError, match="bands"):
+        clf.predict([np.zeros((20, 30))])
