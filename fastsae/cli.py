@@ -120,6 +120,17 @@ def _spectra_with_paths(items, kind, spectrogram, args):
     return spectra, [index[p] for p in kept]
 
 
+def _self_taught(model):
+    """The fitted SelfTaughtFeatures inside a saved model, or None."""
+    from sklearn.pipeline import Pipeline
+
+    from .pipeline import SelfTaughtFeatures
+
+    if isinstance(model, Pipeline) and "features" in model.named_steps:
+        model = model["features"]
+    return model if isinstance(model, SelfTaughtFeatures) and hasattr(model, "sae_") else None
+
+
 def _find_autoencoder(model, kind="encoder"):
     """(weights, n_bands, n_frames) of the filters inside any saved model."""
     from .autoencoder import SparseAutoencoder
@@ -130,7 +141,7 @@ def _find_autoencoder(model, kind="encoder"):
     if isinstance(model, Pipeline) and "features" in model.named_steps:
         model = model["features"]
     if isinstance(model, SelfTaughtFeatures) and hasattr(model, "sae_"):
-        return model.filters(kind), model.n_bands_ if hasattr(model, "n_bands_") else None, model.n_frames
+        return (model.filters(kind),) + model._patch_shape()
     if isinstance(model, SparseAutoencoder) and hasattr(model, "W1_"):
         return (model.W1_ if kind == "encoder" or model.tied else model.W2_.T), None, None
     if hasattr(model, "weights_") and hasattr(model, "patch_shape"):
@@ -170,6 +181,7 @@ def _feature_model(args):
     from .pipeline import SelfTaughtFeatures
 
     params = dict(n_hidden=args.hidden, n_frames=args.n_frames, sparsity=args.sparsity,
+                  patch_bands=args.patch_bands or None,
                   max_iter=400 if args.max_iter is None else args.max_iter, backend=args.backend, dtype=args.dtype,
                   n_jobs=args.n_jobs, random_state=args.seed, verbose=not args.quiet)
     if args.n_windows is not None:
@@ -257,55 +269,128 @@ def _split(labels, test_size, seed):
     return np.sort(train), np.sort(test)
 
 
-def cmd_classify(args, console):
-    from . import io
-    from .softmax import SoftmaxRegression
-    from .viz import plot_confusion_matrix
-
-    model = io.load(args.sae)
-    from sklearn.pipeline import Pipeline
-    if not isinstance(model, Pipeline) or "features" not in model.named_steps:
-        raise CommandError(f"{args.sae}: not a feature model written by 'fastsae train-sae'")
-    items, labels, kind, _ = _audio_inputs(args.audio_dir, labels=args.labels)
+def _labelled_spectra(source, args, spectrogram, what):
+    """(spectra, labels, FSDD repetition index or None) of a labelled folder or spectra file."""
+    items, labels, kind, _ = _audio_inputs(source, labels=args.labels)
     if labels is None:
-        raise CommandError(f"{args.audio_dir}: labels come from class sub-folders "
-                           "(AUDIO_DIR/<class>/<file>), and there are none")
-    spectra, kept = _spectra_with_paths(items, kind, model["spectrogram"], args)
+        raise CommandError(f"{source}: labels come from class sub-folders "
+                           f"({what}/<class>/<file>), and there are none")
+    spectra, kept = _spectra_with_paths(items, kind, spectrogram, args)
     labels = np.asarray(labels)[kept]
-    if np.unique(labels).size < 2:
-        raise CommandError("classify needs at least two classes")
+    index = None
     if args.labels == "fsdd":
         index = np.array([int(Path(items[i]).stem.split("_")[2]) for i in kept])
+    return spectra, labels, index
+
+
+def _report_folder(path):
+    """The report folder, made now: a path that cannot hold it fails before any work."""
+    report = Path(path)
+    if report.exists() and not report.is_dir():
+        raise CommandError(f"-o {path}: exists and is not a folder")
+    try:
+        report.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"-o {path}: cannot make the report folder ({exc.strerror})") from None
+    return report
+
+
+def _fast_recipe(seed):
+    """Small settings of the default recipe (``classify --fast``): a quick look."""
+    from .pipeline import SelfTaughtFeatures
+    from .recipes import default_conv_net
+
+    return dict(features=[SelfTaughtFeatures(n_hidden=32, n_windows=4000, max_iter=50,
+                                             dtype="float32", random_state=seed)],
+                conv_net=default_conv_net(random_state=seed).set_params(
+                    pretrain_iter=20, softmax_iter=50, finetune_iter=20),
+                n_warps=1, max_iter=100)
+
+
+def cmd_classify(args, console):
+    from sklearn.pipeline import Pipeline
+
+    from . import io
+    from .audio import Spectrogram
+    from .recipes import ClipClassifier
+    from .softmax import SoftmaxRegression
+    from .viz import confusion_matrix, plot_confusion_matrix
+
+    features = None
+    if args.sae is not None:
+        model = io.load(args.sae)
+        if not isinstance(model, Pipeline) or "features" not in model.named_steps:
+            raise CommandError(f"{args.sae}: not a feature model written by 'fastsae train-sae'")
+        spectrogram, features = model["spectrogram"], model["features"]
+    else:
+        spectrogram = Spectrogram(args.kind, args.n_bands, sr=args.sr).fit()
+    report = _report_folder(args.output)
+    spectra, labels, index = _labelled_spectra(args.audio_dir, args, spectrogram, "TRAIN_DIR")
+    if args.test is not None:
+        test_spectra, test_labels, _ = _labelled_spectra(args.test, args, spectrogram, "TEST_DIR")
+        train = np.arange(len(spectra))
+        spectra, labels = spectra + test_spectra, np.concatenate([labels, test_labels])
+        test = np.arange(train.size, len(spectra))
+    elif index is not None:                 # FSDD's standard split
         train, test = np.flatnonzero(index >= 5), np.flatnonzero(index < 5)
     else:
         train, test = _split(labels, args.test_size, args.seed)
+    if np.unique(labels[train]).size < 2:
+        raise CommandError("classify needs at least two classes in the training clips")
+    unseen = sorted(set(labels[test].tolist()) - set(labels[train].tolist()))
+    if unseen:
+        raise CommandError(f"the test clips have classes the training clips lack: {unseen[:5]}")
+    pick = lambda idx: [spectra[i] for i in idx]      # noqa: E731
     t = time.perf_counter()
-    F = model["features"].transform(spectra)
-    t_feat = time.perf_counter() - t
-    clf = SoftmaxRegression(weight_decay=args.weight_decay, max_iter=args.max_iter,
-                            backend=model["features"].backend, random_state=args.seed,
-                            verbose=not args.quiet)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf.fit(F[train], labels[train])
-    pred = clf.predict(F[test]) if test.size else np.array([])
-    train_acc = float(clf.score(F[train], labels[train]))
+        if features is None:
+            clf = ClipClassifier(weight_decay=1e-2 if args.weight_decay is None else
+                                 args.weight_decay, n_jobs=args.n_jobs, random_state=args.seed,
+                                 verbose=not args.quiet, **(_fast_recipe(args.seed)
+                                                            if args.fast else {}))
+            clf.fit(pick(train), labels[train])
+            predict = clf.predict
+            what = "the default recipe (ClipClassifier)"
+            io.save(Pipeline([("spectrogram", spectrogram), ("classifier", clf)]),
+                    report / "classifier.npz")
+        else:
+            F = features.transform(spectra)
+            clf = SoftmaxRegression(1e-4 if args.weight_decay is None else args.weight_decay,
+                                    max_iter=args.max_iter, backend=features.backend,
+                                    random_state=args.seed, verbose=not args.quiet)
+            clf.fit(F[train], labels[train])
+            predict = lambda idx: clf.predict(F[idx])     # noqa: E731
+            what = f"a softmax on the features of {args.sae}"
+    seconds = time.perf_counter() - t
+    if features is None:
+        pred, train_pred = predict(pick(test)), predict(pick(train))
+    else:
+        pred, train_pred = predict(test), predict(train)
+    train_acc = float(np.mean(train_pred == labels[train]))
     test_acc = float(np.mean(pred == labels[test])) if test.size else float("nan")
-    report = Path(args.output)
-    report.mkdir(parents=True, exist_ok=True)
+    classes = clf.classes_
+    matrix = confusion_matrix(labels[test], pred, labels=classes)
+    recall = {str(c): float(matrix[k, k] / matrix[k].sum()) if matrix[k].sum() else None
+              for k, c in enumerate(classes)}
     if test.size:
-        plot_confusion_matrix(labels[test], pred, report / "confusion.png", labels=clf.classes_)
-    metrics = {"n_clips": int(len(labels)), "n_train": int(train.size), "n_test": int(test.size),
-               "classes": [str(c) for c in clf.classes_], "train_accuracy": train_acc,
-               "test_accuracy": test_acc, "feature_seconds": t_feat,
-               "n_features": int(F.shape[1]), "model": os.fspath(args.sae)}
+        plot_confusion_matrix(labels[test], pred, report / "confusion.png", labels=classes)
+    metrics = {"train": os.fspath(args.audio_dir), "test": os.fspath(args.test or args.audio_dir),
+               "model": what, "n_train": int(train.size), "n_test": int(test.size),
+               "classes": [str(c) for c in classes], "train_accuracy": train_acc,
+               "test_accuracy": test_acc, "recall": recall,
+               "confusion": matrix.tolist(), "fit_seconds": seconds}
     (report / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    rows = [[c, f"{r:.1%}" if r is not None else "-"] for c, r in recall.items()]
     (report / "report.md").write_text(
-        f"# Classification report\n\nModel: `{args.sae}`; data: `{args.audio_dir}`\n\n"
+        f"# Classification report\n\nModel: {what}; trained on `{args.audio_dir}`, tested on "
+        f"`{args.test or 'a held-out part of it'}`\n\n"
         f"| set | clips | accuracy |\n|---|---|---|\n| train | {train.size} | {train_acc:.1%} |\n"
-        f"| test | {test.size} | {test_acc:.1%} |\n\n![confusion matrix](confusion.png)\n")
+        f"| test | {test.size} | {test_acc:.1%} |\n\n| class | recall |\n|---|---|\n"
+        + "".join(f"| {c} | {r} |\n" for c, r in rows) + "\n![confusion matrix](confusion.png)\n")
     console.result(_table([["train", train.size, f"{train_acc:.1%}"],
-                         ["test", test.size, f"{test_acc:.1%}"]], ["set", "clips", "accuracy"]))
+                           ["test", test.size, f"{test_acc:.1%}"]], ["set", "clips", "accuracy"]))
+    console.result(_table(rows, ["class", "recall"]))
     console.result(f"report -> {report}")
     return 0
 
@@ -315,6 +400,19 @@ def cmd_show(args, console):
     from .viz import display_network
 
     model = io.load(args.model)
+    features = _self_taught(model)
+    if features is not None and not args.decoder and not (args.n_bands or args.n_frames):
+        # the readable picture: each filter with Hz and ms axes, by centre frequency
+        spec = model["spectrogram"] if "spectrogram" in getattr(model, "named_steps", {}) else None
+        try:
+            fig = features.plot_filters(args.output, sr=getattr(spec, "sr", None) or 8000,
+                                        kind=getattr(spec, "kind", "mel"))
+        except ParameterError:          # no frequency axis (cepstra): the plain mosaic below
+            fig = None
+        if fig is not None:
+            console.result(f"{features.n_hidden} filters ({features._patch_shape()[0]} bands x "
+                           f"{features.n_frames} frames), by centre frequency -> {args.output}")
+            return 0
     W, n_bands, n_frames = _find_autoencoder(model, "decoder" if args.decoder else "encoder")
     n_bands = args.n_bands or n_bands
     n_frames = args.n_frames or n_frames
@@ -407,6 +505,9 @@ def build_parser():
     p.add_argument("-o", "--output", required=True, help="model file (.npz)")
     p.add_argument("--hidden", type=int, default=256, help="hidden units (default 256)")
     p.add_argument("--n-frames", type=int, default=4, help="frames per window (default 4)")
+    p.add_argument("--patch-bands", type=int, default=12,
+                   help="bands per patch: filters slid over frequency (default 12; 0: every "
+                        "band, full-height filters)")
     p.add_argument("--n-windows", type=int, default=None, help="training windows to sample")
     p.add_argument("--sparsity", type=float, default=0.05, help="target activation (default 0.05)")
     p.add_argument("--beta", type=float, default=None, help="sparsity weight")
@@ -425,12 +526,23 @@ def build_parser():
     _common(p)
     p.set_defaults(func=cmd_train_sae)
 
-    p = sub.add_parser("classify", help="softmax on the features of a trained model; writes a report")
-    p.add_argument("audio_dir", metavar="AUDIO_DIR")
-    p.add_argument("--sae", required=True, help="model from 'fastsae train-sae'")
+    p = sub.add_parser("classify", help="train a classifier on labelled clips, score it on "
+                                        "others; writes a report")
+    p.add_argument("audio_dir", metavar="TRAIN_DIR",
+                   help="labelled training audio (a sub-folder per class, FSDD file names with "
+                        "--labels fsdd, or a spectra .npz)")
+    p.add_argument("--test", metavar="TEST_DIR", default=None,
+                   help="score on these clips (labelled the same way); default: a held-out "
+                        "--test-size of TRAIN_DIR (FSDD's standard split with --labels fsdd)")
+    p.add_argument("--sae", default=None,
+                   help="a model from 'fastsae train-sae': a softmax on its features instead "
+                        "of the default recipe")
     p.add_argument("-o", "--output", default="report", help="report folder (default report)")
     p.add_argument("--test-size", type=float, default=0.25, help="held-out fraction (default 0.25)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="softmax weight decay (default 1e-2, with --sae 1e-4)")
+    p.add_argument("--fast", action="store_true",
+                   help="small settings of the default recipe (a quick look, less accurate)")
     p.add_argument("--max-iter", type=int, default=400)
     _audio_opts(p, labels=True)
     _common(p)
@@ -442,8 +554,9 @@ def build_parser():
     p.add_argument("--n-bands", type=int, default=None)
     p.add_argument("--n-frames", type=int, default=None)
     p.add_argument("--decoder", action="store_true",
-                   help="draw the patterns the hidden units reconstruct (decoder, whitening "
-                        "undone) instead of the encoder's filters: smoother, often easier to read")
+                   help="a plain mosaic of the patterns the hidden units reconstruct (decoder, "
+                        "whitening undone); a feature model is otherwise drawn with Hz and ms "
+                        "axes, ordered by centre frequency")
     _common(p)
     p.set_defaults(func=cmd_show)
 
@@ -462,6 +575,9 @@ def _check_args(args):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be a positive integer; got {value}")
+    if getattr(args, "patch_bands", 0) < 0:
+        raise CommandError(f"--patch-bands must be positive (or 0 for every band); got "
+                           f"{args.patch_bands}")
     if getattr(args, "n_jobs", None) == 0:
         raise CommandError("--n-jobs must be positive (or -1 for all cores); got 0")
     ts = getattr(args, "test_size", None)

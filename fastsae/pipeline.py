@@ -61,8 +61,8 @@ def _check_regions(value, full_height):
     """``n_pool_regions`` -> a tuple of ``(frequency, time)`` region counts, one per resolution.
 
     An int ``r`` is ``r`` time regions over all frequencies, ``(1, r)``; a pair
-    ``(f, r)`` is ``f`` frequency by ``r`` time regions (frequency-local
-    patches only: full-height filters give maps one band high).
+    ``(f, r)`` is ``f`` frequency by ``r`` time regions. Full-height filters
+    give maps one band high, so there ``f`` counts as 1.
     """
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value,)
@@ -74,12 +74,7 @@ def _check_regions(value, full_height):
     for i, r in enumerate(value):
         if isinstance(r, (tuple, list)):
             f, t = check_pair(r, f"n_pool_regions[{i}]")
-            if full_height and f > 1:
-                raise ParameterError(
-                    f"n_pool_regions[{i}] = {tuple(r)} pools over {f} frequency regions, but "
-                    "full-height patches (patch_bands=None) give maps one band high; use "
-                    "patch_bands to learn frequency-local filters")
-            out.append((f, t))
+            out.append((1 if full_height else f, t))
         else:
             out.append((1, check_int(r, f"n_pool_regions[{i}]", low=1)))
     return tuple(out)
@@ -142,7 +137,8 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         equal frequency regions by ``t`` equal time regions; an int ``t`` is
         ``(1, t)``. A tuple pools at each resolution and concatenates them:
         ``((6, 4),)`` is a 6 x 4 grid; ``(1, 4)`` is the whole clip plus
-        four time quarters.
+        four time quarters. With full-height filters (``patch_bands=None``)
+        the maps are one band high: ``f`` counts as 1.
     normalize_level : bool
         Subtract each clip's mean level (dB) before anything else.
     standardize : bool

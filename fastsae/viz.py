@@ -209,6 +209,10 @@ def plot_filters(W, patch_shape, path=None, *, band_hz=None, position=None, hop_
             ax.set_yticklabels([str(lo), str(lo + ph - 1)], fontsize=6)
         ax.set_xticks([0, pw * hop_ms])
         ax.tick_params(labelsize=6, length=2)
+        if band_hz is not None:
+            c = float(np.clip(centre[k], 0, band_hz.size - 1))
+            hz = np.interp(c, np.arange(band_hz.size), band_hz)
+            ax.set_title(f"{hz:.0f} Hz", fontsize=7, pad=2)
     fig.text(0.5, 0.015, "time (ms)", ha="center", fontsize=9)
     fig.text(0.01, 0.5, "frequency (Hz, mel scale)" if band_hz is not None else "band",
              va="center", rotation="vertical", fontsize=9)

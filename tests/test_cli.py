@@ -73,28 +73,61 @@ def test_features_train_classify_show(audio_dir, tmp_path, capsys):
     code, out, err = run(["show", tmp_path / "sae.npz", "-o", tmp_path / "filters.png"], capsys)
     assert code == 0, err
     png = imread(tmp_path / "filters.png")
-    assert png.shape[0] > 20 and png.shape[1] > 10 and png[..., :3].std() > 0.05
-    assert "6 filters (20 bands x 3 frames)" in out
+    assert png.shape[0] > 200 and png.shape[1] > 200 and png[..., :3].std() > 0.05
+    assert "6 filters (12 bands x 3 frames), by centre frequency" in out
     code, out, err = run(["show", tmp_path / "sae.npz", "--decoder", "-o", tmp_path / "dec.png"],
                          capsys)
     assert code == 0, err
+    assert "6 filters (12 bands x 3 frames)" in out
     dec = imread(tmp_path / "dec.png")
-    assert dec.shape == png.shape and not np.allclose(dec, png)
+    assert dec.shape != png.shape and dec[..., :3].std() > 0.05
+
+
+def _folder(root, freqs, n=5, seed=0):
+    for label, base in freqs.items():
+        (root / label).mkdir(parents=True)
+        for i in range(n):
+            sf.write(root / label / f"{i}.wav", _tone(base * (1 + 0.02 * i), seed=seed + i), 8000)
+    return root
+
+
+def test_classify_trains_on_one_folder_and_scores_another(tmp_path, capsys):
+    train = _folder(tmp_path / "train", {"low": 220.0, "high": 1500.0}, seed=0)
+    test = _folder(tmp_path / "test", {"low": 240.0, "high": 1400.0}, n=3, seed=10)
+    code, out, err = run(["classify", train, "--test", test, "--fast", "-o", tmp_path / "rep",
+                          "--quiet", "--no-cache", "--n-jobs", "1"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert metrics["n_train"] == 10 and metrics["n_test"] == 6
+    assert metrics["test_accuracy"] == 1.0 and set(metrics["recall"]) == {"high", "low"}
+    assert np.sum(metrics["confusion"]) == 6 and "ClipClassifier" in metrics["model"]
+    assert (tmp_path / "rep" / "confusion.png").exists()
+    # the fitted classifier is saved, spectrogram settings included, and predicts files
+    clf = fastsae.load(tmp_path / "rep" / "classifier.npz")
+    files = sorted(str(f) for f in (test / "high").iterdir())
+    assert list(clf.predict(files)) == ["high"] * 3
+    assert "recall" in out and "low" in out
+    # a test folder with a class the training clips lack is refused before any training
+    _folder(tmp_path / "odd", {"middle": 700.0}, n=2)
+    code, out, err = run(["classify", train, "--test", tmp_path / "odd", "--fast", "-o",
+                          tmp_path / "rep2", "--quiet", "--no-cache"], capsys)
+    assert code == 2 and "middle" in err
 
 
 def test_demo_fast_writes_its_report(tmp_path, capsys):
     code, out, err = run(["demo", "--fast", "-o", tmp_path / "demo", "--quiet"], capsys)
     assert code == 0, err
     report = tmp_path / "demo"
-    for name in ("filters.png", "conv_filters.png", "training.png", "confusion.png",
-                 "metrics.json", "report.md"):
+    for name in ("filters.png", "training.png", "confusion.png", "metrics.json", "report.md"):
         assert (report / name).stat().st_size > 0, name
     metrics = json.loads((report / "metrics.json").read_text())
-    for stage in ("baseline", "self_taught", "stacked", "convolutional"):
+    for stage in ("baseline", "default", "stacked"):
         assert 0.0 <= metrics[stage]["test_accuracy"] <= 1.0
+    assert set(metrics["default"]["members"]) == {"features 12x8", "spectrogram", "conv net"}
     assert metrics["baseline"]["test_accuracy"] > 2 * metrics["chance"]
+    assert metrics["default"]["test_accuracy"] > 2 * metrics["chance"]
     # --quiet silences progress, not the results
-    assert "self-taught" in out and "report:" in out and "%" in out
+    assert "default recipe" in out and "report:" in out and "%" in out
     img = imread(report / "filters.png")
     assert img[..., :3].std() > 0.05
 
@@ -145,7 +178,8 @@ def test_ctrl_c_keeps_the_best_weights_and_resume_continues(audio_dir, tmp_path)
     ckpt = tmp_path / "sae.checkpoint.npz"
     cmd = [sys.executable, "-m", "fastsae.cli", "train-sae", str(audio_dir), "-o", str(out),
            "--hidden", "6", "--n-frames", "3", "--n-windows", "400", "--max-iter", "100000",
-           "--checkpoint-every", "2", "--quiet", "--no-cache", "--n-jobs", "1"]
+           "--patch-bands", "0", "--checkpoint-every", "2", "--quiet", "--no-cache",
+           "--n-jobs", "1"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 120
@@ -164,7 +198,8 @@ def test_ctrl_c_keeps_the_best_weights_and_resume_continues(audio_dir, tmp_path)
     assert done >= 2 and done % 2 == 0
     code = main(["train-sae", str(audio_dir), "-o", str(tmp_path / "resumed.npz"), "--resume",
                  "--checkpoint", str(ckpt), "--hidden", "6", "--n-frames", "3", "--n-windows", "400",
-                 "--max-iter", str(done + 5), "--quiet", "--no-cache", "--n-jobs", "1"])
+                 "--patch-bands", "0", "--max-iter", str(done + 5), "--quiet", "--no-cache",
+                 "--n-jobs", "1"])
     assert code == 0
     resumed = fastsae.load(tmp_path / "resumed.npz")["features"].sae_
     assert resumed.n_iter_ == done + 5

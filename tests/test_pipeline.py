@@ -183,7 +183,7 @@ def test_bad_spectra_raise(bad):
     dict(n_pool_regions=0), dict(n_pool_regions=()), dict(n_pool_regions=(1, 0)),
     dict(standardize="yes"), dict(trim_db=0.0), dict(retain=1.5), dict(epsilon=-1.0),
     dict(backend="fortran"), dict(dtype="int8"), dict(n_jobs=0), dict(random_state="seed"),
-    dict(n_pool_regions=((2, 3),)), dict(patch_bands=0), dict(patch_bands=11),
+    dict(patch_bands=0), dict(patch_bands=11),
     dict(patch_bands=4, n_windows=None), dict(patch_bands=4, n_pool_regions=((2, 0),)),
     dict(normalize_level="yes"),
 ])
@@ -288,4 +288,6 @@ def test_frequency_profile_and_the_filter_picture(rng, tmp_path):
     assert len(fig.axes) == 6 + 1 and (tmp_path / "filters.png").exists()
     old = SelfTaughtFeatures(**SMALL, random_state=0).fit(spectra)    # full-height filters
     assert old.frequency_profile_.shape == (6, 1)
+    grid = SelfTaughtFeatures(**dict(SMALL, n_pool_regions=((6, 2),)), random_state=0)
+    assert grid.fit_transform(spectra).shape[1] == 6 * 2 * 2      # maps one band high
     assert len(old.plot_filters(sr=8000).axes) == 7
