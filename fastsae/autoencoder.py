@@ -10,7 +10,7 @@ from .base import Estimator, unit_range_error
 from .core.args import check_sae_options
 from .core.checks import (DECODERS, LOSSES, check_array, check_bool, check_choice, check_int)
 from .exceptions import ParameterError
-from .params import init_params, pack, unpack_sae
+from .params import init_params, layout_size, pack, sae_layout, unpack_sae
 
 
 def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay,
@@ -181,6 +181,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         """
         X = self._check_X(X, fitting=True)          # the parameters first, then X
         n_visible = X.shape[1]
+        self._check_fit_memory(layout_size(sae_layout(n_visible, self.n_hidden, self.tied)),
+                               3 * X.shape[0] * self.n_hidden * np.dtype(self.dtype).itemsize,
+                               f" with n_hidden={self.n_hidden} on {n_visible} features")
         if self.warm_start and hasattr(self, "W1_") and self.n_features_in_ == n_visible:
             theta0 = self._theta()
         else:
@@ -202,6 +205,12 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
     @property
     def _n_features_out(self):
         return self.W1_.shape[0]
+
+    def _expected_shapes(self):
+        if not hasattr(self, "W1_"):
+            return {}
+        v, h = self.n_features_in_, self.n_hidden
+        return {"W1_": (h, v), "W2_": (v, h), "b1_": (h,), "b2_": (v,)}
 
     # -- using it -----------------------------------------------------------
     def transform(self, X):

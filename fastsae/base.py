@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 
 from . import _dask, backends
 from .core.checks import check_array, check_bool, check_dtype, check_n_jobs, check_scalar
+from .core.memory import check_memory, lbfgs_bytes
 from .core.threads import numba_threads
 from .exceptions import NotFittedError, ParameterError
 from .optim import lbfgs
@@ -90,6 +91,19 @@ class Estimator(BaseEstimator):
         check_dtype(self.dtype)
         check_n_jobs(self.n_jobs)
         check_bool(self.verbose, "verbose")
+
+    def _check_fit_memory(self, n_params, work_bytes=0, what=""):
+        """Refuse a fit whose L-BFGS state (``n_params`` float64 parameters, 100
+        correction pairs) and working arrays (``work_bytes``) would not fit in memory."""
+        check_memory(lbfgs_bytes(n_params) + int(work_bytes),
+                     f"{type(self).__name__}.fit{what} ({n_params:,} parameters)",
+                     hint="use fewer units or filters, or fewer examples")
+
+    def _expected_shapes(self):
+        """{fitted attribute: the shape its parameters imply}, for checking loaded model files
+        (:func:`fastsae.load`); empty for an unfitted estimator. Estimators with weights
+        override it."""
+        return {}
 
     def _check_fitted(self, attr):
         if not hasattr(self, attr):

@@ -9,9 +9,12 @@
     fastsae show sae.npz -o filters.png
     fastsae bench
 
-Every command prints one line and exits with a non-zero status on an error a
-user can act on (a missing folder, a folder without audio, an unreadable file,
-a bad option); ``--verbose`` shows the traceback as well.
+Every argument, path and option is checked before any work starts. An error
+a user can act on is one line on stderr, never a traceback (``--verbose``
+adds it): exit status 2 for how the command was called (a bad option, a
+missing folder, an output path that cannot be written), 1 for what the data
+hold (an unreadable audio file, a damaged model file, NaN in the data), 130
+after Ctrl-C. What is printed as written is what was written.
 """
 from __future__ import annotations
 
@@ -27,12 +30,38 @@ from .exceptions import ParameterError
 
 import numpy as np
 
-EXIT_ERROR = 2
+EXIT_ERROR = 2          # how the command was called
+EXIT_DATA = 1           # what the data hold
 EXIT_INTERRUPTED = 130
 
 
 class CommandError(Exception):
-    """An error in how the command was called: printed as one line."""
+    """An error in how the command was called: printed as one line, exit status 2."""
+
+
+def _input_file(path, flag):
+    """A file the command reads: it must exist (what it holds is checked when read)."""
+    if not Path(path).is_file():
+        raise CommandError(f"{flag} {path}: {'is a folder' if Path(path).is_dir() else 'does not exist'}")
+    return path
+
+
+def _output_file(path, flag, suffix):
+    """A file the command will write: its folder can be made, it is not a folder, and it
+    ends in ``suffix``; checked before any work, so that no result is lost at the end."""
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise CommandError(f"{flag} {path}: must end in {suffix}")
+    if path.is_dir():
+        raise CommandError(f"{flag} {path}: is a folder")
+    for parent in [path.parent, *path.parent.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CommandError(f"{flag} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise CommandError(f"{flag} {path}: cannot write in {parent}")
+            break
+    return path
 
 
 # -- helpers -------------------------------------------------------------------
@@ -155,14 +184,29 @@ def _find_autoencoder(model, kind="encoder"):
 
 # -- commands ------------------------------------------------------------------
 
-def cmd_features(args, console):
-    from .audio import Spectrogram, save_spectra
+def _spectrogram(args, **kw):
+    """The Spectrogram of the audio options, checked (``--n-bands``: 40, or for
+    ``--kind fft`` the bins that ``n_fft`` gives)."""
+    from .audio import Spectrogram, spectrum
 
+    n_bands = args.n_bands if args.n_bands is not None else (None if args.kind == "fft" else 40)
+    spec = Spectrogram(args.kind, n_bands, sr=args.sr, **kw)
+    try:
+        spec.fit()
+        spectrum(np.ones(64, np.float32), args.sr or 8000, **spec._spectrum_kw())
+    except ParameterError as exc:
+        raise CommandError(str(exc)) from None
+    return spec
+
+
+def cmd_features(args, console):
+    from .audio import save_spectra
+
+    _output_file(args.output, "-o", ".npz")
+    spec = _spectrogram(args, n_fft=args.n_fft, hop_length=args.hop_length)
     items, labels, kind, _ = _audio_inputs(args.audio_dir, labels=args.labels)
     if kind != "files":
         raise CommandError("features needs an audio folder")
-    spec = Spectrogram(args.kind, args.n_bands, sr=args.sr, n_fft=args.n_fft,
-                       hop_length=args.hop_length).fit()
     t = time.perf_counter()
     spectra, kept = _spectra_with_paths(items, kind, spec, args)
     out = args.output
@@ -176,8 +220,8 @@ def cmd_features(args, console):
 
 
 def _feature_model(args):
-    from .audio import Spectrogram
     from sklearn.pipeline import Pipeline
+
     from .pipeline import SelfTaughtFeatures
 
     params = dict(n_hidden=args.hidden, n_frames=args.n_frames, sparsity=args.sparsity,
@@ -190,15 +234,16 @@ def _feature_model(args):
         params["beta"] = args.beta
     if args.weight_decay is not None:
         params["weight_decay"] = args.weight_decay
-    return Pipeline([("spectrogram", Spectrogram(args.kind, args.n_bands, sr=args.sr)),
+    return Pipeline([("spectrogram", _spectrogram(args)),
                      ("features", SelfTaughtFeatures(**params))])
 
 
 def cmd_train_sae(args, console):
     from . import io
 
-    out = args.output
-    checkpoint = args.checkpoint or str(Path(out).with_suffix("")) + ".checkpoint.npz"
+    out = _output_file(args.output, "-o", ".npz")
+    checkpoint = args.checkpoint or str(out.with_suffix("")) + ".checkpoint.npz"
+    _output_file(checkpoint, "--checkpoint", ".npz")
     if args.resume:
         if not os.path.exists(checkpoint):
             raise CommandError(f"--resume: no checkpoint at {checkpoint}")
@@ -210,6 +255,10 @@ def cmd_train_sae(args, console):
                      "iterations done)")
     else:
         model = _feature_model(args)
+    try:
+        model["features"]._validate_params()
+    except ParameterError as exc:
+        raise CommandError(str(exc)) from None
     items, _, kind, stored = _audio_inputs(args.audio_dir)
     if kind == "spectra" and stored and not args.resume:
         # the model must compute the spectra it was trained on: take the file's settings
@@ -311,19 +360,18 @@ def cmd_classify(args, console):
     from sklearn.pipeline import Pipeline
 
     from . import io
-    from .audio import Spectrogram
     from .recipes import ClipClassifier
     from .softmax import SoftmaxRegression
     from .viz import confusion_matrix, plot_confusion_matrix
 
     features = None
     if args.sae is not None:
-        model = io.load(args.sae)
+        model = io.load(_input_file(args.sae, "--sae"))
         if not isinstance(model, Pipeline) or "features" not in model.named_steps:
             raise CommandError(f"{args.sae}: not a feature model written by 'fastsae train-sae'")
         spectrogram, features = model["spectrogram"], model["features"]
     else:
-        spectrogram = Spectrogram(args.kind, args.n_bands, sr=args.sr).fit()
+        spectrogram = _spectrogram(args)
     report = _report_folder(args.output)
     spectra, labels, index = _labelled_spectra(args.audio_dir, args, spectrogram, "TRAIN_DIR")
     if args.test is not None:
@@ -399,7 +447,8 @@ def cmd_show(args, console):
     from . import io
     from .viz import display_network
 
-    model = io.load(args.model)
+    _output_file(args.output, "-o", ".png")
+    model = io.load(_input_file(args.model, "MODEL"))
     features = _self_taught(model)
     if features is not None and not args.decoder and not (args.n_bands or args.n_frames):
         # the readable picture: each filter with Hz and ms axes, by centre frequency
@@ -466,7 +515,8 @@ def _audio_opts(p, *, labels=False):
     g = p.add_argument_group("audio")
     g.add_argument("--kind", default="mel", choices=["fft", "mel", "bark", "cepstrum", "cqt"],
                    help="spectral transform (default mel)")
-    g.add_argument("--n-bands", type=int, default=40, help="bands (default 40)")
+    g.add_argument("--n-bands", type=int, default=None,
+                   help="bands (default 40; with --kind fft, set by the FFT size)")
     g.add_argument("--sr", type=int, default=None, help="resample to this rate (Hz)")
     g.add_argument("--on-error", choices=["fail", "skip"], default="fail",
                    help="unreadable audio files: stop (default) or skip with a warning")
@@ -575,6 +625,15 @@ def _check_args(args):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be a positive integer; got {value}")
+    if getattr(args, "checkpoint_every", 0) < 0:
+        raise CommandError(f"--checkpoint-every must be 0 (never) or positive; got "
+                           f"{args.checkpoint_every}")
+    if getattr(args, "weight_decay", None) is not None and args.weight_decay < 0:
+        raise CommandError(f"--weight-decay must be >= 0; got {args.weight_decay}")
+    for name in ("sparsity", "beta"):
+        value = getattr(args, name, None)
+        if value is not None and not (value >= 0):
+            raise CommandError(f"--{name} must be >= 0; got {value}")
     if getattr(args, "patch_bands", 0) < 0:
         raise CommandError(f"--patch-bands must be positive (or 0 for every band); got "
                            f"{args.patch_bands}")
@@ -605,12 +664,19 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("fastsae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (CommandError, ParameterError, BackendUnavailableError, NumericalError,
-            FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except CommandError as exc:
         if args.verbose:
             raise
         print(f"fastsae: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except (ParameterError, BackendUnavailableError, NumericalError, OSError) as exc:
+        if args.verbose:
+            raise
+        message = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) \
+            and exc.filename else str(exc)
+        print(f"fastsae: error: {message.splitlines()[0] if message else type(exc).__name__}",
+              file=sys.stderr)
+        return EXIT_DATA
 
 
 if __name__ == "__main__":

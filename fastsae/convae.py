@@ -27,7 +27,7 @@ from .conv import convolve, weights_from_filters
 from .core.args import check_conv_ae_args
 from .core.checks import (DECODERS, check_array, check_bool, check_choice, check_int, check_pair,
                           check_random_state)
-from .core.layouts import unpack_conv_ae
+from .core.layouts import conv_ae_layout, layout_size, unpack_conv_ae
 from .core.threads import numba_threads
 from .exceptions import ParameterError
 from .params import pack
@@ -284,6 +284,14 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
         X = backends.to_device(self.backend, X)
         return lambda theta: cost_grad(theta, X, K, shape, **kw)
 
+    def _expected_shapes(self):
+        if not hasattr(self, "filters_"):
+            return {}
+        ph, pw = check_pair(self.patch_shape, "patch_shape")
+        F = (self.n_filters, self.n_channels_in_, ph, pw)
+        return {"filters_": F, "decoder_filters_": F, "bias_": (self.n_filters,),
+                "decoder_bias_": (self.n_channels_in_,)}
+
     def _theta(self):
         arrays = [self.filters_] if self.tied else [self.filters_, self.decoder_filters_]
         return pack(arrays + [self.bias_, self.decoder_bias_])[0]
@@ -321,6 +329,11 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
         """
         X = self._check_X(X, fitting=True)          # the parameters first, then X
         C = X.shape[1]
+        ph, pw = check_pair(self.patch_shape, "patch_shape")
+        n_maps = X.shape[0] * self.n_filters * (X.shape[2] - ph + 1) * (X.shape[3] - pw + 1)
+        self._check_fit_memory(layout_size(conv_ae_layout(self.n_filters, C, (ph, pw), self.tied)),
+                               2 * n_maps * X.dtype.itemsize,
+                               f" with {self.n_filters} filters {(ph, pw)}")
         result = self._run_lbfgs(self._objective(X), self._init_theta(C), max_iter=self.max_iter,
                                  callback=callback)
         self._set_theta(result.theta, C)

@@ -161,9 +161,41 @@ def _resolve_class(name):
     return cls
 
 
-def _decode(value, arrays):
+def _attribute(obj, name):
+    """``obj.stack_[0][1]``-style paths of :meth:`_expected_shapes`."""
+    head, _, rest = name.partition("[")
+    value = getattr(obj, head)
+    for index in (rest.rstrip("]").split("][") if rest else []):
+        value = value[int(index)]
+    return value
+
+
+def _check_shapes(obj, where):
+    """Every weight a loaded estimator holds must have the shape its parameters imply."""
+    cls = type(obj).__name__
+    try:
+        expected = obj._expected_shapes()
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        raise ModelFileError(f"{where} ({cls}) is incomplete: {exc}") from None
+    for name, shape in expected.items():
+        try:
+            value = _attribute(obj, name)
+        except (AttributeError, IndexError, TypeError):
+            raise ModelFileError(f"{where}.{name} ({cls}) is missing") from None
+        if name == "stack_":
+            raise ModelFileError(f"{where}.stack_ ({cls}) has {len(value)} layers; its "
+                                 f"hidden_sizes need {shape[0]}")
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise ModelFileError(f"{where}.{name} ({cls}) must be a float array; got "
+                                 f"{getattr(value, 'dtype', type(value).__name__)}")
+        if value.shape != tuple(shape):
+            raise ModelFileError(f"{where}.{name} ({cls}) has shape {value.shape}, but its "
+                                 f"parameters need {tuple(shape)}")
+
+
+def _decode(value, arrays, where="model"):
     if isinstance(value, list):
-        return [_decode(v, arrays) for v in value]
+        return [_decode(v, arrays, f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, dict):
         return value
     if "__array__" in value:
@@ -176,14 +208,16 @@ def _decode(value, arrays):
     if "__dtype__" in value:
         return np.dtype(value["__dtype__"])
     if "__list__" in value:
-        return [_decode(v, arrays) for v in value["__list__"]]
+        return [_decode(v, arrays, f"{where}[{i}]") for i, v in enumerate(value["__list__"])]
     if "__tuple__" in value:
-        return tuple(_decode(v, arrays) for v in value["__tuple__"])
+        return tuple(_decode(v, arrays, f"{where}[{i}]")
+                     for i, v in enumerate(value["__tuple__"]))
     if "__dict__" in value:
-        return {k: _decode(v, arrays) for k, v in value["__dict__"].items()}
+        return {k: _decode(v, arrays, f"{where}.{k}") for k, v in value["__dict__"].items()}
     if "__estimator__" in value:
         cls = _resolve_class(value["__estimator__"])
-        params = {k: _decode(v, arrays) for k, v in value.get("params", {}).items()}
+        params = {k: _decode(v, arrays, f"{where}.{k}")
+                  for k, v in value.get("params", {}).items()}
         for name, old in getattr(cls, "_legacy_params", {}).items():
             params.setdefault(name, old)        # written before the parameter existed
         if not cls.__module__.startswith("fastsae"):
@@ -195,7 +229,9 @@ def _decode(value, arrays):
         except TypeError as exc:
             raise ModelFileError(f"the file's parameters do not fit {cls.__name__}: {exc}") from None
         for k, v in value.get("fitted", {}).items():
-            setattr(obj, k, _decode(v, arrays))
+            setattr(obj, k, _decode(v, arrays, f"{where}.{k}"))
+        if hasattr(obj, "_expected_shapes"):
+            _check_shapes(obj, where)
         return obj
     raise ModelFileError(f"unexpected entry in the file: {sorted(value)}")
 
@@ -271,7 +307,10 @@ def load(path):
         newer format version.
     """
     doc, arrays = read_document(path)
-    return _decode(doc["model"], arrays)
+    try:
+        return _decode(doc["model"], arrays)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{os.fspath(path)!r}: {exc}") from None
 
 
 __all__ = ["save", "load", "registered_classes", "ModelFileError", "FORMAT_VERSION"]

@@ -401,6 +401,12 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
     def _n_features_out(self):
         return self.n_features_in_ if self.zca else self.n_components_
 
+    def _expected_shapes(self):
+        if not hasattr(self, "components_"):
+            return {}
+        n, k = self.n_features_in_, self.n_components_
+        return {"mean_": (n,), "components_": (k, n), "explained_variance_": (k,)}
+
     def inverse_transform(self, Y):
         """Back to the input space: ``Y @ W⁺ + mean_``.
 

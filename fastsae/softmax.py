@@ -284,8 +284,10 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
         """
         X = self._check_X(X, fitting=True)          # the parameters first, then X
         classes, codes = encode_labels_for(X, y)
-        self.classes_ = classes
         K, n = classes.size, X.shape[1]
+        self._check_fit_memory(K * n + K, 3 * X.shape[0] * K * np.dtype(self.dtype).itemsize,
+                               f" with {K} classes on {n} features")
+        self.classes_ = classes
         rng = check_random_state(self.random_state)
         theta0 = np.zeros(K * n + K)
         theta0[:K * n] = 0.005 * rng.standard_normal(K * n)
@@ -302,6 +304,12 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
 
     def _theta(self):
         return np.concatenate([self.coef_.ravel(), self.intercept_])
+
+    def _expected_shapes(self):
+        if not hasattr(self, "coef_"):
+            return {}
+        K = len(self.classes_)
+        return {"coef_": (K, self.n_features_in_), "intercept_": (K,)}
 
     def cost(self, X, y):
         """The training objective at the current weights on ``X``, ``y``

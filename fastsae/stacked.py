@@ -15,7 +15,7 @@ from .core.args import check_softmax_args
 from .core.checks import (DECODERS, check_array, check_choice, check_dtype, check_int,
                           check_random_state, check_scalar)
 from .exceptions import ParameterError
-from .params import stack_to_params, stacked_layout, unpack
+from .params import layout_size, stack_to_params, stacked_layout, unpack
 from .softmax import SoftmaxOutputMixin, SoftmaxRegression, encode_known_labels_for, encode_labels_for
 
 
@@ -255,6 +255,11 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         val = check_validation(validation, lambda V: self._check_rows(
             V, "validation[0]", n_features=n_features)[0])
 
+        sizes_all = (n_features,) + sizes
+        self._check_fit_memory(
+            layout_size(stacked_layout(sizes_all, classes.size)),
+            2 * X.shape[0] * sum(sizes_all) * np.dtype(self.dtype).itemsize,
+            f" with hidden_sizes={sizes} on {n_features} features")
         rng = check_random_state(self.random_state)
         common = dict(backend=self.backend, dtype=self.dtype, n_jobs=self.n_jobs,
                       verbose=self.verbose)
@@ -317,6 +322,19 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         cost_grad = backends.get_function(self.backend, "stacked_cost_grad")
         X = backends.to_device(self.backend, X)
         return lambda theta: cost_grad(theta, X, codes, layer_sizes, K, **kw)
+
+    def _expected_shapes(self):
+        if not hasattr(self, "stack_"):
+            return {}
+        sizes = (self.n_features_in_,) + tuple(check_int(h, "hidden_sizes", low=1)
+                                               for h in self.hidden_sizes)
+        out = {"coef_": (len(self.classes_), sizes[-1]), "intercept_": (len(self.classes_),)}
+        if len(self.stack_) != len(sizes) - 1:
+            out["stack_"] = (len(sizes) - 1,)
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            out[f"stack_[{i}][0]"] = (n_out, n_in)
+            out[f"stack_[{i}][1]"] = (n_out,)
+        return out
 
     def _layer_sizes(self):
         return (self.n_features_in_,) + tuple(W.shape[0] for W, _ in self.stack_)

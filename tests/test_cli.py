@@ -138,11 +138,21 @@ def test_demo_fast_writes_its_report(tmp_path, capsys):
     (["show", "/no/such/model.npz"], "does not exist"),
     (["train-sae", "AUDIO", "-o", "x.npz", "--hidden", "0"], "--hidden must be a positive"),
     (["classify", "AUDIO", "--sae", "/no/model.npz"], "does not exist"),
+    (["train-sae", "AUDIO", "-o", "model.txt"], "must end in .npz"),
+    (["train-sae", "AUDIO", "-o", "FILE/model.npz"], "is a file, not a folder"),
+    (["classify", "AUDIO", "-o", "FILE"], "not a folder"),
+    (["features", "AUDIO", "-o", "x.txt"], "must end in .npz"),
+    (["features", "AUDIO", "-o", "FILE/x.npz"], "is a file, not a folder"),
+    (["train-sae", "AUDIO", "-o", "x.npz", "--checkpoint-every", "-1"], "--checkpoint-every"),
+    (["train-sae", "AUDIO", "-o", "x.npz", "--sparsity", "2"], "sparsity must be in"),
+    (["show", "AUDIO", "-o", "x.png"], "is a folder"),
+    (["features", "AUDIO", "-o", "x.npz", "--kind", "fft", "--n-bands", "20"], "n_bands must be None"),
 ])
 def test_errors_are_one_line_without_traceback(args, message, tmp_path, audio_dir, capsys):
     (tmp_path / "empty").mkdir()
-    args = [str(tmp_path / "empty") if a == "EMPTY" else str(audio_dir) if a == "AUDIO" else a
-            for a in args]
+    (tmp_path / "file").write_text("not a folder")
+    args = [str(tmp_path / "empty") if a == "EMPTY" else str(audio_dir) if a == "AUDIO" else
+            a.replace("FILE", str(tmp_path / "file")) for a in args]
     code, out, err = run(args, capsys)
     assert code == 2
     assert message in err and "Traceback" not in err
@@ -153,11 +163,29 @@ def test_unreadable_file_fails_or_is_skipped(audio_dir, tmp_path, capsys):
     (audio_dir / "low" / "broken.wav").write_bytes(b"RIFF....not really a wav")
     code, out, err = run(["features", audio_dir, "-o", tmp_path / "s.npz", "--no-cache",
                           "--n-jobs", "1"], capsys)
-    assert code == 2 and "broken.wav" in err
+    assert code == 1 and "broken.wav" in err            # the data, not the call: exit 1
     with pytest.warns(UserWarning, match="skipped 1"):
         code, out, err = run(["features", audio_dir, "-o", tmp_path / "s.npz", "--no-cache",
                               "--n-jobs", "1", "--on-error", "skip"], capsys)
     assert code == 0 and len(fastsae.audio.load_spectra(tmp_path / "s.npz")[0]) == 12
+
+
+def test_outputs_are_what_is_printed_and_fft_works(audio_dir, tmp_path, capsys):
+    code, out, err = run(["features", audio_dir, "-o", tmp_path / "fft.npz", "--kind", "fft",
+                          "--no-cache", "--n-jobs", "1"], capsys)
+    assert code == 0, err
+    assert str(tmp_path / "fft.npz") in out and (tmp_path / "fft.npz").exists()
+    spectra, _ = fastsae.audio.load_spectra(tmp_path / "fft.npz")
+    assert spectra[0].shape[0] == fastsae.audio.default_n_fft(8000) // 2 + 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_damaged_spectra_file_is_a_data_error(tmp_path, capsys):
+    bad = tmp_path / "spectra.npz"
+    bad.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    code, out, err = run(["train-sae", bad, "-o", tmp_path / "m.npz", "--quiet"], capsys)
+    assert code == 1 and "damaged" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_unknown_option_value_is_rejected(capsys):

@@ -99,7 +99,10 @@ def _cached(path, key, cache):
 def _spectrum_of_file(path, *, sr, params, key, cache):
     path, data = _read_bytes(path)
     y, file_sr = decode(data, path, sr=sr, mono=True)
-    S = spectrum(y, file_sr, **params)
+    try:
+        S = spectrum(y, file_sr, **params)
+    except ParameterError as exc:               # the options were checked: it is this file
+        raise ParameterError(f"audio file {path!r}: {exc}") from None
     if cache is not None:
         _save_atomic(_cache_file(data, key, cache), S)
     return S

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -55,7 +56,8 @@ class Spectrogram(TransformerMixin, Estimator):
         """Nothing to learn; checks the settings."""
         if self.kind not in KINDS:
             raise ParameterError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {self.kind!r}")
-        check_int(self.n_bands, "n_bands", low=1)
+        if self.n_bands is not None:
+            check_int(self.n_bands, "n_bands", low=1)
         return self
 
     def transform(self, X, *, n_jobs=None, cache_dir=None, progress=False, on_error="fail"):
@@ -101,9 +103,19 @@ def save_spectra(path, spectra, *, paths=None, labels=None, params=None):
             if len(values) != len(spectra):
                 raise ParameterError(f"{name} must have one entry per spectrum")
             arrays[name] = np.asarray([str(v) for v in values])
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        raise ParameterError(f"path must end in .npz; got {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    np.savez(path, **arrays)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as out:            # a file object: numpy adds no suffix
+            np.savez(out, **arrays)
+        os.replace(tmp, path)                    # never a half-written file under path
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def load_spectra(path):
@@ -123,8 +135,8 @@ def load_spectra(path):
                     "labels": npz["labels"].tolist() if "labels" in npz.files else None}
     except FileNotFoundError:
         raise ParameterError(f"spectra file {os.fspath(path)!r} does not exist") from None
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ParameterError(f"{os.fspath(path)!r} is not a spectra file written by "
-                             f"fastsae ({exc})") from None
+                             f"fastsae, or is damaged ({type(exc).__name__}: {exc})") from None
     spectra = [data[:, a:b] for a, b in zip(offsets[:-1], offsets[1:])]
     return spectra, info

@@ -9,6 +9,7 @@ from functools import partial
 import numpy as np
 
 from ..core.checks import check_bool, check_int
+from ..core.memory import check_memory
 from ..exceptions import ParameterError
 from ._parallel import map_files
 
@@ -47,9 +48,27 @@ def _sf_message(exc) -> str:
     return msg.split(": ", 1)[-1] if msg.startswith("Error opening") else msg
 
 
+#: A sample rate above this in a file's header is taken for corruption.
+MAX_SAMPLE_RATE = 768_000
+
+
 def _read_soundfile(source, path):
     import soundfile as sf
 
+    try:
+        info = sf.info(io.BytesIO(source.getvalue()) if isinstance(source, io.BytesIO)
+                       else source)
+    except (sf.SoundFileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
+        raise ParameterError(
+            f"audio file {path!r} could not be decoded as audio "
+            f"(corrupt, truncated or not an audio file; libsndfile: {_sf_message(exc)})"
+        ) from None
+    if not 0 < info.samplerate <= MAX_SAMPLE_RATE:
+        raise ParameterError(f"audio file {path!r} claims a sample rate of {info.samplerate:,} "
+                             f"Hz (above {MAX_SAMPLE_RATE:,}: a corrupt header?)")
+    check_memory(4 * info.frames * max(info.channels, 1),
+                 f"decoding audio file {path!r} ({info.frames:,} frames x {info.channels} "
+                 "channels)", hint="split the file")
     try:
         data, file_sr = sf.read(source, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError, EOFError) as exc:

@@ -7,6 +7,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..core.checks import check_array, check_bool, check_choice, check_int, check_scalar
+from ..core.memory import check_memory
 from ..exceptions import ParameterError
 
 KINDS = ("fft", "mel", "bark", "cepstrum", "cqt")
@@ -270,8 +271,13 @@ def spectrum(y, sr, *, kind="mel", n_fft=None, hop_length=None, n_bands=None, lo
                         bins_per_octave=bpo, window=window)
         C = np.abs(C[:, :n_frames]).astype(np.float32, copy=False)
         S = _to_db(C * C, amin, top_db) if log else C
-        return np.ascontiguousarray(S, dtype=np.float32)
+        return _finite(np.ascontiguousarray(S, dtype=np.float32), y)
 
+    n_frames = 1 + max(y.size, n_fft) // hop
+    check_memory(16 * n_frames * (n_fft // 2 + 1),
+                 f"the spectrum of {y.size:,} samples at sr={sr} (n_fft={n_fft}, "
+                 f"hop_length={hop}, {n_frames:,} frames)",
+                 hint="use shorter clips, a lower sr, or a smaller n_fft")
     if y.size < n_fft:
         y = np.pad(y, (0, n_fft - y.size))
     X = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, window=window, center=True,
@@ -306,7 +312,17 @@ def spectrum(y, sr, *, kind="mel", n_fft=None, hop_length=None, n_bands=None, lo
             S = scipy.fft.dct(_to_db(S, amin, top_db), type=2, norm="ortho", axis=0)[:n_bands]
         elif log:
             S = _to_db(S, amin, top_db)
-    return np.ascontiguousarray(S, dtype=np.float32)
+    return _finite(np.ascontiguousarray(S, dtype=np.float32), y)
+
+
+def _finite(S, y):
+    """S, or ParameterError when the signal was so large that its power overflowed."""
+    if not np.isfinite(S).all():
+        raise ParameterError(
+            f"the spectrum is not finite: y's amplitude (max |y| = {float(np.abs(y).max()):.3g}) "
+            "overflows the float32 power spectrum; scale the signal (audio samples lie in "
+            "[-1, 1])")
+    return S
 
 
 def band_frequencies(sr, *, kind="mel", n_bands=40, fmin=None, fmax=None, n_fft=None,
