@@ -71,7 +71,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
     verbose : bool
         Show a progress bar with the current cost.
     warm_start : bool
-        Start ``fit`` from the current weights when the model is fitted.
+        Start ``fit`` from the current weights when the model is fitted; when
+        it also holds ``optimizer_state_`` (a checkpoint taken during a fit,
+        see :meth:`fastsae.pipeline.SelfTaughtFeatures.set_training_state`),
+        continue that L-BFGS run exactly, to ``max_iter`` iterations in all.
 
     Attributes
     ----------
@@ -184,13 +187,15 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         self._check_fit_memory(layout_size(sae_layout(n_visible, self.n_hidden, self.tied)),
                                3 * X.shape[0] * self.n_hidden * np.dtype(self.dtype).itemsize,
                                f" with n_hidden={self.n_hidden} on {n_visible} features")
+        state = None
         if self.warm_start and hasattr(self, "W1_") and self.n_features_in_ == n_visible:
             theta0 = self._theta()
+            state = getattr(self, "optimizer_state_", None)     # an exact resume
         else:
             theta0 = init_params(n_visible, self.n_hidden, random_state=self.random_state,
                                  tied=self.tied)
         result = self._run_lbfgs(self._objective(X), theta0, max_iter=self.max_iter,
-                                 callback=callback)
+                                 callback=callback, state=state)
         self._set_theta(result.theta, n_visible)
         return self
 

@@ -147,19 +147,27 @@ class Estimator(BaseEstimator):
             self._check_n_features(X, n_features, name)
         return X, lo_hi
 
-    def _run_lbfgs(self, fun, theta0, *, max_iter, callback=None, desc=None, record=True):
-        """L-BFGS on ``fun`` from ``theta0``: the one fit path (see the module notes).
+    def _run_lbfgs(self, fun, theta0, *, max_iter, callback=None, desc=None, record=True,
+                   state=None):
+        """L-BFGS on ``fun`` from ``theta0`` (or resumed from ``state``): the one fit path.
 
-        With ``record``, sets the fitted attributes from the run. Returns the
+        With ``record``, sets the fitted attributes from the run. While it runs,
+        ``self._live`` holds the optimizer's state (for checkpoints); a run that
+        finishes drops any ``optimizer_state_`` it resumed from. Returns the
         :class:`fastsae.optim.LBFGSResult`.
         """
         desc = desc or type(self).__name__
+        self._live = {}
         try:
             with numba_threads(getattr(self, "n_jobs", None)):
                 result = lbfgs(fun, theta0, max_iter=max_iter, callback=callback,
-                               verbose=bool(getattr(self, "verbose", False)), desc=desc)
+                               verbose=bool(getattr(self, "verbose", False)), desc=desc,
+                               state=state, live=self._live)
         finally:
             backends.release(getattr(self, "backend", "numba"))
+            self._live = None
+        if not result.interrupted:
+            self.__dict__.pop("optimizer_state_", None)
         if record:
             self.loss_curve_ = list(result.loss_curve)
             self.n_iter_ = result.n_iter

@@ -236,11 +236,36 @@ def _decode(value, arrays, where="model"):
     raise ModelFileError(f"unexpected entry in the file: {sorted(value)}")
 
 
+def _remove_stale_temporaries(folder, prefix):
+    """Temporary files of earlier writes to the same path whose writer is gone (killed
+    mid-write): ``.<name>.<pid>.<random>.tmp``."""
+    for entry in os.listdir(folder):
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            try:
+                os.unlink(os.path.join(folder, entry))
+            except OSError:
+                pass
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True          # alive, but not ours to signal
+    return True
+
+
 def save(model, path):
     """Write ``model`` (any fastsae estimator, fitted or not) to ``path`` (.npz).
 
     The file is written to a temporary name beside ``path`` and renamed, so a
-    crash never leaves a half-written model under ``path``.
+    crash never leaves a half-written model under ``path``; the temporary file
+    a killed write left behind is removed by the next write to ``path``.
 
     Raises
     ------
@@ -260,7 +285,9 @@ def save(model, path):
         raise ParameterError(f"path must end in .npz; got {path!r}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
+    prefix = f".{os.path.basename(path)}."
+    _remove_stale_temporaries(folder, prefix)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **{_META: np.array(json.dumps(doc))}, **enc.arrays)

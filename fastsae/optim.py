@@ -43,7 +43,8 @@ METHODS = ("minfunc", "scipy")
 def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
           tol: float = 1e-9, gtol: float = 1e-5, max_evals: int | None = None,
           callback: Callable | None = None, verbose: bool = False,
-          desc: str = "L-BFGS", method: str = "minfunc") -> LBFGSResult:
+          desc: str = "L-BFGS", method: str = "minfunc", state: dict | None = None,
+          live: dict | None = None) -> LBFGSResult:
     """Minimise ``fun`` with L-BFGS.
 
     Defaults follow minFunc as UFLDL used it: 100 corrections kept, stop after
@@ -83,6 +84,16 @@ def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
     verbose : bool
         Show a progress bar with the current cost.
     method : {"minfunc", "scipy"}
+    state : dict, optional
+        Resume the ``"minfunc"`` engine exactly where a run left off: a dict
+        made by :func:`checkpoint_state` (parameters, gradient, correction
+        pairs, iteration and evaluation counts, loss curve). The run then
+        continues to ``max_iter`` iterations in all and ends at the same
+        parameters as one uninterrupted run (bit for bit with the same
+        objective). ``theta0`` is ignored.
+    live : dict, optional
+        Kept up to date with the engine's state after every iteration (the
+        arrays themselves, not copies), for :func:`checkpoint_state`.
 
     Returns
     -------
@@ -115,14 +126,21 @@ def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
         raise ParameterError("theta0 contains NaN or infinite values")
 
     best = {"cost": np.inf, "theta": theta0.copy()}
-    state = {"n_evals": 0, "t_fun": 0.0, "n_iter": 0}
+    counts = {"n_evals": 0, "t_fun": 0.0, "n_iter": 0}
     curve: list[float] = []
+    if state is not None:
+        if method != "minfunc":
+            raise ParameterError("state (resuming) needs method='minfunc'")
+        state = _check_state(state, theta0.size if theta0.size else None, history)
+        best["cost"], best["theta"] = float(state["best_cost"]), state["best_theta"].copy()
+        counts["n_evals"], counts["n_iter"] = int(state["n_evals"]), int(state["n_iter"])
+        curve = [float(c) for c in state["loss_curve"]]
 
     def objective(theta):
         t = time.perf_counter()
         cost, grad = fun(theta)
-        state["t_fun"] += time.perf_counter() - t
-        state["n_evals"] += 1
+        counts["t_fun"] += time.perf_counter() - t
+        counts["n_evals"] += 1
         cost = float(cost)
         if not np.isfinite(cost) or not np.all(np.isfinite(grad)):
             what = "cost" if not np.isfinite(cost) else "gradient"
@@ -141,14 +159,14 @@ def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
         bar = tqdm(total=max_iter, desc=desc, unit="it", leave=True)
 
     def on_iteration(x, cost):
-        state["n_iter"] += 1
+        counts["n_iter"] += 1
         curve.append(float(cost))
         if bar is not None:
             bar.update(1)
             bar.set_postfix(cost=f"{cost:.6g}", refresh=False)
         if callback is not None:
             try:
-                callback(state["n_iter"], x, float(cost))
+                callback(counts["n_iter"], x, float(cost))
             except StopIteration:
                 raise _StopRequested() from None
 
@@ -167,7 +185,8 @@ def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
             else:
                 message, converged = _minfunc_lbfgs(
                     objective, theta0, max_iter=max_iter, history=history, tol=tol,
-                    gtol=gtol, max_evals=max_evals, on_iteration=on_iteration, state=state)
+                    gtol=gtol, max_evals=max_evals, on_iteration=on_iteration, counts=counts,
+                    resume=state, live=live, best=best, curve=curve)
     except KeyboardInterrupt:
         interrupted = True
         message = "interrupted by the user (KeyboardInterrupt); keeping the best parameters"
@@ -177,10 +196,10 @@ def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
     finally:
         if bar is not None:
             bar.close()
-    result = LBFGSResult(theta=best["theta"], cost=float(best["cost"]), n_iter=state["n_iter"],
-                         n_evals=state["n_evals"], loss_curve=curve, converged=converged,
+    result = LBFGSResult(theta=best["theta"], cost=float(best["cost"]), n_iter=counts["n_iter"],
+                         n_evals=counts["n_evals"], loss_curve=curve, converged=converged,
                          interrupted=interrupted, message=message,
-                         time_objective=state["t_fun"], time_total=time.perf_counter() - t0)
+                         time_objective=counts["t_fun"], time_total=time.perf_counter() - t0)
     if not converged and not interrupted:
         warnings.warn(f"{desc} stopped after {result.n_iter} iterations without converging "
                       f"({message}); raise max_iter for a better optimum", ConvergenceWarning,
@@ -291,19 +310,31 @@ def _wolfe_line_search(phi, f0, gtd0, t, *, c1=1e-4, c2=0.9, max_evals=25):
 
 
 def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on_iteration,
-                   state):
+                   counts, resume=None, live=None, best=None, curve=None):
     """minFunc's L-BFGS loop; returns (message, converged)."""
-    n = x0.size
-    x = x0.copy()
-    f, g = objective(x)
-    if np.max(np.abs(g)) <= gtol:
-        return "first-order optimality at the starting point", True
-    S = np.empty((history, n))
-    Y = np.empty((history, n))
-    rho = np.empty(history)
-    newest, count, gamma = -1, 0, 1.0
+    if resume is None:
+        n = x0.size
+        x = x0.copy()
+        f, g = objective(x)
+        if np.max(np.abs(g)) <= gtol:
+            return "first-order optimality at the starting point", True
+        S = np.empty((history, n))
+        Y = np.empty((history, n))
+        rho = np.empty(history)
+        newest, count, gamma = -1, 0, 1.0
+        start = 0
+    else:
+        x, f, g = resume["x"].copy(), float(resume["f"]), resume["g"].copy()
+        n, count = x.size, int(resume["count"])
+        S, Y, rho = np.empty((history, n)), np.empty((history, n)), np.empty(history)
+        # the pairs were saved oldest first: put them back as the ring's first rows
+        S[:count], Y[:count], rho[:count] = resume["S"], resume["Y"], resume["rho"]
+        newest, gamma = count - 1, float(resume["gamma"])
+        start = int(resume["n_iter"])
     d = np.empty(n)
     x_trial = np.empty(n)
+    if live is not None:
+        live.update(history=history, S=S, Y=Y, rho=rho, best=best, curve=curve, counts=counts)
 
     def phi(t):
         np.multiply(d, t, out=x_trial)
@@ -312,10 +343,12 @@ def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on
             ft, gt = objective(x_trial)
         except NumericalError:
             return np.inf, np.inf, None            # shorten the step
-        state["finite_trials"] += 1
+        counts["finite_trials"] += 1
         return ft, dot(gt, d), (x_trial.copy(), gt)
 
-    for it in range(max_iter):
+    for it in range(start, max_iter):
+        if live is not None:
+            live.update(x=x, f=f, g=g, newest=newest, count=count, gamma=gamma)
         if count:
             _two_loop(g, S, Y, rho, newest, count, gamma, d)
         else:
@@ -328,13 +361,13 @@ def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on
         if gtd > -tol:
             return "directional derivative below the tolerance", True
         t0 = min(1.0, 1.0 / np.sum(np.abs(g))) if it == 0 else 1.0
-        state["finite_trials"] = 0
+        counts["finite_trials"] = 0
         t, f_new, payload = _wolfe_line_search(phi, f, gtd, t0,
-                                               max_evals=max(1, min(25, max_evals - state["n_evals"])))
+                                               max_evals=max(1, min(25, max_evals - counts["n_evals"])))
         if payload is None:
-            if state["n_evals"] >= max_evals:
+            if counts["n_evals"] >= max_evals:
                 return "too many objective evaluations", False
-            if state["finite_trials"]:
+            if counts["finite_trials"]:
                 return "the line search found no lower objective along the search direction", False
             raise NumericalError(
                 f"the line search found no step with a finite objective at iteration {it}; "
@@ -351,6 +384,8 @@ def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on
             count = min(count + 1, history)
             gamma = ys / dot(y, y)
         f_old, x, f, g = f, x_new, f_new, g_new
+        if live is not None:
+            live.update(x=x, f=f, g=g, newest=newest, count=count, gamma=gamma)
         on_iteration(x, f)
         if np.max(np.abs(g)) <= gtol:
             return "first-order optimality below gtol", True
@@ -358,9 +393,51 @@ def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on
             return "step size below the tolerance", True
         if abs(f - f_old) < tol:
             return "objective changing by less than the tolerance", True
-        if state["n_evals"] >= max_evals:
+        if counts["n_evals"] >= max_evals:
             return "too many objective evaluations", False
     return "reached max_iter", False
+
+
+def checkpoint_state(live):
+    """A copy of a running L-BFGS's state (from ``lbfgs(..., live=...)``), for ``state=``.
+
+    A dict of arrays and numbers (what :func:`fastsae.save` writes): the
+    current parameters ``x``, objective ``f`` and gradient ``g``, the
+    ``count`` correction pairs ``S``, ``Y``, ``rho`` oldest first, ``gamma``,
+    the iteration and evaluation counts, the loss curve and the best point.
+    """
+    if not live or "x" not in live:
+        raise ParameterError("no L-BFGS state yet: checkpoint after an iteration")
+    count, newest, history = int(live["count"]), int(live["newest"]), int(live["history"])
+    order = [(newest - count + 1 + k) % history for k in range(count)]
+    counts = live["counts"]
+    return {"x": live["x"].copy(), "f": float(live["f"]), "g": live["g"].copy(),
+            "S": live["S"][order].copy(), "Y": live["Y"][order].copy(),
+            "rho": live["rho"][order].copy(), "count": count, "gamma": float(live["gamma"]),
+            "n_iter": int(counts["n_iter"]), "n_evals": int(counts["n_evals"]),
+            "loss_curve": np.array(live["curve"], dtype=np.float64),
+            "best_cost": float(live["best"]["cost"]),
+            "best_theta": live["best"]["theta"].copy(), "history": history}
+
+
+def _check_state(state, n, history):
+    """A state dict from :func:`checkpoint_state`, checked (ParameterError otherwise)."""
+    need = ("x", "f", "g", "S", "Y", "rho", "count", "gamma", "n_iter", "n_evals", "loss_curve",
+            "best_cost", "best_theta", "history")
+    if not isinstance(state, dict) or any(k not in state for k in need):
+        raise ParameterError(f"state must be a dict from checkpoint_state with {', '.join(need)}")
+    x = np.asarray(state["x"], dtype=np.float64)
+    count = int(state["count"])
+    if (n is not None and x.size != n) or np.shape(state["S"]) != (count, x.size) \
+            or np.shape(state["Y"]) != (count, x.size) or np.shape(state["rho"]) != (count,):
+        raise ParameterError("state's arrays do not match each other or theta0")
+    if int(state["history"]) != history or count > history:
+        raise ParameterError(f"state was saved with history={state['history']}; resume with "
+                             f"the same history (got {history})")
+    return dict(state, x=x, g=np.asarray(state["g"], dtype=np.float64),
+                S=np.asarray(state["S"], np.float64), Y=np.asarray(state["Y"], np.float64),
+                rho=np.asarray(state["rho"], np.float64),
+                best_theta=np.asarray(state["best_theta"], np.float64))
 
 
 def check_gradient(fun: Callable, theta, eps: float = 1e-4, *, n_checks: int | None = None,

@@ -45,6 +45,7 @@ from .conv import ConvolutionalFeatures
 from .core.checks import (POOL_MODES, check_bool, check_choice, check_dtype, check_int,
                           check_pair, check_random_state, check_scalar)
 from .exceptions import ParameterError
+from .optim import checkpoint_state
 from .preprocess import PCAWhitening, SigmoidNormalizer
 
 #: Zero mean and unit variance per feature: scikit-learn's ``StandardScaler``
@@ -293,14 +294,18 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         """Put an autoencoder parameter vector (from a ``fit`` callback) into ``sae_``.
 
         ``iteration`` (the callback's first argument) is recorded as
-        ``sae_.n_iter_``, so that ``fit(..., resume=True)`` on a saved copy runs
-        only the iterations left.
+        ``sae_.n_iter_``, and during a ``fit`` the whole L-BFGS state (correction
+        pairs, gradient, counts) as ``sae_.optimizer_state_``, so that
+        ``fit(..., resume=True)`` on a saved copy continues exactly where this
+        one is: it ends at the parameters of one uninterrupted run.
         """
         self._check_fitted("sae_")
         n_visible = getattr(self, "_n_visible_", None) or self.sae_.n_features_in_
         self.sae_._set_theta(np.asarray(theta, dtype=np.float64), n_visible)
         if iteration is not None:
             self.sae_.n_iter_ = check_int(iteration, "iteration", low=0)
+        if getattr(self.sae_, "_live", None):
+            self.sae_.optimizer_state_ = checkpoint_state(self.sae_._live)
         return self
 
     def filters(self, kind="encoder"):
@@ -363,7 +368,10 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
             raise ParameterError("resume=True needs a checkpoint: an object whose sae_ holds "
                                  "weights (saved from a fit callback)")
         if previous is not None:
-            done = int(getattr(previous, "n_iter_", 0))
+            # with the optimizer's state the run continues exactly (max_iter in all);
+            # without it (older checkpoints) from the weights, for the iterations left
+            done = 0 if hasattr(previous, "optimizer_state_") else \
+                int(getattr(previous, "n_iter_", 0))
             sae = previous.set_params(warm_start=True, max_iter=max(1, self.max_iter - done),
                                       n_jobs=self.n_jobs, verbose=self.verbose)
             if previous.n_features_in_ != Xp.shape[1]:

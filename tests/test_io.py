@@ -1,3 +1,6 @@
+import json
+import os
+
 import numpy as np
 import pytest
 
@@ -75,7 +78,7 @@ def test_save_rejects_non_estimators_and_bad_paths(tmp_path):
         save({"a": 1}, tmp_path / "x.npz")
     with pytest.raises(fastsae.ParameterError, match=".npz"):
         save(SparseAutoencoder(), tmp_path / "x.model")
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def _fitted_models():
@@ -125,3 +128,34 @@ def test_every_estimator_round_trips(tmp_path):
                                       err_msg=type(model).__name__)
         if hasattr(model, "predict"):
             np.testing.assert_array_equal(back.predict(data), model.predict(data))
+
+
+def test_a_killed_writes_temporary_file_is_removed_by_the_next_write(tmp_path):
+    sae, X = small_sae()
+    stale = tmp_path / ".m.npz.999999999.abc123.tmp"        # no such process
+    stale.write_bytes(b"half a model")
+    other = tmp_path / f".m.npz.{os.getpid()}.xyz.tmp"      # a live writer's: kept
+    other.write_bytes(b"in progress")
+    save(sae, tmp_path / "m.npz")
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "m.npz"])
+
+
+def _corrupt(path, out, attr, value):
+    with np.load(path) as npz:
+        members = dict(npz)
+    doc = json.loads(str(members["__fastsae__"]))
+    key = doc["model"]["fitted"][attr]["__array__"]
+    members[key] = value
+    np.savez(out, **members)
+
+
+def test_a_wrong_shaped_weight_is_refused_naming_the_file_and_attribute(tmp_path):
+    sae, X = small_sae()
+    save(sae, tmp_path / "m.npz")
+    _corrupt(tmp_path / "m.npz", tmp_path / "bad.npz", "W1_", np.zeros((2, 2)))
+    with pytest.raises(ModelFileError, match=r"bad\.npz.*model\.W1_ .*has shape \(2, 2\)"):
+        load(tmp_path / "bad.npz")
+    _corrupt(tmp_path / "m.npz", tmp_path / "int.npz", "b1_", np.zeros(sae.n_hidden, dtype=int))
+    with pytest.raises(ModelFileError, match="b1_.*float"):
+        load(tmp_path / "int.npz")
