@@ -35,6 +35,7 @@ import zipfile
 
 import numpy as np
 
+from .core.checks import check_output_path
 from .exceptions import ParameterError
 
 #: Version of the file layout written by :func:`save`. A file with a larger
@@ -276,15 +277,12 @@ def save(model, path):
     if not _is_estimator(model):
         raise ParameterError(f"model must be a fastsae estimator; got {type(model).__name__}")
     _class_name(model, "model")
+    path = check_output_path(path, "path", suffix=".npz")
     enc = _Encoder()
     doc = {"format_version": FORMAT_VERSION, "model": enc.encode(model, "model")}
     from ._version import __version__
     doc["fastsae_version"] = __version__
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        raise ParameterError(f"path must end in .npz; got {path!r}")
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     prefix = f".{os.path.basename(path)}."
     _remove_stale_temporaries(folder, prefix)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=".tmp")

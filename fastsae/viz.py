@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .core.checks import check_array, check_int
+from .core.checks import check_array, check_int, check_output_path
 from .exceptions import ParameterError
 
 
@@ -228,8 +228,7 @@ def plot_filters(W, patch_shape, path=None, *, band_hz=None, position=None, hop_
 
 
 def _makedirs_for(path):
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    os.makedirs(folder, exist_ok=True)
+    check_output_path(path, "path")
 
 
 def _figure(figsize):

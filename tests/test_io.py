@@ -159,3 +159,17 @@ def test_a_wrong_shaped_weight_is_refused_naming_the_file_and_attribute(tmp_path
     _corrupt(tmp_path / "m.npz", tmp_path / "int.npz", "b1_", np.zeros(sae.n_hidden, dtype=int))
     with pytest.raises(ModelFileError, match="b1_.*float"):
         load(tmp_path / "int.npz")
+
+
+def test_save_to_an_impossible_path_is_a_parameter_error(tmp_path):
+    sae, _ = small_sae()
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(fastsae.ParameterError, match="cannot make its folder"):
+        save(sae, tmp_path / "file" / "m.npz")
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(fastsae.ParameterError, match="is a folder"):
+        save(sae, tmp_path / "dir.npz")
+    with pytest.raises(fastsae.ParameterError, match="cannot make its folder"):
+        fastsae.audio.save_spectra(tmp_path / "file" / "s.npz", [np.zeros((2, 3))])
+    with pytest.raises(fastsae.ParameterError, match="cannot make its folder"):
+        fastsae.viz.display_network(np.zeros((2, 4)), 2, 2, path=tmp_path / "file" / "x.png")

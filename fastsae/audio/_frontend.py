@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 
 from ..base import Estimator
-from ..core.checks import check_int
+from ..core.checks import check_int, check_output_path
 from ..exceptions import ParameterError
 from ._extract import spectra_from_files
 from ._spectrum import KINDS, spectrum
@@ -103,11 +103,7 @@ def save_spectra(path, spectra, *, paths=None, labels=None, params=None):
             if len(values) != len(spectra):
                 raise ParameterError(f"{name} must have one entry per spectrum")
             arrays[name] = np.asarray([str(v) for v in values])
-    path = os.fspath(path)
-    if not path.endswith(".npz"):
-        raise ParameterError(f"path must end in .npz; got {path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    path = check_output_path(path, "path", suffix=".npz")
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as out:            # a file object: numpy adds no suffix

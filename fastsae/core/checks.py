@@ -192,3 +192,30 @@ LOSSES = ("squared", "cross_entropy")
 ACTIVATIONS = ("sigmoid", "linear", "relu")
 POOL_MODES = ("mean", "max")
 REMAINDER_RULES = ("drop", "partial")
+
+
+def check_output_path(path, name="path", *, suffix=None):
+    """A file path to write: a str or path-like whose folder exists or can be made.
+
+    Makes the folder; raises ParameterError (naming ``name``) when it cannot be
+    made (a file in the way, no permission), when ``path`` is a folder, or when
+    it does not end in ``suffix``. Returns the path as a str.
+    """
+    import os
+
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise ParameterError(f"{name} must be a file path; got {type(path).__name__}") from None
+    if suffix is not None and not path.endswith(suffix):
+        raise ParameterError(f"{name} must end in {suffix}; got {path!r}")
+    if os.path.isdir(path):
+        raise ParameterError(f"{name} {path!r} is a folder, not a file")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"{name} {path!r}: cannot make its folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK):
+        raise ParameterError(f"{name} {path!r}: cannot write in {folder!r}")
+    return path
