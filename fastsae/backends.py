@@ -51,12 +51,9 @@ KERNELS = {
 
 #: (backend, kernel) pairs that have no implementation yet, with the reason.
 #: ``implements`` is False for exactly these; the estimators that need one
-#: raise :class:`BackendUnavailableError` naming it when fitted.
-GAPS = {
-    ("cuda", "sae_shard_stats"): "Dask workers compute shard statistics on the CPU backends only",
-    ("cuda", "conv_ae_cost_grad"): "the convolutional autoencoder has no CUDA kernel yet",
-    ("cuda", "conv_net_cost_grad"): "the convolutional network has no CUDA kernel yet",
-}
+#: raise :class:`BackendUnavailableError` naming it when fitted. Empty at present:
+#: every backend implements every kernel.
+GAPS = {}
 
 
 def check_backend_name(name) -> str:

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -351,6 +352,26 @@ def test_to_device_and_checks(fresh_workspace):
                          weight_decay=0.0)
 
 
+@needs_cuda
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("opts", SAE_OPTIONS[:3], ids=_label)
+def test_saturated_units_keep_the_sparsity_term_finite(opts, dtype, fresh_workspace):
+    # pre-activations of ±60 round every activation of units 0 and 1 to exactly 1 and 0:
+    # without the clip of ρ̂ (the sparsity kernel's), KL(ρ‖ρ̂) would be infinite
+    v, h, m = 6, 4, 50
+    theta, X = _sae_problem(v, h, m, dtype, opts)
+    W1, _, b1, _ = fastsae.params.unpack_sae(theta, v, h)
+    b1[0], b1[1] = 60.0, -60.0
+    W1[:2] = 0.0
+    kw = dict(sparsity=0.05, beta=3.0, weight_decay=1e-3, **opts)
+    cost, grad = fastsae.sae_cost_grad(theta, X, v, h, backend="cuda", **kw)
+    assert np.isfinite(cost) and np.isfinite(grad).all()
+    eps = fastsae.core.config.RHO_HAT_EPS
+    kl_bound = 0.05 * np.log(0.05 / (1 - eps)) + 0.95 * np.log(0.95 / eps)
+    assert cost >= 3.0 * kl_bound              # unit 0's clipped KL term is in the cost
+    _assert_close((cost, grad), reference.sae_cost_grad(theta, X, v, h, **kw), dtype)
+
+
 # ---------------------------------------------------------------------------
 # softmax, stacked
 # ---------------------------------------------------------------------------
@@ -472,7 +493,198 @@ def test_pool_regions_equals_reference(mode, dtype):
 
 
 # ---------------------------------------------------------------------------
-# the estimator
+# a shard's statistics (Dask training)
+# ---------------------------------------------------------------------------
+
+STATS_SHAPES = [(13, 5, 37), (9, 4, 1), (6, 11, 7)]  # (n_visible, n_hidden, n_samples)
+
+
+@needs_cuda
+@pytest.mark.parametrize("with_sparsity", [True, False])
+@pytest.mark.parametrize("opts", SAE_OPTIONS, ids=_label)
+@pytest.mark.parametrize("shape", STATS_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_shard_stats_equal_reference(opts, shape, dtype, with_sparsity, engine,
+                                     fresh_workspace):
+    from fastsae.reference.sae_stats import sae_shard_stats as ref_stats
+    v, h, m = shape
+    theta, X = _sae_problem(v, h, m, dtype, opts, seed=m)
+    kw = dict(with_sparsity=with_sparsity, **opts)
+    ref = ref_stats(theta, X, v, h, **kw)
+    cu = _cuda()
+    for X_in in (cu.to_device(X), X):                      # device, then host input
+        got = cu.sae_shard_stats(theta, X_in, v, h, **kw)
+        assert got.dtype == np.float64 and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=_tol(dtype) * 10 * np.abs(ref).max())
+
+
+@needs_cuda
+@pytest.mark.parametrize("opts", [SAE_OPTIONS[0], SAE_OPTIONS[4]], ids=_label)
+def test_combined_cuda_stats_pass_a_gradient_check(opts, fresh_workspace):
+    from fastsae.distributed import sae_combine_stats
+    v, h = 5, 3
+    theta, X = _sae_problem(v, h, 11, np.float64, opts, seed=3)
+    Xd = _cuda().to_device(X)
+    kw = dict(sparsity=0.1, beta=3.0, weight_decay=1e-3, **opts)
+
+    def fun(t):
+        stats = _cuda().sae_shard_stats(t, Xd, v, h, decoder=opts["decoder"], loss=opts["loss"],
+                                        tied=opts["tied"])
+        return sae_combine_stats(stats, t, v, h, **kw)
+
+    _assert_close(fun(theta), reference.sae_cost_grad(theta, X, v, h, **kw), np.float64)
+    assert fastsae.check_gradient(fun, theta, n_checks=12, random_state=0) < 1e-8
+
+
+@needs_cuda
+def test_dask_workers_use_the_cuda_backend(fresh_workspace):
+    # The simulator runs one kernel at a time per process, so the cluster is one worker
+    # thread in this process (processes=False: the simulator is on there too); the data
+    # are still split into shards whose statistics the worker computes with the CUDA
+    # kernel and the cluster adds up.
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    import dask
+    import dask.array as da
+
+    import fastsae.distributed as fd
+    v, h = 7, 3
+    opts = SAE_OPTIONS[0]
+    theta, X = _sae_problem(v, h, 23, np.float64, opts, seed=5)
+    kw = dict(sparsity=0.1, beta=3.0, weight_decay=1e-3, **opts)
+    # the worker's statistical profiler off: it walks the stacks of the simulator's threads
+    # every 10 ms (through linecache, which the shared-array lock above also uses), and
+    # with it on about one run in five hung
+    with dask.config.set({"distributed.worker.profile.enabled": False}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                     dashboard_address=None,
+                                     silence_logs=logging.CRITICAL) as cluster, \
+            distributed.Client(cluster) as client:
+        f = fd.sae_objective(client, da.from_array(X, chunks=(9, v)), v, h, backend="cuda",
+                             **kw)
+        assert f.n_shards == 3
+        _assert_close(f(theta), reference.sae_cost_grad(theta, X, v, h, **kw), np.float64)
+        # and a fit on the dask array (the default client), the shards on the CUDA backend
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastsae.ConvergenceWarning)
+            est = dict(n_hidden=h, max_iter=3, random_state=0, sparsity=0.1)
+            on_cluster = SparseAutoencoder(backend="cuda", **est).fit(
+                da.from_array(X, chunks=(9, v)))
+            here = SparseAutoencoder(backend="numpy", **est).fit(X)
+    np.testing.assert_allclose(on_cluster.W1_, here.W1_, rtol=1e-9, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# convolutional autoencoder
+# ---------------------------------------------------------------------------
+
+CONV_AE_SHAPES = [  # (N, C, H, W, K, ph, pw)
+    (3, 2, 5, 7, 3, 2, 3),      # several chunks of images (small chunks on the simulator)
+    (1, 1, 4, 4, 2, 4, 4),      # filter as large as the image: one position
+    (2, 1, 3, 5, 1, 1, 1),      # one filter, 1x1
+]
+CONV_AE_OPTIONS = [dict(decoder=d, tied=t, beta=b) for d in ("sigmoid", "linear")
+                   for t in (False, True) for b in (3.0, 0.0)]
+
+
+def _conv_ae_problem(shape, opts, dtype, seed=0):
+    from fastsae.core.layouts import conv_ae_layout
+    from fastsae.params import layout_size
+    N, C, H, W, K, ph, pw = shape
+    rng = np.random.default_rng(seed + sum(shape))
+    X = rng.uniform(0, 1, (N, C, H, W)) if opts["decoder"] == "sigmoid" else \
+        rng.standard_normal((N, C, H, W))
+    theta = rng.uniform(-0.5, 0.5, layout_size(conv_ae_layout(K, C, (ph, pw), opts["tied"])))
+    return theta, X.astype(dtype), K, (ph, pw)
+
+
+@needs_cuda
+@pytest.mark.parametrize("opts", CONV_AE_OPTIONS, ids=_label)
+@pytest.mark.parametrize("shape", CONV_AE_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_ae_equals_reference(opts, shape, dtype, engine, fresh_workspace):
+    theta, X, K, patch = _conv_ae_problem(shape, opts, dtype)
+    kw = dict(sparsity=0.1, weight_decay=1e-3, **opts)
+    ref = reference.conv_ae_cost_grad(theta, X, K, patch, **kw)
+    cu = _cuda()
+    _assert_close(cu.conv_ae_cost_grad(theta, cu.to_device(X), K, patch, **kw), ref, dtype)
+    _assert_close(cu.conv_ae_cost_grad(theta, X, K, patch, **kw), ref, dtype)   # host input
+
+
+@needs_cuda
+@pytest.mark.parametrize("opts", [CONV_AE_OPTIONS[0], CONV_AE_OPTIONS[6]], ids=_label)
+def test_conv_ae_gradient_check(opts, fresh_workspace):
+    from fastsae.convae import conv_ae_cost_grad
+    theta, X, K, patch = _conv_ae_problem((2, 2, 4, 5, 2, 2, 3), opts, np.float64)
+    Xd = _cuda().to_device(X)
+    fun = lambda t: conv_ae_cost_grad(t, Xd, K, patch, sparsity=0.1, weight_decay=1e-3,  # noqa
+                                      backend="cuda", **opts)
+    assert fastsae.check_gradient(fun, theta, n_checks=10, random_state=0) < 1e-8
+
+
+# ---------------------------------------------------------------------------
+# convolutional network
+# ---------------------------------------------------------------------------
+
+CONV_NETS = {  # name -> (input shape (N, C, H, W), layers, n_classes, conv_weight_decay)
+    "1-mean": ((5, 1, 7, 9), [dict(n_filters=3, patch_shape=(2, 3), pool_shape=(2, 3))],
+               3, 0.0),
+    "1-none": ((2, 1, 5, 5), [dict(n_filters=2, patch_shape=(3, 3))], 2, 1e-2),
+    "2-max-mean": ((3, 2, 8, 7),
+                   [dict(n_filters=3, patch_shape=(3, 2), pool="max", n_pool_regions=(2, 2)),
+                    dict(n_filters=2, patch_shape=(2, 2), n_pool_regions=(1, 1))], 2, 1e-2),
+    # partial regions, then more regions than positions (regions that share elements)
+    "2-max-max": ((4, 1, 6, 6),
+                  [dict(n_filters=2, patch_shape=(2, 2), pool="max", pool_shape=(2, 2),
+                        remainder="partial"),
+                   dict(n_filters=3, patch_shape=(2, 1), pool="max", n_pool_regions=(4, 3))],
+                  3, 0.0),
+}
+
+
+def _conv_net_problem(name, dtype, seed=0):
+    from fastsae.core.layouts import conv_net_layout, conv_net_plan
+    from fastsae.params import layout_size
+    shape, layers, K, lam_c = CONV_NETS[name]
+    rng = np.random.default_rng(seed + sum(shape))
+    X = rng.uniform(0, 1, shape).astype(dtype)
+    y = rng.integers(0, K, shape[0])
+    plan, n_features = conv_net_plan(layers, shape[1:])
+    theta = rng.uniform(-0.5, 0.5, layout_size(conv_net_layout(plan, n_features, K)))
+    return theta, X, y, layers, K, dict(weight_decay=1e-3, conv_weight_decay=lam_c)
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", list(CONV_NETS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_net_equals_reference(name, dtype, engine, fresh_workspace):
+    theta, X, y, layers, K, kw = _conv_net_problem(name, dtype)
+    cu = _cuda()
+    Xd = cu.to_device(X)
+    _assert_close(cu.conv_net_cost_grad(theta, Xd, y, layers, K, **kw),
+                  reference.conv_net_cost_grad(theta, X, y, layers, K, **kw), dtype)
+    # new labels, the same workspace (they must be copied again); then host input
+    y2 = (y + 1) % K
+    ref2 = reference.conv_net_cost_grad(theta, X, y2, layers, K, **kw)
+    _assert_close(cu.conv_net_cost_grad(theta, Xd, y2, layers, K, **kw), ref2, dtype)
+    _assert_close(cu.conv_net_cost_grad(theta, X, y2, layers, K, **kw), ref2, dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["1-mean", "2-max-mean"])
+def test_conv_net_gradient_check(name, fresh_workspace):
+    from fastsae.convnet import conv_net_cost_grad
+    theta, X, y, layers, K, kw = _conv_net_problem(name, np.float64, seed=1)
+    kw["conv_weight_decay"] = 1e-3
+    X, y = X[:2], y[:2]                        # two images: the simulator is slow
+    Xd = _cuda().to_device(X)
+    fun = lambda t: conv_net_cost_grad(t, Xd, y, layers, K, backend="cuda", **kw)  # noqa
+    assert fastsae.check_gradient(fun, theta, n_checks=10, random_state=0) < 1e-8
+
+
+# ---------------------------------------------------------------------------
+# the estimators
 # ---------------------------------------------------------------------------
 
 @needs_cuda
@@ -501,6 +713,57 @@ def test_fit_with_device_input_float32(fresh_workspace):
     from fastsae import ParameterError
     with pytest.raises(ParameterError, match=r"\[0, 1\]"):
         SparseAutoencoder(backend="cuda", **kw).fit(cu.to_device(X + 1.0))
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::fastsae.ConvergenceWarning")
+def test_convolutional_autoencoder_on_cuda_equals_numpy(fresh_workspace):
+    from fastsae import ConvolutionalAutoencoder
+    X = np.random.default_rng(0).uniform(0.05, 0.95, (4, 1, 6, 7))
+    kw = dict(n_filters=3, patch_shape=(3, 2), max_iter=3, random_state=0)
+    on_gpu = ConvolutionalAutoencoder(backend="cuda", **kw).fit(X)
+    on_cpu = ConvolutionalAutoencoder(backend="numpy", **kw).fit(X)
+    assert on_gpu.n_iter_ == on_cpu.n_iter_
+    for name in ("filters_", "decoder_filters_", "bias_", "decoder_bias_"):
+        np.testing.assert_allclose(getattr(on_gpu, name), getattr(on_cpu, name),
+                                   rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(on_gpu.loss_curve_, on_cpu.loss_curve_, rtol=1e-10)
+    assert on_gpu.cost(X) == pytest.approx(on_cpu.cost(X), rel=1e-10)
+    np.testing.assert_allclose(on_gpu.transform(X), on_cpu.transform(X), rtol=1e-10)
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::fastsae.ConvergenceWarning")
+def test_stacked_convolutional_autoencoder_on_cuda_equals_numpy(fresh_workspace):
+    from fastsae import StackedConvolutionalAutoencoder
+    rng = np.random.default_rng(1)
+    X = rng.uniform(0.05, 0.95, (4, 1, 6, 7))
+    y = np.array(["a", "b"] * 2)
+    layers = [dict(n_filters=2, patch_shape=(2, 2), pool_shape=(2, 2)),
+              dict(n_filters=2, patch_shape=(2, 2), pool="max", n_pool_regions=(1, 1))]
+    kw = dict(pretrain_iter=2, softmax_iter=2, finetune_iter=3, random_state=0)
+    on_gpu = StackedConvolutionalAutoencoder(layers, backend="cuda", **kw).fit(X, y)
+    on_cpu = StackedConvolutionalAutoencoder(layers, backend="numpy", **kw).fit(X, y)
+    for (Wg, bg), (Wc, bc) in zip(on_gpu.layers_, on_cpu.layers_):
+        np.testing.assert_allclose(Wg, Wc, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(bg, bc, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(on_gpu.coef_, on_cpu.coef_, rtol=1e-9, atol=1e-10)
+    assert on_gpu.finetune_cost_ == pytest.approx(on_cpu.finetune_cost_, rel=1e-10)
+    np.testing.assert_allclose(on_gpu.predict_proba(X), on_cpu.predict_proba(X), rtol=1e-9)
+
+
+@needs_cuda
+@pytest.mark.filterwarnings("ignore::fastsae.ConvergenceWarning")
+def test_self_taught_features_on_cuda_equal_numpy(fresh_workspace):
+    from fastsae.pipeline import SelfTaughtFeatures
+    rng = np.random.default_rng(2)
+    spectra = [rng.normal(-40.0, 10.0, (13, int(rng.integers(6, 10)))).astype(np.float32)
+               for _ in range(5)]
+    kw = dict(n_hidden=3, n_frames=2, n_windows=30, max_iter=3, n_pool_regions=(1, 2),
+              random_state=0)
+    F_gpu = SelfTaughtFeatures(backend="cuda", **kw).fit_transform(spectra)
+    F_cpu = SelfTaughtFeatures(backend="numpy", **kw).fit_transform(spectra)
+    np.testing.assert_allclose(F_gpu, F_cpu, rtol=1e-8, atol=1e-9)
 
 
 # ---------------------------------------------------------------------------

@@ -310,8 +310,9 @@ def sae_objective(client, X, n_visible, n_hidden, *, sparsity, beta, weight_deca
         (:func:`check_dask_array` does).
     n_visible, n_hidden, sparsity, beta, weight_decay, decoder, loss, tied
         As in :func:`fastsae.reference.sae_cost_grad`.
-    backend : {"numba", "numpy"}
-        The per-shard kernel on the workers.
+    backend : {"numba", "numpy", "cuda"}
+        The per-shard kernel on the workers (``"cuda"``: on each worker's GPU,
+        the shard copied there at every evaluation).
     n_jobs : int or None
         Numba threads per shard task on the workers (None: Numba's default).
     split_every : int >= 2

@@ -3,9 +3,8 @@
 Each module here has a twin with the same file name in
 :mod:`fastsae.reference` (NumPy) and :mod:`fastsae.kernels` (Numba CPU), each
 function a twin there with the same name and signature (the table of names
-is :data:`fastsae.backends.KERNELS`, whose ``GAPS`` lists what this backend
-lacks), and is tested against the reference (also on Numba's CUDA simulator, so without
-a GPU).
+is :data:`fastsae.backends.KERNELS`; this backend implements all of them), and
+is tested against the reference (also on Numba's CUDA simulator, so without a GPU).
 
 Importing this package is cheap and works anywhere: ``numba.cuda`` (and
 CuPy) are imported only when a kernel is first asked for, after
@@ -32,11 +31,14 @@ from ._device import ensure_available, is_simulator
 #: The kernels this backend offers -> their module (imported on first use).
 KERNEL_MODULES = {
     "sae_cost_grad": "sae",
+    "sae_shard_stats": "sae_stats",
     "softmax_cost_grad": "softmax",
     "softmax_predict_proba": "softmax",
     "stacked_cost_grad": "stacked",
     "convolve": "conv",
     "pool_regions": "conv",
+    "conv_ae_cost_grad": "convae",
+    "conv_net_cost_grad": "convnet",
 }
 
 __all__ = list(KERNEL_MODULES) + [

@@ -1,14 +1,18 @@
-"""Fused elementwise CUDA kernels: everything in a cost evaluation that is not a GEMM.
+"""Fused elementwise CUDA kernels: everything in a cost evaluation that is not a GEMM
+(the convolutional models' patch and pooling kernels are in :mod:`fastsae.cuda._patches`).
 
 Each kernel makes one pass over its matrix and does all the work that pass
 allows: the bias and the sigmoid together with the column sums that give
 ``ρ̂``; the output delta together with its share of the data cost and the
 column sums that give the output bias gradient; the hidden delta together with
-the hidden bias gradient. Sums follow one pattern: each thread accumulates in
-float64 over the rows it visits, the block reduces those partial sums in
-shared memory, and one thread per column (or per block, for a scalar) adds
-the block's total to the result with one atomic operation. Atomics therefore
-number ``columns × row-blocks``, never one per element.
+the hidden bias gradient (or, where ρ̂ is not known yet, the hidden
+statistics from which the gradient is formed once it is:
+:mod:`fastsae.cuda.sae_stats`, :mod:`fastsae.cuda.convae`). Sums follow one
+pattern: each thread accumulates in float64 over the rows it visits, the
+block reduces those partial sums in shared memory, and one thread per column
+(or per block, for a scalar) adds the block's total to the result with one
+atomic operation. Atomics therefore number ``columns × row-blocks``, never
+one per element.
 
 Matrices are row-major ``(rows, columns)``; a 2-D block is ``EW_X`` threads
 along the columns (consecutive threads read consecutive addresses) by
@@ -148,6 +152,18 @@ def copy_cast(src, dtype):
         grid = (blocks(dst.shape[1], EW_X), blocks(dst.shape[0], EW_Y))
         launcher(_copy_cast, grid, (EW_X, EW_Y))(src, dst)
     return dst
+
+
+@_cuda.jit
+def _cast_into(src, dst):
+    for i in range(_cuda.grid(1), dst.shape[0], _cuda.gridsize(1)):
+        dst[i] = src[i]
+
+
+def cast_into(src, dst):
+    """``dst[:] <- src`` for 1-D device arrays of the same length (casting to dst's dtype)."""
+    if dst.size:
+        launcher(_cast_into, *grid1d(dst.size))(src, dst)
 
 
 @_cuda.jit
@@ -354,6 +370,39 @@ def kernels(dtype):
             _cuda.atomic.add(gb, j, sh[tx])
 
     @_cuda.jit
+    def hidden_stats(D, A, out, p, q, rows_per_block, with_q):
+        """The hidden layer's sufficient statistics, for when ρ̂ is not known yet:
+        out[:, :h] <- D ⊙ A(1 − A) (out may be D) and, with_q, out[:, h:2h] <- A(1 − A);
+        p += column sums of D ⊙ A(1 − A), q += column sums of A(1 − A)."""
+        sh = _cuda.shared.array(EW_N, _f64)
+        shq = _cuda.shared.array(EW_N, _f64)
+        tx = _cuda.threadIdx.x
+        ty = _cuda.threadIdx.y
+        h = D.shape[1]
+        j = _cuda.blockIdx.x * EW_X + tx
+        r0 = _cuda.blockIdx.y * rows_per_block
+        r1 = min(r0 + rows_per_block, D.shape[0])
+        gp = 0.0
+        gq = 0.0
+        if j < h:
+            for r in range(r0 + ty, r1, EW_Y):
+                a = A[r, j]
+                da = a * (ONE - a)
+                d = D[r, j] * da
+                out[r, j] = d
+                if with_q:
+                    out[r, h + j] = da
+                gp += d
+                gq += da
+        sh[ty * EW_X + tx] = gp
+        shq[ty * EW_X + tx] = gq
+        _reduce_columns(sh, tx, ty)
+        _reduce_columns(shq, tx, ty)
+        if ty == 0 and j < h:
+            _cuda.atomic.add(p, j, sh[tx])
+            _cuda.atomic.add(q, j, shq[tx])
+
+    @_cuda.jit
     def sparsity(rho_sum, inv_m, rho, beta, s, kl):
         """ρ̂ = rho_sum / m, clipped to [RHO_HAT_EPS, 1 − RHO_HAT_EPS];
         s <- β (−ρ/ρ̂ + (1−ρ)/(1−ρ̂)) in dtype; kl[0] += Σ KL(ρ‖ρ̂)."""
@@ -485,6 +534,6 @@ def kernels(dtype):
 
     return _pytypes.SimpleNamespace(
         cast_params=cast_params, bias_sigmoid=bias_sigmoid, output_delta=output_delta,
-        sigmoid_delta=sigmoid_delta, sparsity=sparsity, assemble=assemble,
-        copy_scalars=copy_scalars, softmax_delta=softmax_delta, softmax_rows=softmax_rows,
-        bias_act_permute=bias_act_permute, scale=scale)
+        sigmoid_delta=sigmoid_delta, hidden_stats=hidden_stats, sparsity=sparsity,
+        assemble=assemble, copy_scalars=copy_scalars, softmax_delta=softmax_delta,
+        softmax_rows=softmax_rows, bias_act_permute=bias_act_permute, scale=scale)
