@@ -18,7 +18,11 @@ Usage (on a machine with an NVIDIA GPU, numba-cuda and CuPy; PyTorch optional)::
    which the floor does not pay. Every GPU time is taken after a device
    synchronisation (the cost functions return host gradients, so they
    synchronise themselves).
-3. Whole 400-iteration L-BFGS training (``SparseAutoencoder.fit``) at the UFLDL
+3. The other kernels with no GEMM floor of their own, X on the device, against the
+   Numba CPU backend (one call): a shard's statistics (``sae_shard_stats``, Dask
+   training) at the audio shape, the convolutional autoencoder and the two-layer
+   convolutional network at the shapes of ``fastsae bench convae``.
+4. Whole 400-iteration L-BFGS training (``SparseAutoencoder.fit``) at the UFLDL
    shape (64, 25, 10,000, float64) and the audio shape (float32), cuda vs numba
    CPU. A CPU run that would pass ``--cpu-train-budget`` seconds is stopped and
    its total extrapolated from its time per iteration (marked "est.").
@@ -274,6 +278,73 @@ def run_cost_grad(report, shapes, reps, smoke=False):
         rows)
 
 
+def other_cases(smoke):
+    """(kernel, shape label, cuda call, numba call, flops or None) for :func:`run_other_kernels`."""
+    import fastsae.cuda as fc
+    from fastsae.benchmarks import convae as bc
+    from fastsae.kernels import convae as nb_convae, convnet as nb_convnet
+    from fastsae.kernels import sae_stats as nb_stats
+
+    cases = []
+    v, h, m = (9, 5, 40) if smoke else (512, 256, 50_000)
+    theta, X = sae_problem(v, h, m, np.float32)
+    Xd = fc.to_device(X)
+    cases.append(("sae_shard_stats", f"({v}, {h}, {m:,}) float32",
+                  lambda: fc.sae_shard_stats(theta, Xd, v, h),
+                  lambda: nb_stats.sae_shard_stats(theta, X, v, h), 6 * 2.0 * m * v * h))
+    for name, K, ph, pw, N, C, H, W, dtype in (
+            [("smoke", 3, 2, 2, 3, 1, 5, 6, np.float32)] if smoke else bc.CONVAE_CASES):
+        th, Xc = bc.convae_problem(K, ph, pw, N, C, H, W, dtype)
+        Xcd = fc.to_device(Xc)
+        cases.append(("conv_ae_cost_grad",
+                      f"{name}: {N} x {C}x{H}x{W}, {K} filters {ph}x{pw} {np.dtype(dtype).name}",
+                      lambda th=th, Xcd=Xcd, K=K, ph=ph, pw=pw:
+                          fc.conv_ae_cost_grad(th, Xcd, K, (ph, pw), **bc.HYPER),
+                      lambda th=th, Xc=Xc, K=K, ph=ph, pw=pw:
+                          nb_convae.conv_ae_cost_grad(th, Xc, K, (ph, pw), **bc.HYPER),
+                      bc.convae_flops(K, ph, pw, N, C, H, W)))
+    smoke_net = [dict(n_filters=2, patch_shape=(2, 2), pool_shape=(2, 2)),
+                 dict(n_filters=2, patch_shape=(2, 2), n_pool_regions=(1, 1), pool="max")]
+    for name, layers, N, shape, n_classes, dtype in (
+            [("smoke", smoke_net, 3, (1, 7, 8), 2, np.float32)] if smoke else bc.NET_CASES):
+        th, Xn, y = bc.net_problem(layers, N, shape, n_classes, dtype)
+        Xnd = fc.to_device(Xn)
+        kw = dict(weight_decay=1e-4)
+        cases.append(("conv_net_cost_grad",
+                      f"{name}: {N} x {'x'.join(map(str, shape))} {np.dtype(dtype).name}",
+                      lambda th=th, Xnd=Xnd, y=y, layers=layers, k=n_classes:
+                          fc.conv_net_cost_grad(th, Xnd, y, layers, k, **kw),
+                      lambda th=th, Xn=Xn, y=y, layers=layers, k=n_classes:
+                          nb_convnet.conv_net_cost_grad(th, Xn, y, layers, k, **kw), None))
+    return cases
+
+
+def run_other_kernels(report, reps, smoke=False):
+    from numba import cuda
+
+    import fastsae.cuda as fc
+
+    rows = []
+    for kernel, label, ours, cpu, flops in other_cases(smoke):
+        t_ours = median_time(ours, reps, cuda.synchronize)
+        got = ours()
+        cpu()                                                # compile, warm up
+        t0 = time.perf_counter()
+        want = cpu()
+        t_cpu = time.perf_counter() - t0
+        g, w = (got[1], want[1]) if isinstance(got, tuple) else (got, want)
+        rows.append([kernel, label, f"{t_ours * 1e3:.2f}",
+                     "-" if flops is None else f"{flops / t_ours / 1e12:.2f}",
+                     f"{t_cpu * 1e3:.0f}", f"{t_cpu / t_ours:.1f}",
+                     f"{np.abs(g - w).max() / np.abs(w).max():.1e}"])
+        fc.clear_workspace()
+    report.table(
+        f"Other kernels, X on the device, median of {reps} (products: {fc.matmul_engine()})",
+        ["kernel", "shape", "fastsae cuda ms", "TFLOP/s", "Numba CPU ms (1 call)",
+         "CPU / cuda", "max rel |Δ| vs CPU"],
+        rows)
+
+
 def run_training(report, shapes, max_iter, cpu_budget):
     from fastsae import SparseAutoencoder
 
@@ -335,6 +406,7 @@ def main(argv=None):
         run_tests(report, args.test_timeout)
     run_cost_grad(report, SMOKE_COST_SHAPES if args.smoke else COST_SHAPES,
                   2 if args.smoke else args.reps, smoke=args.smoke)
+    run_other_kernels(report, 2 if args.smoke else args.reps, smoke=args.smoke)
     run_training(report, SMOKE_TRAIN_SHAPES if args.smoke else TRAIN_SHAPES,
                  5 if args.smoke else args.train_iters, args.cpu_train_budget)
     report.add(f"\ntotal {time.perf_counter() - t_start:.0f} s")
