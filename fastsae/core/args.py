@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..exceptions import ParameterError
+from .bfloat16 import is_bfloat16
 from .checks import (ACTIVATIONS, DECODERS, FLOAT_DTYPES, LOSSES, POOL_MODES, check_bool,
                      check_choice, check_int, check_pair, check_scalar)
 from .layouts import (conv_ae_layout, conv_net_layout, conv_net_plan, layout_size, sae_layout,
@@ -19,11 +20,13 @@ from .layouts import (conv_ae_layout, conv_net_layout, conv_net_plan, layout_siz
 
 
 def check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
-                      decoder, loss, tied):
+                      decoder, loss, tied, *, bfloat16=False):
     """Cheap checks shared by every ``sae_cost_grad`` implementation.
 
     Shapes, option names and hyper-parameter ranges; not the O(n) scan of X for
-    NaN (the public entry point and the estimators do that once).
+    NaN (the public entry point and the estimators do that once). With
+    ``bfloat16=True`` (the implementations that have a bfloat16 path), X may
+    also be an ml-dtypes bfloat16 array.
     """
     n_visible = check_int(n_visible, "n_visible", low=1)
     n_hidden = check_int(n_hidden, "n_hidden", low=1)
@@ -40,8 +43,9 @@ def check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_deca
         )
     if not isinstance(X, np.ndarray) or X.ndim != 2:
         raise ParameterError(f"X must be a 2-D array; got {getattr(X, 'shape', type(X))}")
-    if X.dtype not in FLOAT_DTYPES:
-        raise ParameterError(f"X must be float32 or float64; got dtype {X.dtype}")
+    if X.dtype not in FLOAT_DTYPES and not (bfloat16 and is_bfloat16(X.dtype)):
+        also = ", or bfloat16 (ml_dtypes.bfloat16)" if bfloat16 else ""
+        raise ParameterError(f"X must be float32 or float64{also}; got dtype {X.dtype}")
     if X.shape[1] != n_visible:
         raise ParameterError(
             f"X must have n_visible={n_visible} columns; got shape {X.shape}"

@@ -14,6 +14,7 @@ from typing import Iterable
 import numpy as np
 
 from ..exceptions import ParameterError, ParameterTypeError
+from .bfloat16 import bfloat16_dtype, is_bfloat16
 
 FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -67,7 +68,20 @@ def check_scalar(value, name: str, *, low=None, high=None, low_open=False, high_
     return value
 
 
-def check_dtype(dtype, name: str = "dtype") -> np.dtype:
+def check_dtype(dtype, name: str = "dtype", *, bfloat16: bool = False) -> np.dtype:
+    """float32 or float64 as a NumPy dtype; with ``bfloat16=True`` also ``"bfloat16"``.
+
+    bfloat16 (the dtype of ml-dtypes, see :mod:`fastsae.core.bfloat16`) is
+    refused with a ParameterError where it is not supported, and raises
+    :class:`fastsae.BackendUnavailableError` naming the extra to install
+    where it is supported but ml-dtypes is missing.
+    """
+    if is_bfloat16(dtype):
+        if not bfloat16:
+            raise ParameterError(
+                f"{name} must be 'float32' or 'float64' here; got 'bfloat16' (bfloat16 is "
+                "available for SparseAutoencoder and fastsae.sae_cost_grad only)")
+        return bfloat16_dtype()
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -91,7 +105,7 @@ def check_array(
 ) -> np.ndarray:
     """Return X as a C-contiguous float array, or raise ParameterError.
 
-    ``dtype=None`` keeps float32/float64 input as it is and turns anything
+    ``dtype=None`` keeps float32/float64 (and bfloat16) input as it is and turns anything
     else (integers, booleans, object arrays of numbers) into float64. The
     messages follow scikit-learn's wording where its estimator checks expect
     it (sparse input, complex data, 1-D input, no features). Read-only
@@ -114,7 +128,8 @@ def check_array(
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:
             raise ParameterTypeError(f"{name} must hold real numbers: {exc}") from None
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+            or is_bfloat16(arr.dtype)):
         raise ParameterError(f"{name} must hold real numbers; got dtype {arr.dtype}")
     if arr.ndim != ndim:
         hint = ""
@@ -123,9 +138,10 @@ def check_array(
                     f"{name}.reshape(1, -1) if it is a single sample")
         raise ParameterError(f"{name} must be {ndim}-D; got shape {arr.shape}{hint}")
     if dtype is None:
-        target = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        keep = arr.dtype in (np.float32, np.float64) or is_bfloat16(arr.dtype)
+        target = arr.dtype if keep else np.dtype(np.float64)
     else:
-        target = check_dtype(dtype)
+        target = check_dtype(dtype, bfloat16=True)
     arr = np.ascontiguousarray(arr, dtype=target)
     if not arr.flags.writeable or (copy and np.shares_memory(
             arr, X if isinstance(X, np.ndarray) else arr[:0])):

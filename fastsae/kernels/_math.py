@@ -17,7 +17,9 @@ bit casts, which LLVM turns into AVX-512 / AVX2 code:
   so ``|s| <= 0.1716`` and an odd series of 11 (float64) or 5 (float32) terms.
 
 Each function is generic over float32/float64 and returns the argument's type;
-the constants are typed so that float32 code stays float32.
+the constants are typed so that float32 code stays float32. ``from_bf16`` and
+``to_bf16`` convert between float32 and bfloat16 bits (uint16), so that the
+bfloat16 kernels keep bfloat16 arrays as uint16 views.
 """
 import numpy as np
 from ..core.config import CACHE
@@ -40,6 +42,30 @@ def _bits_to_float32(typingctx, x):
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], ir.FloatType())
     return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _float32_to_bits(typingctx, x):
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
+def from_bf16(u):
+    """The float32 value of bfloat16 bits ``u`` (a uint16): exact."""
+    return _bits_to_float32(np.int32(u) << np.int32(16))
+
+
+@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
+def to_bf16(x):
+    """float32 ``x`` rounded to bfloat16 (to nearest, ties to even), as uint16 bits.
+
+    NaN stays NaN (a quiet one); overflow rounds to infinity, as ml-dtypes does.
+    """
+    b = _float32_to_bits(x)
+    r = (b + (np.int32(0x7FFF) + ((b >> np.int32(16)) & np.int32(1)))) >> np.int32(16)
+    return np.uint16(0x7FC0) if x != x else np.uint16(r & np.int32(0xFFFF))
 
 
 _LOG2E = 1.4426950408889634
@@ -229,3 +255,11 @@ def dot(a, b):
     if a.shape != b.shape:
         raise ValueError(f"dot: lengths differ ({a.size} and {b.size})")
     return float(_dot_flat(a, b))
+
+
+@njit(cache=CACHE, nogil=True, error_model="numpy")
+def round_to_bf16(src, dst):
+    """``dst`` (uint16, bfloat16 bits) <- ``src`` rounded to float32, then to bfloat16 (2-D)."""
+    for r in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[r, j] = to_bf16(np.float32(src[r, j]))
