@@ -19,7 +19,10 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
 
     The public entry point: checks every argument (including NaN/inf in ``X``
     and ``theta``), then calls ``backend``'s ``sae_cost_grad`` (see
-    :func:`fastsae.reference.sae.sae_cost_grad` for the objective).
+    :func:`fastsae.reference.sae.sae_cost_grad` for the objective). A bfloat16
+    ``X`` (``ml_dtypes.bfloat16``) runs oneMKL's bfloat16 GEMMs on
+    ``backend="numba"`` (the extra ``fastsae[mkl]``) and the NumPy twin of that
+    arithmetic on ``backend="numpy"``.
 
     Returns
     -------
@@ -29,7 +32,7 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     X = check_array(X, "X")
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
     check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
-                      decoder, loss, tied)
+                      decoder, loss, tied, bfloat16=True)
     fn = backends.get_function(backend, "sae_cost_grad")
     return fn(theta, X, n_visible, n_hidden, sparsity=sparsity, beta=beta,
               weight_decay=weight_decay, decoder=decoder, loss=loss, tied=tied)

@@ -18,6 +18,18 @@ gradients live in per-thread buffers and are summed once at the end (in
 float64). Every elementwise loop is written to vectorise (see ``_math``).
 The KL term needs ``ρ̂`` before any ``δ2`` can be formed, which is why there
 are two passes rather than one.
+
+bfloat16 (``X`` an ml-dtypes bfloat16 array): the same two passes, the five
+GEMMs in oneMKL's ``cblas_gemm_bf16bf16f32`` (bfloat16 operands, float32
+accumulation and results, see ``_mkl``). The elementwise work and every
+reduction are float32 (sums of costs, biases and ``ρ̂`` in float64); what
+feeds a GEMM is rounded to bfloat16 on the way out of the elementwise loop:
+the weights, ``δ3`` and ``δ2``, and each chunk of ``A2`` (stored in float32,
+so that the hidden units' derivative ``A2 (1 − A2)`` is exact near
+saturation, where ``1 − A2`` rounded to bfloat16 would lose every digit).
+bfloat16 arrays travel as uint16 views.
+The NumPy twin of this arithmetic is
+:func:`fastsae.reference.sae.sae_cost_grad` on a bfloat16 ``X``.
 """
 from __future__ import annotations
 
@@ -27,10 +39,13 @@ from numba import njit, prange
 from ..core.config import JIT_OPTIONS, SAE_CHUNK_BYTES
 from ..core.threads import scipy_blas_single_thread
 from ..core.args import check_sae_options
+from ..core.bfloat16 import is_bfloat16
 from ..core.layouts import unpack_sae
 from ..core.numerics import kl_sparsity
+from . import _mkl
 from ._blas import gemm, gemm_address
-from ._math import one, sigmoid, softplus, sumsq
+from ._math import from_bf16, one, round_to_bf16, sigmoid, softplus, sumsq, to_bf16
+from ._mkl import gemm_bf16, mkl_threads_local
 from ._parallel import parallel_kernel, threads_for, workspace
 
 # output-layer variants (decoder, loss)
@@ -177,6 +192,187 @@ class _Workspace:
         self.cost = np.empty((n_threads, v))
 
 
+# -- bfloat16 -----------------------------------------------------------------------
+
+#: Rows per chunk in the bfloat16 kernel (the float32 GEMM outputs of a chunk stay in L2).
+BF16_CHUNK_ROWS = 512
+
+
+@njit(**JIT_OPTIONS)
+def _rows_to_bf16(A, O):
+    """O (bfloat16 bits) <- A (float32) rounded."""
+    n, k = A.shape
+    for r in range(n):
+        a = A[r]
+        o = O[r]
+        for j in range(k):
+            o[j] = to_bf16(a[j])
+
+
+@njit(**JIT_OPTIONS)
+def _delta_out_bf16(kind, Z, X, b, cost, gb, O):
+    """O (bfloat16 bits) <- δ3 from Z3 (float32) and X (bfloat16 bits); cost += data terms,
+    gb += Σ δ3 (float32 sums of the unrounded values)."""
+    n, k = Z.shape
+    for r in range(n):
+        z = Z[r]
+        x = X[r]
+        o = O[r]
+        if kind == SIGMOID_SQUARED:
+            for j in range(k):
+                a = sigmoid(z[j] + b[j])
+                d = a - from_bf16(x[j])
+                cost[j] += d * d
+                d = d * a * (np.float32(1.0) - a)
+                o[j] = to_bf16(d)
+                gb[j] += d
+        elif kind == LINEAR_SQUARED:
+            for j in range(k):
+                d = z[j] + b[j] - from_bf16(x[j])
+                cost[j] += d * d
+                o[j] = to_bf16(d)
+                gb[j] += d
+        else:
+            for j in range(k):
+                zz = z[j] + b[j]
+                xv = from_bf16(x[j])
+                cost[j] += softplus(zz) - xv * zz
+                d = sigmoid(zz) - xv
+                o[j] = to_bf16(d)
+                gb[j] += d
+
+
+@njit(**JIT_OPTIONS)
+def _delta_hidden_bf16(D, A, s, gb, O):
+    """O (bfloat16 bits) <- (D + s) * A (1 - A), all float32; gb += column sums (unrounded)."""
+    n, k = D.shape
+    for r in range(n):
+        d = D[r]
+        a = A[r]
+        o = O[r]
+        for j in range(k):
+            dd = (d[j] + s[j]) * a[j] * (np.float32(1.0) - a[j])
+            o[j] = to_bf16(dd)
+            gb[j] += dd
+
+
+@njit(**JIT_OPTIONS)
+def _flush(acc, part):
+    """acc (float64) += part (float32, a chunk's sums); part <- 0."""
+    for j in range(part.shape[0]):
+        acc[j] += part[j]
+        part[j] = 0.0
+
+
+@parallel_kernel
+def _encode_bf16(fn, fn_threads, X, W1, b1, A2, chunk, rho_parts, sums):
+    m = X.shape[0]
+    n_threads = rho_parts.shape[0]
+    h = A2.shape[1]
+    for t in prange(n_threads):
+        previous = mkl_threads_local(fn_threads, 1)
+        lo = t * m // n_threads
+        hi = (t + 1) * m // n_threads
+        acc = rho_parts[t]
+        acc[:] = 0.0
+        part = sums[t, 0, :h]
+        part[:] = 0.0
+        for c0 in range(lo, hi, chunk):
+            c1 = min(c0 + chunk, hi)
+            Ac = A2[c0:c1]
+            gemm_bf16(fn, False, True, 1.0, X[c0:c1], W1, 0.0, Ac)    # X W1ᵀ
+            _bias_sigmoid_colsum(Ac, b1, part)
+            _flush(acc, part)
+        mkl_threads_local(fn_threads, previous)
+
+
+@parallel_kernel
+def _backprop_bf16(fn, fn_threads, X, A2, W2, b2, s, kind, chunk, bufA16, bufZ, bufZ16, bufD,
+                   bufD16, gW1, gW2, gb1, gb2, cost, sums):
+    m, v = X.shape
+    h = A2.shape[1]
+    n_threads = gW1.shape[0]
+    for t in prange(n_threads):
+        previous = mkl_threads_local(fn_threads, 1)
+        lo = t * m // n_threads
+        hi = (t + 1) * m // n_threads
+        g1 = gW1[t]
+        g2 = gW2[t]
+        g1[:] = 0.0
+        g2[:] = 0.0
+        gb1[t, :] = 0.0
+        gb2[t, :] = 0.0
+        cost[t, :] = 0.0
+        part_cost, part_gb2, part_gb1 = sums[t, 0, :v], sums[t, 1, :v], sums[t, 2, :h]
+        part_cost[:] = 0.0
+        part_gb2[:] = 0.0
+        part_gb1[:] = 0.0
+        for c0 in range(lo, hi, chunk):
+            c1 = min(c0 + chunk, hi)
+            n = c1 - c0
+            Z = bufZ[t, :n]
+            Z16 = bufZ16[t, :n]
+            D = bufD[t, :n]
+            D16 = bufD16[t, :n]
+            A16 = bufA16[t, :n]
+            Ac = A2[c0:c1]
+            Xc = X[c0:c1]
+            _rows_to_bf16(Ac, A16)
+            gemm_bf16(fn, False, True, 1.0, A16, W2, 0.0, Z)         # Z3 = A2 W2ᵀ
+            _delta_out_bf16(kind, Z, Xc, b2, part_cost, part_gb2, Z16)
+            gemm_bf16(fn, True, False, 1.0, Z16, A16, 1.0, g2)       # gW2 += δ3ᵀ A2
+            gemm_bf16(fn, False, False, 1.0, Z16, W2, 0.0, D)        # δ3 W2
+            _delta_hidden_bf16(D, Ac, s, part_gb1, D16)
+            gemm_bf16(fn, True, False, 1.0, D16, Xc, 1.0, g1)        # gW1 += δ2ᵀ X
+            _flush(cost[t], part_cost)
+            _flush(gb2[t], part_gb2)
+            _flush(gb1[t], part_gb1)
+        mkl_threads_local(fn_threads, previous)
+
+
+class _WorkspaceBF16:
+    """Buffers of one bfloat16 call shape: bfloat16 arrays as uint16, GEMM outputs float32."""
+
+    def __init__(self, key):
+        m, v, h, _, n_threads, chunk = key
+        self.A2 = np.empty((m, h), np.float32)
+        self.A16 = np.empty((n_threads, chunk, h), np.uint16)
+        self.W1 = np.empty((h, v), np.uint16)
+        self.W2 = np.empty((v, h), np.uint16)
+        self.rho = np.empty((n_threads, h))
+        self.Z = np.empty((n_threads, chunk, v), np.float32)
+        self.Z16 = np.empty((n_threads, chunk, v), np.uint16)
+        self.D = np.empty((n_threads, chunk, h), np.float32)
+        self.D16 = np.empty((n_threads, chunk, h), np.uint16)
+        self.gW1 = np.empty((n_threads, h, v), np.float32)
+        self.gW2 = np.empty((n_threads, v, h), np.float32)
+        self.gb1 = np.empty((n_threads, h))
+        self.gb2 = np.empty((n_threads, v))
+        self.cost = np.empty((n_threads, v))
+        self.sums = np.empty((n_threads, 3, max(v, h)), np.float32)   # a chunk's sums
+
+
+def _passes_bf16(theta, X, v, h, sparsity, beta, kind, tied):
+    """The two passes in bfloat16; returns (workspace, KL term)."""
+    mkl = _mkl.library()
+    X16 = np.ascontiguousarray(X).view(np.uint16)
+    m = X16.shape[0]
+    W1, W2, b1, b2 = unpack_sae(theta, v, h, tied)
+    n_threads = threads_for(10.0 * m * v * h, m)
+    chunk = BF16_CHUNK_ROWS
+    ws = workspace("sae", (m, v, h, "bfloat16", n_threads, chunk), _WorkspaceBF16)
+    round_to_bf16(W1, ws.W1)
+    round_to_bf16(W2, ws.W2)
+    b1c = b1.astype(np.float32)
+    b2c = b2.astype(np.float32)
+    _encode_bf16(n_threads)(mkl.gemm, mkl.threads_local, X16, ws.W1, b1c, ws.A2, chunk, ws.rho,
+                            ws.sums)
+    kl, dkl = kl_sparsity(sparsity, ws.rho.sum(axis=0) / m)
+    s = (beta * dkl).astype(np.float32)
+    _backprop_bf16(n_threads)(mkl.gemm, mkl.threads_local, X16, ws.A2, ws.W2, b2c, s, kind,
+                              chunk, ws.A16, ws.Z, ws.Z16, ws.D, ws.D16, ws.gW1, ws.gW2, ws.gb1,
+                              ws.gb2, ws.cost, ws.sums)
+    return ws, kl
 
 
 def chunk_rows(n_visible, itemsize):
@@ -190,20 +386,28 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
 
     Same signature, objective and results as
     :func:`fastsae.reference.sae_cost_grad` (see there); computes in
-    ``X.dtype``, returns ``(float, float64 gradient)``.
+    ``X.dtype`` (bfloat16: oneMKL's bfloat16 GEMM with float32 accumulation,
+    float32 elementwise work; needs the extra ``fastsae[mkl]``), returns
+    ``(float, float64 gradient)``.
     """
     check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
-                      decoder, loss, tied)
+                      decoder, loss, tied, bfloat16=True)
+    m, v, h = X.shape[0], n_visible, n_hidden
+    kind = (SIGMOID_CROSS_ENTROPY if loss == "cross_entropy"
+            else LINEAR_SQUARED if decoder == "linear" else SIGMOID_SQUARED)
+    if is_bfloat16(X.dtype):
+        W1, W2, _, _ = unpack_sae(theta, v, h, tied)
+        ws, kl = _passes_bf16(theta, X, v, h, sparsity, beta, kind, tied)
+        decay = sumsq(W1) + sumsq(W2)              # of the float64 parameters
+        return _finish(ws, theta, W1, W2, m, kind, weight_decay, decay, beta * kl, tied)
+
     dt = X.dtype
     X = np.ascontiguousarray(X)
-    m, v, h = X.shape[0], n_visible, n_hidden
     W1, W2, b1, b2 = unpack_sae(theta, v, h, tied)
     W1c = np.ascontiguousarray(W1, dtype=dt)
     W2c = np.ascontiguousarray(W2, dtype=dt)
     b1c = b1.astype(dt)
     b2c = b2.astype(dt)
-    kind = (SIGMOID_CROSS_ENTROPY if loss == "cross_entropy"
-            else LINEAR_SQUARED if decoder == "linear" else SIGMOID_SQUARED)
 
     n_threads = threads_for(10.0 * m * v * h, m)
     chunk = chunk_rows(v, dt.itemsize)
@@ -216,23 +420,27 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
         s = (beta * dkl).astype(dt)
         _backprop(n_threads)(fn, X, ws.A2, W2c, b2c, s, kind, chunk, ws.Z, ws.D,
                   ws.gW1, ws.gW2, ws.gb1, ws.gb2, ws.cost)
+    return _finish(ws, theta, W1, W2, m, kind, weight_decay, sumsq(W1c) + sumsq(W2c),
+                   beta * kl, tied)
 
+
+def _finish(ws, theta, W1, W2, m, kind, weight_decay, decay, sparsity_term, tied):
+    """Cost and packed float64 gradient from the per-thread partial sums in ``ws``."""
+    h, v = W1.shape
     data = ws.cost.sum()
     data = data / m if kind == SIGMOID_CROSS_ENTROPY else 0.5 * data / m
     gW1 = ws.gW1.sum(axis=0, dtype=np.float64) / m + weight_decay * W1
     gW2 = ws.gW2.sum(axis=0, dtype=np.float64) / m + weight_decay * W2
     gb1 = ws.gb1.sum(axis=0) / m
     gb2 = ws.gb2.sum(axis=0) / m
-    cost = data + 0.5 * weight_decay * (sumsq(W1c) + sumsq(W2c)) \
-        + beta * kl
+    cost = data + 0.5 * weight_decay * decay + sparsity_term
     grad = np.empty(theta.size)
+    n1 = h * v
     if tied:
-        n1 = h * v
         grad[:n1] = (gW1 + gW2.T).ravel()
         grad[n1:n1 + h] = gb1
         grad[n1 + h:] = gb2
     else:
-        n1 = h * v
         grad[:n1] = gW1.ravel()
         grad[n1:2 * n1] = gW2.ravel()
         grad[2 * n1:2 * n1 + h] = gb1

@@ -5,6 +5,7 @@ import numpy as np
 from scipy.special import expit
 
 from ..core.args import check_sae_options
+from ..core.bfloat16 import is_bfloat16
 from ..core.config import RHO_HAT_EPS
 from ..core.layouts import unpack_sae
 
@@ -39,7 +40,8 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     ----------
     theta : np.ndarray [shape=(n_params,)]
         Packed parameters (see :func:`fastsae.core.layouts.sae_layout`).
-    X : np.ndarray [shape=(n_samples, n_visible), dtype=float32 or float64]
+    X : np.ndarray [shape=(n_samples, n_visible), dtype=float32, float64 or bfloat16]
+        bfloat16 (``ml_dtypes.bfloat16``): see :func:`_sae_cost_grad_bfloat16`.
     n_visible, n_hidden : int
     sparsity : float in (0, 1)
         The target mean activation ρ.
@@ -54,7 +56,10 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     grad : np.ndarray [shape=(n_params,), dtype=float64]
     """
     check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
-                      decoder, loss, tied)
+                      decoder, loss, tied, bfloat16=True)
+    if is_bfloat16(X.dtype):
+        return _sae_cost_grad_bfloat16(theta, X, n_visible, n_hidden, sparsity, beta,
+                                       weight_decay, decoder, loss, tied)
     dt = X.dtype
     W1, W2, b1, b2 = (p.astype(dt) for p in unpack_sae(theta, n_visible, n_hidden, tied))
     m = X.shape[0]
@@ -86,6 +91,62 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
 
     cost = data + 0.5 * weight_decay * (np.sum(W1.astype(np.float64) ** 2)
                                         + np.sum(W2.astype(np.float64) ** 2)) + beta * kl
+    if tied:
+        grad = np.concatenate([(gW1 + gW2.T).ravel(), gb1, gb2])
+    else:
+        grad = np.concatenate([gW1.ravel(), gW2.ravel(), gb1, gb2])
+    return float(cost), grad.astype(np.float64)
+
+
+def _sae_cost_grad_bfloat16(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
+                            decoder, loss, tied):
+    """The same objective with bfloat16 matrix products (the arithmetic of the compiled
+    bfloat16 kernels, written plainly).
+
+    Every operand of the five products is rounded to bfloat16 (the weights
+    through float32; the hidden activations, ``δ3`` and ``δ2`` after they are
+    computed in float32) and the products accumulate in float32 (a float32
+    product of bfloat16 values is exactly that). Everything else is float32,
+    with the sums of costs, biases and ``ρ̂`` in float64 (the derivative
+    ``a2 (1 − a2)`` reads the float32 activations: ``1 − a2`` of a rounded
+    ``a2`` near 1 would lose every digit); weight decay and the returned
+    gradient use the float64 parameters.
+    """
+    import ml_dtypes
+
+    f32 = np.float32
+
+    def rounded(a):                       # to bfloat16 (through float32), back as float32
+        return np.asarray(a, dtype=f32).astype(ml_dtypes.bfloat16).astype(f32)
+
+    W1, W2, b1, b2 = unpack_sae(theta, n_visible, n_hidden, tied)
+    W1r, W2r = rounded(W1), rounded(W2)
+    b1f, b2f = b1.astype(f32), b2.astype(f32)
+    Xf = X.astype(f32)                    # exact
+    m = X.shape[0]
+
+    A2 = expit(Xf @ W1r.T + b1f)                   # float32
+    rho_hat = A2.astype(np.float64).mean(axis=0)
+    A2r = rounded(A2)
+    Z3 = A2r @ W2r.T + b2f
+    if loss == "squared":
+        A3 = expit(Z3) if decoder == "sigmoid" else Z3
+        diff = A3 - Xf
+        data = 0.5 * np.sum(diff.astype(np.float64) ** 2) / m
+        delta3 = diff * (A3 * (1 - A3)) if decoder == "sigmoid" else diff
+    else:
+        data = np.sum(np.logaddexp(f32(0), Z3).astype(np.float64) - Xf * Z3) / m
+        delta3 = expit(Z3) - Xf
+
+    kl, dkl = kl_sparsity(sparsity, rho_hat)
+    delta3r = rounded(delta3)
+    delta2 = (delta3r @ W2r + (beta * dkl).astype(f32)) * (A2 * (1 - A2))
+    gW1 = (rounded(delta2).T @ Xf) / m + weight_decay * W1
+    gW2 = (delta3r.T @ A2r) / m + weight_decay * W2
+    gb1 = delta2.sum(axis=0, dtype=np.float64) / m
+    gb2 = delta3.sum(axis=0, dtype=np.float64) / m
+
+    cost = data + 0.5 * weight_decay * (np.sum(W1 ** 2) + np.sum(W2 ** 2)) + beta * kl
     if tied:
         grad = np.concatenate([(gW1 + gW2.T).ravel(), gb1, gb2])
     else:

@@ -1,0 +1,200 @@
+"""dtype="bfloat16": the oneMKL kernel against its NumPy twin and the float64 objective,
+the refusal without the extra, and the checks that learn the dtype.
+
+Tests that need the extra (``pip install "fastsae[mkl]"``) skip without it; the
+error a user gets without it is tested everywhere.
+"""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastsae
+from fastsae import check_gradient, reference
+from fastsae.core.args import check_sae_options
+from fastsae.core.bfloat16 import bfloat16_dtype, is_bfloat16
+from fastsae.core.checks import check_array, check_dtype
+from fastsae.kernels import _mkl
+from fastsae.kernels import sae as numba_sae
+
+from test_sae_kernels import OPTIONS, SHAPES, _label, _problem
+
+HAVE_EXTRA = _mkl.available()
+needs_mkl = pytest.mark.skipif(
+    not HAVE_EXTRA, reason='needs the mkl extra (pip install "fastsae[mkl]")')
+KW = dict(sparsity=0.05, beta=3.0, weight_decay=1e-3)
+
+
+def _bf16(X):
+    return X.astype(bfloat16_dtype())
+
+
+@pytest.fixture
+def no_extra(monkeypatch):
+    """As on a machine without the extra: no ml_dtypes to import, no libmkl_rt to find."""
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+    monkeypatch.setattr(_mkl, "_candidates", lambda: [])
+    monkeypatch.setattr(_mkl, "_loaded", None)
+
+
+# -- the kernel and its twin ------------------------------------------------------
+
+@needs_mkl
+@pytest.mark.parametrize("opts", OPTIONS, ids=_label)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_numba_bfloat16_equals_the_reference_twin(opts, shape):
+    v, h, m = shape
+    theta, X = _problem(v, h, m, np.float64, opts)
+    X16 = _bf16(X)
+    kw = dict(KW, **opts)
+    c_ref, g_ref = reference.sae_cost_grad(theta, X16, v, h, **kw)
+    c_nb, g_nb = numba_sae.sae_cost_grad(theta, X16, v, h, **kw)
+    assert g_nb.dtype == np.float64 and g_nb.shape == theta.shape
+    # the same roundings; only the order of the float32 sums (and an ulp of the
+    # sigmoid, which may move a value to the next bfloat16) differ
+    assert c_nb == pytest.approx(c_ref, rel=5e-6)
+    np.testing.assert_allclose(g_nb, g_ref, rtol=0, atol=1e-4 * np.abs(g_ref).max())
+
+
+@needs_mkl
+def test_the_comparison_sees_a_wrong_bfloat16_kernel():
+    # the tolerance above is below what products without the bfloat16 roundings give
+    for v, h, m in SHAPES:
+        theta, X = _problem(v, h, m, np.float64, OPTIONS[0])
+        g_ref = reference.sae_cost_grad(theta, _bf16(X), v, h, **KW)[1]
+        g32 = reference.sae_cost_grad(theta, _bf16(X).astype(np.float32), v, h, **KW)[1]
+        assert np.abs(g32 - g_ref).max() > 2e-4 * np.abs(g_ref).max()
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=_label)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_reference_twin_is_close_to_float64(opts, shape):
+    pytest.importorskip("ml_dtypes", reason="the bfloat16 twin needs ml-dtypes")
+    v, h, m = shape
+    theta, X = _problem(v, h, m, np.float64, opts)
+    kw = dict(KW, **opts)
+    c64, g64 = reference.sae_cost_grad(theta, X, v, h, **kw)
+    c16, g16 = reference.sae_cost_grad(theta, _bf16(X), v, h, **kw)
+    assert c16 == pytest.approx(c64, rel=1e-2)
+    np.testing.assert_allclose(g16, g64, rtol=0, atol=2e-2 * np.abs(g64).max())
+    assert np.linalg.norm(g16 - g64) <= 2e-2 * np.linalg.norm(g64)
+
+
+@needs_mkl
+@pytest.mark.parametrize("opts", OPTIONS, ids=_label)
+def test_bfloat16_gradient_checks_against_the_float64_objective(opts):
+    # the bfloat16 gradient against central differences of the float64 objective
+    v, h, m = 16, 6, 400
+    theta, X = _problem(v, h, m, np.float64, opts, seed=4)
+    X16 = _bf16(X)
+    kw = dict(KW, **opts)
+
+    def fun(t):
+        return (reference.sae_cost_grad(t, X, v, h, **kw)[0],
+                numba_sae.sae_cost_grad(t, X16, v, h, **kw)[1])
+
+    assert check_gradient(fun, theta) < 1e-2
+
+    def wrong(t):
+        c, g = fun(t)
+        return c, 1.05 * g
+
+    assert check_gradient(wrong, theta) > 1e-2          # the check can fail
+
+
+@needs_mkl
+def test_bfloat16_kernel_sees_every_sample():
+    rng = np.random.default_rng(3)
+    v, h, m = 6, 4, 1300                          # several chunks and threads
+    X = _bf16(rng.uniform(0, 1, (m, v)))
+    theta = fastsae.init_params(v, h, random_state=1)
+    kw = dict(sparsity=0.1, beta=0.0, weight_decay=0.0)
+    total, g = numba_sae.sae_cost_grad(theta, X, v, h, **kw)
+    parts = [numba_sae.sae_cost_grad(theta, X[i:i + 100], v, h, **kw) for i in range(0, m, 100)]
+    assert total == pytest.approx(np.mean([p[0] for p in parts]), rel=1e-5)
+    np.testing.assert_allclose(g, np.mean([p[1] for p in parts], axis=0), rtol=1e-3, atol=1e-6)
+
+
+@needs_mkl
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_public_entry_point_takes_bfloat16(backend):
+    theta, X = _problem(10, 4, 30, np.float64, OPTIONS[0])
+    X16 = _bf16(X)
+    c, g = fastsae.sae_cost_grad(theta, X16, 10, 4, backend=backend, **KW)
+    assert c == pytest.approx(reference.sae_cost_grad(theta, X, 10, 4, **KW)[0], rel=1e-2)
+    X16[3, 2] = np.nan
+    with pytest.raises(fastsae.ParameterError, match="X contains 1 NaN"):
+        fastsae.sae_cost_grad(theta, X16, 10, 4, backend=backend, **KW)
+
+
+@needs_mkl
+def test_the_kernel_restores_mkl_threads_of_the_calling_thread():
+    import ctypes
+    lib = _mkl.library().lib
+    lib.MKL_Set_Num_Threads_Local.restype = ctypes.c_int
+    lib.MKL_Set_Num_Threads_Local(ctypes.c_int(3))
+    try:
+        theta, X = _problem(64, 25, 1001, np.float64, OPTIONS[0])
+        numba_sae.sae_cost_grad(theta, _bf16(X), 64, 25, **KW)
+    finally:
+        assert lib.MKL_Set_Num_Threads_Local(ctypes.c_int(0)) == 3
+
+
+# -- without the extra, and the checks ------------------------------------------------
+
+def test_without_the_extra_bfloat16_names_it(no_extra):
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae\[mkl\]"):
+        bfloat16_dtype()
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae\[mkl\].*mkl ml-dtypes"):
+        _mkl.library()
+    assert not _mkl.available()
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae\[mkl\]"):
+        check_dtype("bfloat16", bfloat16=True)
+
+
+def test_without_mkl_the_kernel_names_the_extra(monkeypatch):
+    monkeypatch.setattr(_mkl, "_candidates", lambda: [])
+    monkeypatch.setattr(_mkl, "_loaded", None)
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    theta, X = _problem(10, 4, 30, np.float64, OPTIONS[0])
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae\[mkl\]"):
+        numba_sae.sae_cost_grad(theta, X.astype(ml_dtypes.bfloat16), 10, 4, **KW)
+
+
+def test_import_loads_neither_ml_dtypes_nor_mkl():
+    code = ("import sys, fastsae, fastsae.kernels; "
+            "assert 'ml_dtypes' not in sys.modules, 'ml_dtypes imported'; "
+            "maps = open('/proc/self/maps').read() if sys.platform.startswith('linux') else ''; "
+            "assert 'libmkl_rt' not in maps, 'libmkl_rt loaded'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_check_dtype_learns_bfloat16():
+    assert is_bfloat16("bfloat16") and not is_bfloat16("float32")
+    assert not is_bfloat16(np.float32) and not is_bfloat16(np.dtype(np.float64))
+    with pytest.raises(fastsae.ParameterError, match="dtype must be 'float32' or 'float64'"):
+        check_dtype("bfloat16")
+    with pytest.raises(fastsae.ParameterError, match="float16"):
+        check_dtype("float16", bfloat16=True)
+    if HAVE_EXTRA:
+        dt = check_dtype("bfloat16", bfloat16=True)
+        assert is_bfloat16(dt) and dt.itemsize == 2
+        assert check_dtype(dt, bfloat16=True) == dt
+
+
+@needs_mkl
+def test_argument_checks_accept_bfloat16_only_where_asked():
+    theta, X = _problem(10, 4, 30, np.float64, OPTIONS[0])
+    X16 = _bf16(X)
+    check_sae_options(theta, X16, 10, 4, 0.05, 3.0, 1e-3, "sigmoid", "squared", False,
+                      bfloat16=True)
+    with pytest.raises(fastsae.ParameterError, match="X must be float32 or float64; got dtype bfloat16"):
+        check_sae_options(theta, X16, 10, 4, 0.05, 3.0, 1e-3, "sigmoid", "squared", False)
+    with pytest.raises(fastsae.ParameterError, match="or bfloat16"):
+        numba_sae.sae_cost_grad(theta, X.astype(np.int64), 10, 4, **KW)
+    assert check_array(X16).dtype == X16.dtype              # kept as it is
+    assert is_bfloat16(check_array(X, dtype="bfloat16").dtype)
+    with pytest.raises(fastsae.ParameterError, match="softmax|X must be float32 or float64"):
+        fastsae.softmax_cost_grad(np.zeros(2 * 10 + 2), X16, np.zeros(30, int), 2,
+                                  weight_decay=1e-4)
