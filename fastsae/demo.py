@@ -132,7 +132,7 @@ def run_demo(output="fastsae-demo", *, fast=False, seed=0, n_jobs=None, backend=
                                          for name, pred in preds.items() if name != "ensemble"}
         features.plot_filters(out / "filters.png", sr=8000, max_filters=32)
         plot_confusion_matrix(names[y_test], names[preds["ensemble"]], out / "confusion.png",
-                              labels=names, title="Default recipe (test clips)")
+                              labels=names, title="Default recipe, test clips")
         curves["sparse autoencoder"] = features.sae_.loss_curve_
         curves["convolutional network fine-tuning"] = recipe.members_[-1][1].loss_curve_
 

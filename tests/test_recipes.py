@@ -88,3 +88,19 @@ def test_bad_input_is_refused(clips):
     clf = _small(conv_net=None, features=[]).fit(train, y)
     with pytest.raises(ParameterError, match="bands"):
         clf.predict([np.zeros((20, 30))])
+
+
+def test_quick_settings_are_smaller_and_overridable():
+    quick = ClipClassifier.quick(random_state=3, n_warps=2)
+    assert quick.n_warps == 2 and quick.random_state == 3
+    (feats,), net = quick._members()
+    assert feats.n_hidden < default_features()[0].n_hidden
+    assert net.finetune_iter < default_conv_net().finetune_iter
+
+
+def test_the_members_fixed_budgets_raise_no_convergence_warning(clips, recwarn):
+    train, y, _, _ = clips
+    _small(conv_net=None).fit(train, y)              # 25 SAE iterations: far from converged
+    assert not [w for w in recwarn if issubclass(w.category, fastsae.ConvergenceWarning)]
+    with pytest.warns(fastsae.ConvergenceWarning):   # the members alone do warn
+        SelfTaughtFeatures(n_hidden=12, n_windows=1500, max_iter=5, random_state=0).fit(train)

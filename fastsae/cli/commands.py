@@ -174,18 +174,6 @@ def _report_folder(path):
     return report
 
 
-def _fast_recipe(seed):
-    """Small settings of the default recipe (``classify --fast``): a quick look."""
-    from ..pipeline import SelfTaughtFeatures
-    from ..recipes import default_conv_net
-
-    return dict(features=[SelfTaughtFeatures(n_hidden=32, n_windows=4000, max_iter=50,
-                                             dtype="float32", random_state=seed)],
-                conv_net=default_conv_net(random_state=seed).set_params(
-                    pretrain_iter=20, softmax_iter=50, finetune_iter=20),
-                n_warps=1, max_iter=100)
-
-
 def cmd_classify(args, console):
     from sklearn.pipeline import Pipeline
 
@@ -223,10 +211,9 @@ def cmd_classify(args, console):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if features is None:
-            clf = ClipClassifier(weight_decay=1e-2 if args.weight_decay is None else
-                                 args.weight_decay, n_jobs=args.n_jobs, random_state=args.seed,
-                                 verbose=not args.quiet, **(_fast_recipe(args.seed)
-                                                            if args.fast else {}))
+            make = ClipClassifier.quick if args.fast else ClipClassifier
+            clf = make(weight_decay=1e-2 if args.weight_decay is None else args.weight_decay,
+                       n_jobs=args.n_jobs, random_state=args.seed, verbose=not args.quiet)
             clf.fit(pick(train), labels[train])
             predict = clf.predict
             what = "the default recipe (ClipClassifier)"
