@@ -9,7 +9,9 @@ and the mixins that fit it), so ``clone``, ``Pipeline``, ``GridSearchCV``,
 - :meth:`Estimator._run_lbfgs`: the one fit path. It runs L-BFGS with the
   estimator's Numba threads, turns Ctrl-C (``KeyboardInterrupt``) or a
   ``StopIteration`` raised by the ``fit`` callback into "stop and keep the
-  best parameters so far" (with a warning), frees the backend's buffers and
+  best parameters so far" (with a warning), runs a precision schedule when
+  given a fast and an exact objective (bfloat16, then float32: see
+  :func:`lbfgs_two_precisions`), frees the backend's buffers and
   records the fitted attributes every estimator has: ``loss_curve_``,
   ``n_iter_``, ``n_evaluations_`` (objective calls, line-search steps
   included), ``converged_``, ``interrupted_``, ``fit_time_`` and
@@ -27,8 +29,8 @@ from . import _dask, backends
 from .core.checks import check_array, check_bool, check_dtype, check_n_jobs, check_scalar
 from .core.memory import check_memory, lbfgs_bytes
 from .core.threads import numba_threads
-from .exceptions import NotFittedError, ParameterError
-from .optim import lbfgs
+from .exceptions import ConvergenceWarning, NotFittedError, ParameterError
+from .optim import LBFGSResult, checkpoint_state, lbfgs
 
 
 def unit_range_error(name, lo, hi, what="the reconstruction is a sigmoid"):
@@ -49,6 +51,8 @@ class Estimator(BaseEstimator):
 
     #: The input is images ``(n, H, W)`` or ``(n, C, H, W)``, not rows (the tags say so).
     _takes_images = False
+    #: ``dtype="bfloat16"`` is accepted (else refused with a ParameterError).
+    _bfloat16 = False
 
     def _takes_unit_input(self):
         """Whether the input must lie in [0, 1] (a sigmoid decoder): tagged positive_only."""
@@ -88,7 +92,7 @@ class Estimator(BaseEstimator):
     def _validate_common(self):
         """The options every estimator has: backend, dtype, n_jobs, verbose."""
         backends.check_backend_name(self.backend)
-        check_dtype(self.dtype)
+        check_dtype(self.dtype, bfloat16=self._bfloat16)
         check_n_jobs(self.n_jobs)
         check_bool(self.verbose, "verbose")
 
@@ -148,9 +152,11 @@ class Estimator(BaseEstimator):
         return X, lo_hi
 
     def _run_lbfgs(self, fun, theta0, *, max_iter, callback=None, desc=None, record=True,
-                   state=None):
+                   state=None, exact=None):
         """L-BFGS on ``fun`` from ``theta0`` (or resumed from ``state``): the one fit path.
 
+        With ``exact`` (the same objective in a slower, more precise arithmetic),
+        ``fun`` is the fast one and the run follows :func:`lbfgs_two_precisions`.
         With ``record``, sets the fitted attributes from the run. While it runs,
         ``self._live`` holds the optimizer's state (for checkpoints); a run that
         finishes drops any ``optimizer_state_`` it resumed from. Returns the
@@ -158,11 +164,12 @@ class Estimator(BaseEstimator):
         """
         desc = desc or type(self).__name__
         self._live = {}
+        kw = dict(max_iter=max_iter, callback=callback, desc=desc, state=state, live=self._live,
+                  verbose=bool(getattr(self, "verbose", False)))
         try:
             with numba_threads(getattr(self, "n_jobs", None)):
-                result = lbfgs(fun, theta0, max_iter=max_iter, callback=callback,
-                               verbose=bool(getattr(self, "verbose", False)), desc=desc,
-                               state=state, live=self._live)
+                result = (lbfgs(fun, theta0, **kw) if exact is None
+                          else lbfgs_two_precisions(fun, exact, theta0, **kw))
         finally:
             backends.release(getattr(self, "backend", "numba"))
             self._live = None
@@ -181,6 +188,102 @@ class Estimator(BaseEstimator):
                           f"{result.cost:.6g} after {result.n_iter} iterations)",
                           RuntimeWarning, stacklevel=3)
         return result
+
+
+#: The precision schedule: the last tenth of the iterations run in the exact arithmetic,
+#: and the fast one ends sooner when 10 iterations gain less than 1e-4 of the objective.
+EXACT_FRACTION = 0.1
+STALL_ITERATIONS = 10
+STALL_DECREASE = 1e-4
+
+
+def lbfgs_two_precisions(fast, exact, theta0, *, max_iter, callback=None, state=None,
+                         live=None, **kw):
+    """L-BFGS on ``fast`` while it makes progress, then on ``exact`` to ``max_iter``.
+
+    ``fast`` and ``exact`` compute the same objective, ``fast`` in a coarser
+    arithmetic (bfloat16 products) whose rounding errors stop L-BFGS short of
+    the optimum: its gradient is not quite the slope of its own cost, so line
+    searches start to fail. The run therefore switches to ``exact`` (float32)
+    when the first of these happens:
+
+    * the fast phase's line search finds no lower objective, or it stops
+      converged (its own gradient or steps below the tolerances);
+    * it stalls: the last :data:`STALL_ITERATIONS` iterations lowered the
+      objective by less than :data:`STALL_DECREASE` of its value;
+    * only the last :data:`EXACT_FRACTION` of ``max_iter`` remains (at least
+      one iteration: the returned point and cost are always exact ones).
+
+    The switch keeps the L-BFGS correction pairs (the curvature learnt so
+    far) and re-evaluates the objective and gradient at the current point in
+    the exact arithmetic; the iteration count runs on, so ``max_iter`` counts
+    both phases. ``loss_curve`` holds each iteration's objective in the
+    arithmetic of its phase. A ``state`` to resume is re-evaluated the same
+    way in the arithmetic of the phase it resumes (``state["stage"]``).
+    Returns the :class:`fastsae.optim.LBFGSResult` of the whole run, with
+    ``n_fast_iter`` (iterations in the fast phase) added.
+    """
+    live = {} if live is None else live
+    n_exact = max(1, int(round(EXACT_FRACTION * max_iter)))
+    fast_budget = max_iter - n_exact
+    stage = state.get("stage", "fast") if state is not None else "fast"
+    done = int(state["n_iter"]) if state is not None else 0
+    extra = {"n_evals": 0, "t_fun": 0.0}
+
+    def resumed(fun, st):
+        """``st`` with the objective and gradient at its point computed by ``fun``."""
+        x = np.asarray(st["x"], dtype=np.float64)
+        t = time.perf_counter()
+        f, g = fun(x)
+        extra["t_fun"] += time.perf_counter() - t
+        extra["n_evals"] += 1
+        return dict(st, x=x, f=float(f), g=np.asarray(g, dtype=np.float64), best_cost=float(f),
+                    best_theta=x.copy(), n_evals=int(st["n_evals"]) + 1)
+
+    first = None
+    if stage == "fast" and done < fast_budget:
+        stalled = []
+
+        def watch(it, x, cost):
+            if callback is not None:
+                callback(it, x, cost)
+            curve = live.get("curve", [])
+            if len(curve) > STALL_ITERATIONS and \
+                    curve[-STALL_ITERATIONS - 1] - cost < STALL_DECREASE * abs(cost):
+                stalled.append(it)
+                raise StopIteration
+
+        live["stage"] = "fast"
+        state_fast = None if state is None else resumed(fast, state)
+        max_evals = (int(state_fast["n_evals"]) if state_fast else 0) + 2 * (fast_budget - done) + 20
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            first = lbfgs(fast, theta0, max_iter=fast_budget, callback=watch, state=state_fast,
+                          live=live, max_evals=max_evals, **kw)
+        if first.interrupted and not stalled:            # Ctrl-C or the user's callback
+            first.n_fast_iter = first.n_iter
+            return first
+        state = checkpoint_state(live)
+    n_fast = int(state["n_iter"]) if first is not None else \
+        int(state.get("n_fast_iter", done) if state is not None else 0)
+    if state is None:
+        state_exact = None
+    else:
+        state_exact = resumed(exact, dict(state, n_fast_iter=n_fast))
+    live["stage"], live["n_fast_iter"] = "exact", n_fast
+    remaining = max_iter - (int(state_exact["n_iter"]) if state_exact else 0)
+    max_evals = (int(state_exact["n_evals"]) if state_exact else 0) + 2 * remaining + 20
+    second = lbfgs(exact, theta0, max_iter=max_iter, callback=callback, state=state_exact,
+                   live=live, max_evals=max_evals, **kw)
+    t_first = (first.time_total, first.time_objective) if first is not None else (0.0, 0.0)
+    result = LBFGSResult(
+        theta=second.theta, cost=second.cost, n_iter=second.n_iter, n_evals=second.n_evals,
+        loss_curve=second.loss_curve, converged=second.converged,
+        interrupted=second.interrupted, message=second.message,
+        time_objective=t_first[1] + extra["t_fun"] + second.time_objective,
+        time_total=t_first[0] + extra["t_fun"] + second.time_total)
+    result.n_fast_iter = n_fast
+    return result
 
 
 def _is_device_array(X) -> bool:

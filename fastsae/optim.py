@@ -145,7 +145,7 @@ def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
         if not np.isfinite(cost) or not np.all(np.isfinite(grad)):
             what = "cost" if not np.isfinite(cost) else "gradient"
             raise NumericalError(
-                f"the objective's {what} became non-finite at iteration {state['n_iter']} "
+                f"the objective's {what} became non-finite at iteration {counts['n_iter']} "
                 f"(cost={cost}); the input may be badly scaled or the weights have diverged"
             )
         if cost < best["cost"]:
@@ -417,7 +417,9 @@ def checkpoint_state(live):
             "n_iter": int(counts["n_iter"]), "n_evals": int(counts["n_evals"]),
             "loss_curve": np.array(live["curve"], dtype=np.float64),
             "best_cost": float(live["best"]["cost"]),
-            "best_theta": live["best"]["theta"].copy(), "history": history}
+            "best_theta": live["best"]["theta"].copy(), "history": history,
+            # a precision schedule's phase (fastsae.base.lbfgs_two_precisions)
+            **{k: live[k] for k in ("stage", "n_fast_iter") if k in live}}
 
 
 def _check_state(state, n, history):

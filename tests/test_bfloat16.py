@@ -198,3 +198,89 @@ def test_argument_checks_accept_bfloat16_only_where_asked():
     with pytest.raises(fastsae.ParameterError, match="softmax|X must be float32 or float64"):
         fastsae.softmax_cost_grad(np.zeros(2 * 10 + 2), X16, np.zeros(30, int), 2,
                                   weight_decay=1e-4)
+
+
+# -- the estimator and its precision schedule ----------------------------------------
+
+def _unit_data(m=2000, v=64, seed=0):
+    rng = np.random.default_rng(seed)
+    patterns = rng.uniform(0, 1, (30, v))
+    mix = rng.dirichlet(np.full(30, 0.3), m)
+    return np.clip(mix @ patterns + 0.05 * rng.standard_normal((m, v)), 0, 1)
+
+
+@needs_mkl
+def test_bfloat16_fit_reaches_the_float32_cost_at_equal_iterations():
+    X = _unit_data()
+    kw = dict(n_hidden=25, max_iter=80, random_state=0)
+    f32 = fastsae.SparseAutoencoder(dtype="float32", **kw).fit(X)
+    b16 = fastsae.SparseAutoencoder(dtype="bfloat16", **kw).fit(X)
+    assert 0 < b16.n_bfloat16_iter_ < b16.n_iter_ <= 80 and f32.n_bfloat16_iter_ == 0
+    assert len(b16.loss_curve_) == b16.n_iter_
+    # both weights judged by the float64 objective
+    hyper = dict(sparsity=b16.sparsity, beta=b16.beta, weight_decay=b16.weight_decay)
+    c32 = reference.sae_cost_grad(f32._theta(), X, 64, 25, **hyper)[0]
+    c16 = reference.sae_cost_grad(b16._theta(), X, 64, 25, **hyper)[0]
+    assert c16 <= 1.01 * c32, (c16, c32)
+    assert b16.transform(X).dtype == np.float32
+    assert b16.cost(X) == pytest.approx(c16, rel=1e-4)          # float32 methods
+
+
+def test_bfloat16_fit_without_the_extra_names_it(no_extra):
+    sae = fastsae.SparseAutoencoder(n_hidden=4, dtype="bfloat16", max_iter=5)
+    from sklearn.base import clone
+    assert clone(sae).get_params()["dtype"] == "bfloat16"        # nothing happens before fit
+    with pytest.raises(fastsae.BackendUnavailableError, match=r'pip install "fastsae\[mkl\]"'):
+        sae.fit(_unit_data(100, 8))
+
+
+def test_bfloat16_refused_clearly_where_it_is_not_offered():
+    X = _unit_data(60, 8)
+    with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
+        fastsae.SparseAutoencoder(n_hidden=4, dtype="bfloat16", backend="cuda").fit(X)
+    y = np.arange(60) % 2
+    for est in (fastsae.SoftmaxRegression(dtype="bfloat16", max_iter=3),
+                fastsae.StackedAutoencoder(hidden_sizes=(4,), dtype="bfloat16")):
+        with pytest.raises(fastsae.ParameterError, match="bfloat16 is available for SparseAutoencoder"):
+            est.fit(X, y)
+    if HAVE_EXTRA:                        # convolve has no bfloat16 path: a clear refusal
+        images = np.zeros((1, 8, 8)).astype(bfloat16_dtype())
+        with pytest.raises(fastsae.ParameterError, match="float32 or float64"):
+            fastsae.convolve(np.ones((2, 3, 3)), np.zeros(2), images)
+
+
+def _fast_and_exact(n=20, seed=0):
+    """A quadratic, and the same with a gradient off by 1 % (a coarse arithmetic's)."""
+    rng = np.random.default_rng(seed)
+    Q = rng.standard_normal((n, n))
+    A = Q @ Q.T / n + np.eye(n)
+    b = rng.standard_normal(n)
+    exact = lambda x: (0.5 * x @ A @ x - b @ x + 10.0, A @ x - b)      # noqa: E731
+    noise = 1 + 0.01 * rng.standard_normal(n)
+    fast = lambda x: (exact(x)[0], exact(x)[1] * noise)                 # noqa: E731
+    return fast, exact
+
+
+def test_the_precision_schedule_ends_exact_and_counts_both_phases():
+    from fastsae.base import lbfgs_two_precisions
+    fast, exact = _fast_and_exact()
+    seen = []
+    r = lbfgs_two_precisions(fast, exact, np.zeros(20), max_iter=40,
+                             callback=lambda it, x, c: seen.append(it), gtol=1e-8)
+    assert 0 < r.n_fast_iter <= r.n_iter <= 40 and len(r.loss_curve) == r.n_iter
+    assert seen == list(range(1, r.n_iter + 1))
+    ref = fastsae.lbfgs(exact, np.zeros(20), max_iter=200, gtol=1e-10)
+    assert r.cost == pytest.approx(ref.cost, rel=1e-8) and r.converged
+    assert r.cost == pytest.approx(exact(r.theta)[0], rel=1e-15)
+
+
+def test_the_precision_schedule_stops_on_the_callback():
+    from fastsae.base import lbfgs_two_precisions
+    fast, exact = _fast_and_exact()
+
+    def stop(it, x, c):
+        if it == 3:
+            raise StopIteration
+
+    r = lbfgs_two_precisions(fast, exact, np.zeros(20), max_iter=40, callback=stop)
+    assert r.interrupted and r.n_iter == 3 and r.n_fast_iter == 3
