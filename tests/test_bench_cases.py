@@ -100,3 +100,25 @@ def test_pool_cases(case, mode):
         else:
             ref_cmp = ref
         np.testing.assert_allclose(out, ref_cmp, **_tol(dtype), err_msg=impl)
+
+
+@pytest.mark.parametrize("case", cases.SAE_BF16_SHAPES + cases.SAE_BF16_SHAPES_QUICK,
+                         ids=lambda c: c[0])
+def test_sae_bf16_cases(case):
+    from fastsae.kernels import _mkl
+    if not _mkl.available():
+        pytest.skip('needs the mkl extra (pip install "fastsae[mkl]")')
+    from fastsae.benchmarks.sae_bf16 import BF16, F32, FLOOR_BF16, REF_BF16, bf16_impls
+    name, v, h, m = case
+    theta, X = sae_problem(v, h, min(m, 300), np.float32)
+    impls = bf16_impls(theta, X, v, h, TORCH, with_reference=True)
+    impls.pop(FLOOR_BF16)()                          # the floor runs; it computes no objective
+    cost0, grad0 = impls.pop(REF_BF16)()
+    c32, g32 = impls.pop(F32)()
+    assert c32 == pytest.approx(cost0, rel=1e-2)
+    for impl, fn in impls.items():                   # numba bfloat16, and PyTorch's where present
+        cost, grad = fn()
+        tight = impl == BF16
+        assert cost == pytest.approx(cost0, rel=5e-6 if tight else 1e-2), impl
+        np.testing.assert_allclose(grad, grad0, rtol=0, err_msg=impl,
+                                   atol=(1e-4 if tight else 5e-2) * np.abs(grad0).max())

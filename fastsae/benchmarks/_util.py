@@ -71,17 +71,32 @@ def machine_summary():
     blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} thr, "
                      f"{os.path.basename(os.path.dirname(i.get('filepath', '')))})"
                      for i in threadpool_info() if i.get("user_api") == "blas")
+    cpu, isa = cpu_model_and_isa()
+    return (f"{cpu}, {os.cpu_count()} cores, {isa} | numpy {np.__version__}, scipy {scipy.__version__}, "
+            f"numba {numba.__version__} ({numba.get_num_threads()} threads) | BLAS: {blas}")
+
+
+#: the instruction sets the benchmarks depend on, as /proc/cpuinfo names them
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_model_and_isa():
+    """``(CPU model, "avx512f yes, avx512_bf16 no, ...")`` from /proc/cpuinfo where it exists."""
     cpu = platform.processor() or platform.machine()
+    flags = None
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith("model name") and cpu in (platform.processor(),
+                                                             platform.machine()):
                     cpu = line.split(":", 1)[1].strip()
-                    break
+                elif line.startswith("flags") and flags is None:
+                    flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores | numpy {np.__version__}, scipy {scipy.__version__}, "
-            f"numba {numba.__version__} ({numba.get_num_threads()} threads) | BLAS: {blas}")
+    if flags is None:
+        return cpu, "ISA flags unknown"
+    return cpu, ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ISA_FLAGS)
 
 
 def print_table(title, header, rows):

@@ -80,3 +80,14 @@ POOL_SHAPES_QUICK = [
 def conv_flops(K, ph, pw, N, H, W):
     """Multiply-adds x 2 of a valid correlation (useful work)."""
     return 2.0 * K * ph * pw * (H - ph + 1) * (W - pw + 1) * N
+
+#: bfloat16 cost+grad (``fastsae bench sae``, with the extra fastsae[mkl]):
+#: (name, n_visible, n_hidden, n_samples)
+SAE_BF16_SHAPES = [
+    ("audio", 512, 256, 50_000),
+    ("ufldl", 64, 25, 10_000),
+]
+SAE_BF16_SHAPES_QUICK = [("audio/10", 512, 256, 5_000)]
+#: whole training, float32 against the bfloat16 schedule: (name, v, h, m, max_iter)
+SAE_BF16_TRAINING = ("audio, 10,000 examples", 512, 256, 10_000, 200)
+SAE_BF16_TRAINING_QUICK = ("audio, 2,000 examples", 512, 256, 2_000, 60)

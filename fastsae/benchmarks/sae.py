@@ -203,4 +203,6 @@ def run(gemm_rates, quick=False):
         results_kept = None
     run_options(gemm_rates, quick=quick)
     run_training(max_iter=100 if quick else 400)
+    from . import sae_bf16
+    sae_bf16.run(quick=quick)
     return results, results_kept
