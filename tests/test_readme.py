@@ -26,6 +26,9 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
     namespace = {}
     for block in blocks:          # one namespace: later blocks use earlier names
         exec(compile(block, str(README), "exec"), namespace)
+    recipe, test = namespace["recipe"], namespace["test"]
+    assert recipe.score(namespace["test_spectra"], namespace["labels"][test]) > 0.5
+    assert (tmp_path / "recipe.npz").is_file() and (tmp_path / "filters.png").is_file()
     assert namespace["H"].shape == (2000, 25)
     assert namespace["X"].shape == (5000, 160)
     assert namespace["clf"].score(namespace["F"], namespace["labels"]) > 0.5
