@@ -89,5 +89,5 @@ SAE_BF16_SHAPES = [
 ]
 SAE_BF16_SHAPES_QUICK = [("audio/10", 512, 256, 5_000)]
 #: whole training, float32 against the bfloat16 schedule: (name, v, h, m, max_iter)
-SAE_BF16_TRAINING = ("audio, 10,000 examples", 512, 256, 10_000, 200)
+SAE_BF16_TRAINING = ("audio shape", 512, 256, 50_000, 100)
 SAE_BF16_TRAINING_QUICK = ("audio, 2,000 examples", 512, 256, 2_000, 60)
