@@ -3,9 +3,10 @@
 :class:`SelfTaughtFeatures` chains the pieces of the UFLDL self-taught
 learning recipe into one estimator that :func:`fastsae.save` can write::
 
-    spectra (dB) ─trim_silence─> sample_windows(n_frames) ─> PCA whitening
-       ─> SparseAutoencoder (linear decoder) ─> ConvolutionalFeatures
-       (filters slid over each whole clip, mean+max pooled over time regions)
+    spectra (dB) ─trim_silence, level─> sample_patches(patch_bands x n_frames)
+       ─> PCA whitening ─> SparseAutoencoder (linear decoder) ─> ConvolutionalFeatures
+       (filters slid over frequency and time of each whole clip, mean+max pooled
+       over frequency x time regions)
        ─> StandardScaler ─> features for SoftmaxRegression / StackedAutoencoder
 
 :func:`trim_silence` and :func:`fixed_length` (from :mod:`fastsae.audio`) are
@@ -13,8 +14,11 @@ the two spectrogram helpers it and ``examples/self_taught_fsdd.py`` use;
 ``Standardizer`` is scikit-learn's ``StandardScaler`` (zero mean and unit
 variance per feature).
 
-The defaults were chosen on validation folds of FSDD; ``docs/self_taught_tuning.md``
-says how and what each setting was worth.
+The defaults (12-band patches of 8 frames, 6 x 4 pooling regions, each
+clip's mean level subtracted) were chosen by leave-two-speakers-out
+validation on FSDD for voices never heard: ``docs/speaker_independent.md``.
+``patch_bands=None, n_pool_regions=(1, 4), normalize_level=False`` are 0.1.0's
+whole-height filters, whose settings ``docs/self_taught_tuning.md`` explains.
 
 Examples
 --------
