@@ -22,7 +22,7 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     and ``theta``), then calls ``backend``'s ``sae_cost_grad`` (see
     :func:`fastsae.reference.sae.sae_cost_grad` for the objective). A bfloat16
     ``X`` (``ml_dtypes.bfloat16``) runs oneMKL's bfloat16 GEMMs on
-    ``backend="numba"`` (the extra ``fastsae[mkl]``) and the NumPy twin of that
+    ``backend="numba"`` (the extra ``fastsae-audio[mkl]``) and the NumPy twin of that
     arithmetic on ``backend="numpy"``.
 
     Returns
@@ -69,7 +69,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
     dtype : {"float64", "float32", "bfloat16"}
         Precision of the computation (parameters are kept in float64).
         ``"bfloat16"`` (``backend="numba"`` or ``"numpy"``, NumPy input; needs
-        ``pip install "fastsae[mkl]"``, else ``fit`` raises
+        ``pip install "fastsae-audio[mkl]"``, else ``fit`` raises
         :class:`fastsae.BackendUnavailableError`) trains with the five matrix
         products in bfloat16 (oneMKL's bfloat16 GEMM, float32 accumulation; the
         elementwise work in float32), several times faster than float32 on

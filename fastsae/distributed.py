@@ -21,7 +21,7 @@ protocol or worker management of its own):
   its tasks rerun elsewhere, and the sums are taken in a fixed order, so the
   result does not change.
 
-Install with ``pip install fastsae[dist]``; without Dask every function here
+Install with ``pip install "fastsae-audio[dist]"``; without Dask every function here
 raises :class:`fastsae.BackendUnavailableError` saying so, at call time
 (``import fastsae`` never imports Dask).
 

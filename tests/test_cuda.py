@@ -191,7 +191,7 @@ def test_cuda_backend_without_gpu_raises_backend_unavailable():
     assert "FIT backend='cuda' found no usable NVIDIA GPU" in out, out
     assert "CALL backend='cuda'" in out and "NUMBA_ENABLE_CUDASIM=1" in out, out
     assert "NOPKG backend='cuda' needs numba's CUDA target" in out, out
-    assert "pip install 'fastsae[gpu]'" in out, out
+    assert "pip install 'fastsae-audio[gpu]'" in out, out
 
 
 # ---------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def test_without_dask_import_works_and_calls_say_what_to_install():
             try:
                 call()
             except fastsae.BackendUnavailableError as exc:
-                assert "pip install fastsae[dist]" in str(exc), exc
+                assert 'pip install "fastsae-audio[dist]"' in str(exc), exc
             else:
                 raise AssertionError("no error")
         print("ok")
@@ -121,7 +121,7 @@ def test_missing_dask_in_this_process(monkeypatch):
     import fastsae.distributed as fd
 
     monkeypatch.setitem(sys.modules, "distributed", None)
-    with pytest.raises(BackendUnavailableError, match=r"pip install fastsae\[dist\]"):
+    with pytest.raises(BackendUnavailableError, match=r'pip install "fastsae-audio\[dist\]"'):
         fd.connect()
 
 

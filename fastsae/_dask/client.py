@@ -7,7 +7,7 @@ from ..core.checks import check_scalar
 from ..exceptions import BackendUnavailableError, ParameterError
 
 #: What to install for training on a cluster.
-INSTALL_HINT = "pip install fastsae[dist]"
+INSTALL_HINT = 'pip install "fastsae-audio[dist]"'
 
 
 def require():

@@ -8,6 +8,7 @@
     fastsae classify AUDIO_DIR --sae sae.npz -o report/
     fastsae show sae.npz -o filters.png
     fastsae bench
+    fastsae classify AUDIO_DIR --json > metrics.json   # any of classify, train-sae, bench
 
 Every argument, path and option is checked before any work starts. An error
 a user can act on is one line on stderr, never a traceback (``--verbose``
@@ -22,6 +23,7 @@ import argparse
 import sys
 import warnings
 
+from ._json import human_output_to_stderr, json_target
 from ._support import EXIT_DATA, EXIT_ERROR, EXIT_INTERRUPTED, CommandError, Console
 from .commands import (cmd_bench, cmd_classify, cmd_demo, cmd_features, cmd_show,
                        cmd_train_sae)
@@ -53,6 +55,13 @@ def _audio_opts(p, *, labels=False):
     if labels:
         g.add_argument("--labels", choices=["subfolder", "fsdd"], default="subfolder",
                        help="class labels from sub-folder names (default) or FSDD file names")
+
+
+def _json_opt(p):
+    p.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                   help="also write the metrics, timings, settings and outputs as one JSON "
+                        "document to FILE (.json); without FILE (or with -) the document is "
+                        "all that goes to stdout, the usual output going to stderr")
 
 
 def build_parser():
@@ -99,8 +108,9 @@ def build_parser():
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUTPUT.checkpoint.npz)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     p.add_argument("--scheduler", default=None,
-                   help="Dask scheduler address: train on a cluster (needs fastsae[dist])")
+                   help="Dask scheduler address: train on a cluster (needs fastsae-audio[dist])")
     _audio_opts(p)
+    _json_opt(p)
     _common(p)
     p.set_defaults(func=cmd_train_sae)
 
@@ -123,6 +133,7 @@ def build_parser():
                    help="small settings of the default recipe (a quick look, less accurate)")
     p.add_argument("--max-iter", type=int, default=400)
     _audio_opts(p, labels=True)
+    _json_opt(p)
     _common(p)
     p.set_defaults(func=cmd_classify)
 
@@ -143,6 +154,7 @@ def build_parser():
                    help="any of sae, conv, softmax, convae, whitening, scaling, compile "
                         "(default: all but compile)")
     p.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
+    _json_opt(p)
     _common(p)
     p.set_defaults(func=cmd_bench)
     return parser
@@ -186,9 +198,11 @@ def main(argv=None):
     from ..exceptions import (BackendUnavailableError, NumericalError, ParameterError)
     try:
         _check_args(args)
+        json_target(args)                  # an unwritable --json FILE fails before any work
         if not args.verbose:
             warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
-        return args.func(args, console)
+        with human_output_to_stderr(args):
+            return args.func(args, console)
     except KeyboardInterrupt:
         print("fastsae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import ParameterError
+from ._json import Tee, emit, parse_tables
 from ._support import (EXIT_INTERRUPTED, CommandError, _audio_inputs, _find_autoencoder,
                        _input_file, _output_file, _self_taught, _spectra_with_paths, _table)
 
@@ -71,6 +72,7 @@ def _feature_model(args):
 def cmd_train_sae(args, console):
     from .. import io
 
+    t_start = time.perf_counter()
     out = _output_file(args.output, "-o", ".npz")
     checkpoint = args.checkpoint or str(out.with_suffix("")) + ".checkpoint.npz"
     _output_file(checkpoint, "--checkpoint", ".npz")
@@ -98,10 +100,12 @@ def cmd_train_sae(args, console):
         console.info("spectrogram settings from the spectra file: "
                      + ", ".join(f"{k}={v}" for k, v in spec_params.items()))
     spec, feats = model["spectrogram"], model["features"]
+    t = time.perf_counter()
     if kind == "spectra":
         spectra = items
     else:
         spectra, _ = _spectra_with_paths(items, kind, spec.fit(), args)
+    spectra_seconds = time.perf_counter() - t
     console.info(f"{len(spectra)} spectra; training a {feats.n_hidden}-unit sparse autoencoder "
                  f"on {feats.n_frames}-frame windows ({feats.backend}, {feats.dtype})")
 
@@ -124,15 +128,28 @@ def cmd_train_sae(args, console):
             console.info(f"interrupted: {w.message}")
         elif not args.quiet:
             console.debug(f"warning: {w.message}")
+    fit_seconds = time.perf_counter() - t
     io.save(model, out)
     sae = feats.sae_
-    console.result(f"trained in {time.perf_counter() - t:.1f} s: {sae.n_iter_} iterations, "
+    console.result(f"trained in {fit_seconds:.1f} s: {sae.n_iter_} iterations, "
                  f"final cost {sae.loss_curve_[-1]:.6g} -> {out}")
-    if getattr(sae, "interrupted_", False):
-        return EXIT_INTERRUPTED
-    if os.path.exists(checkpoint):          # finished: the model file holds it all
+    interrupted = bool(getattr(sae, "interrupted_", False))
+    if not interrupted and os.path.exists(checkpoint):   # finished: the model file holds it all
         os.unlink(checkpoint)
-    return 0
+    emit(args, "train-sae",
+         settings={"input": os.fspath(args.audio_dir), "scheduler": args.scheduler,
+                   "resume": args.resume, "spectrogram": spec.get_params(),
+                   "features": feats.get_params()},
+         data={"n_spectra": len(spectra), "n_windows": feats.n_windows_,
+               "n_visible": int(sae.n_features_in_), "n_hidden": int(sae.n_hidden)},
+         metrics={"n_iter": sae.n_iter_, "final_cost": sae.loss_curve_[-1],
+                  "loss_curve": sae.loss_curve_, "converged": getattr(sae, "converged_", None),
+                  "interrupted": interrupted},
+         timings={"spectra_seconds": spectra_seconds, "fit_seconds": fit_seconds,
+                  "total_seconds": time.perf_counter() - t_start},
+         outputs={"model": out,
+                  "checkpoint": checkpoint if os.path.exists(checkpoint) else None})
+    return EXIT_INTERRUPTED if interrupted else 0
 
 
 def _split(labels, test_size, seed):
@@ -182,6 +199,7 @@ def cmd_classify(args, console):
     from ..softmax import SoftmaxRegression
     from ..viz import confusion_matrix, plot_confusion_matrix
 
+    t_start = time.perf_counter()
     features = None
     if args.sae is not None:
         model = io.load(_input_file(args.sae, "--sae"))
@@ -191,6 +209,7 @@ def cmd_classify(args, console):
     else:
         spectrogram = _spectrogram(args)
     report = _report_folder(args.output)
+    t = time.perf_counter()
     spectra, labels, index = _labelled_spectra(args.audio_dir, args, spectrogram, "TRAIN_DIR")
     if args.test is not None:
         test_spectra, test_labels, _ = _labelled_spectra(args.test, args, spectrogram, "TEST_DIR")
@@ -207,6 +226,7 @@ def cmd_classify(args, console):
     if unseen:
         raise CommandError(f"the test clips have classes the training clips lack: {unseen[:5]}")
     pick = lambda idx: [spectra[i] for i in idx]      # noqa: E731
+    spectra_seconds = time.perf_counter() - t
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -238,6 +258,10 @@ def cmd_classify(args, console):
     matrix = confusion_matrix(labels[test], pred, labels=classes)
     recall = {str(c): float(matrix[k, k] / matrix[k].sum()) if matrix[k].sum() else None
               for k, c in enumerate(classes)}
+    written = {"report": report, "metrics": report / "metrics.json",
+               "report_md": report / "report.md",
+               "confusion": report / "confusion.png" if test.size else None,
+               "classifier": report / "classifier.npz" if features is None else None}
     if test.size:
         plot_confusion_matrix(labels[test], pred, report / "confusion.png", labels=classes)
     metrics = {"train": os.fspath(args.audio_dir), "test": os.fspath(args.test or args.audio_dir),
@@ -257,6 +281,17 @@ def cmd_classify(args, console):
                            ["test", test.size, f"{test_acc:.1%}"]], ["set", "clips", "accuracy"]))
     console.result(_table(rows, ["class", "recall"]))
     console.result(f"report -> {report}")
+    emit(args, "classify",
+         settings={"train": os.fspath(args.audio_dir),
+                   "test": os.fspath(args.test) if args.test is not None else None,
+                   "sae": args.sae, "fast": args.fast, "labels": args.labels,
+                   "test_size": args.test_size if args.test is None else None,
+                   "weight_decay": args.weight_decay, "max_iter": args.max_iter,
+                   "seed": args.seed, "spectrogram": spectrogram.get_params()},
+         metrics={k: v for k, v in metrics.items() if k not in ("train", "test", "fit_seconds")},
+         timings={"spectra_seconds": spectra_seconds, "fit_seconds": seconds,
+                  "total_seconds": time.perf_counter() - t_start},
+         outputs=written)
     return 0
 
 
@@ -302,10 +337,25 @@ def cmd_show(args, console):
 
 
 def cmd_bench(args, console):
+    import contextlib
+    import sys
+
     from ..core.threads import numba_threads
-    from ..benchmarks import main as bench_main
-    with numba_threads(args.n_jobs):          # --n-jobs: the Numba kernels' threads
+    from ..benchmarks import AREAS, main as bench_main
+
+    unknown = [a for a in args.areas if a not in AREAS]
+    if unknown:
+        raise CommandError(f"unknown area(s) {', '.join(unknown)}; choose from "
+                           f"{', '.join(AREAS)}")
+    t = time.perf_counter()
+    printed = Tee(sys.stdout)
+    with numba_threads(args.n_jobs), contextlib.redirect_stdout(printed):
         bench_main((["--quick"] if args.quick else []) + list(args.areas))
+    tables, notes = parse_tables(printed.getvalue())
+    emit(args, "bench",
+         settings={"areas": list(args.areas) or [a for a in AREAS if a != "compile"],
+                   "quick": args.quick, "n_jobs": args.n_jobs},
+         tables=tables, notes=notes, timings={"total_seconds": time.perf_counter() - t})
     return 0
 
 

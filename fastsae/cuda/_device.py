@@ -26,7 +26,7 @@ _cuda = None
 _checked = False
 _lock = threading.Lock()
 
-INSTALL_HINT = ("install the GPU extra: pip install 'fastsae[gpu]' "
+INSTALL_HINT = ("install the GPU extra: pip install 'fastsae-audio[gpu]' "
                 "(numba-cuda[cu12] and cupy-cuda12x)")
 
 
