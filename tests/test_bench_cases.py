@@ -107,7 +107,7 @@ def test_pool_cases(case, mode):
 def test_sae_bf16_cases(case):
     from fastsae.kernels import _mkl
     if not _mkl.available():
-        pytest.skip('needs the mkl extra (pip install "fastsae[mkl]")')
+        pytest.skip('needs the mkl extra (pip install "fastsae-audio[mkl]")')
     from fastsae.benchmarks.sae_bf16 import BF16, F32, FLOOR_BF16, REF_BF16, bf16_impls
     name, v, h, m = case
     theta, X = sae_problem(v, h, min(m, 300), np.float32)

@@ -1,7 +1,7 @@
 """dtype="bfloat16": the oneMKL kernel against its NumPy twin and the float64 objective,
 the refusal without the extra, and the checks that learn the dtype.
 
-Tests that need the extra (``pip install "fastsae[mkl]"``) skip without it; the
+Tests that need the extra (``pip install "fastsae-audio[mkl]"``) skip without it; the
 error a user gets without it is tested everywhere.
 """
 import subprocess
@@ -22,7 +22,7 @@ from test_sae_kernels import OPTIONS, SHAPES, _label, _problem
 
 HAVE_EXTRA = _mkl.available()
 needs_mkl = pytest.mark.skipif(
-    not HAVE_EXTRA, reason='needs the mkl extra (pip install "fastsae[mkl]")')
+    not HAVE_EXTRA, reason='needs the mkl extra (pip install "fastsae-audio[mkl]")')
 KW = dict(sparsity=0.05, beta=3.0, weight_decay=1e-3)
 
 

@@ -81,7 +81,7 @@ def conv_flops(K, ph, pw, N, H, W):
     """Multiply-adds x 2 of a valid correlation (useful work)."""
     return 2.0 * K * ph * pw * (H - ph + 1) * (W - pw + 1) * N
 
-#: bfloat16 cost+grad (``fastsae bench sae``, with the extra fastsae[mkl]):
+#: bfloat16 cost+grad (``fastsae bench sae``, with the extra fastsae-audio[mkl]):
 #: (name, n_visible, n_hidden, n_samples)
 SAE_BF16_SHAPES = [
     ("audio", 512, 256, 50_000),

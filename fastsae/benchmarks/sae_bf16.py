@@ -1,4 +1,4 @@
-"""Sparse autoencoder in bfloat16 (``dtype="bfloat16"``, the extra fastsae[mkl]):
+"""Sparse autoencoder in bfloat16 (``dtype="bfloat16"``, the extra fastsae-audio[mkl]):
 cost+grad against float32 and the five bf16 GEMMs alone, and whole training
 to the same cost, float32 against the bfloat16 precision schedule."""
 from __future__ import annotations
@@ -184,7 +184,7 @@ def run_training(quick=False):
 
 def run(quick=False):
     if not _mkl.available():
-        print('\nbfloat16: oneMKL / ml-dtypes are not installed (pip install "fastsae[mkl]"): '
+        print('\nbfloat16: oneMKL / ml-dtypes are not installed (pip install "fastsae-audio[mkl]"): '
               "skipped")
         return None
     print(f"\nbfloat16 through {_mkl.library().version}")

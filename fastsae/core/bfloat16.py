@@ -3,7 +3,7 @@
 NumPy has no bfloat16 of its own; the PyPI package ``ml-dtypes`` registers
 one (``ml_dtypes.bfloat16``, a NumPy dtype named ``"bfloat16"``), and oneMKL
 (PyPI ``mkl``) multiplies such matrices. Both come with the optional extra
-``fastsae[mkl]``. This module tells a bfloat16 dtype or name apart without
+``fastsae-audio[mkl]``. This module tells a bfloat16 dtype or name apart without
 importing either package (so ``import fastsae`` stays light), and imports
 ``ml_dtypes`` only when a bfloat16 array is really wanted.
 """
@@ -17,7 +17,7 @@ from ..exceptions import BackendUnavailableError
 BFLOAT16 = "bfloat16"
 
 #: What to install for ``dtype="bfloat16"``.
-MKL_EXTRA_HINT = 'pip install "fastsae[mkl]" (or: pip install mkl ml-dtypes)'
+MKL_EXTRA_HINT = 'pip install "fastsae-audio[mkl]" (or: pip install mkl ml-dtypes)'
 
 
 def is_bfloat16(dtype) -> bool:

@@ -3,7 +3,7 @@
 ``cblas_gemm_bf16bf16f32`` multiplies bfloat16 matrices with float32
 accumulation and a float32 result; on CPUs with AVX512-BF16 or AMX-BF16 it
 runs several times faster than float32 GEMM. It comes from ``libmkl_rt`` in
-the PyPI package ``mkl`` (the optional extra ``fastsae[mkl]``, with
+the PyPI package ``mkl`` (the optional extra ``fastsae-audio[mkl]``, with
 ``ml-dtypes`` for the bfloat16 arrays). Nothing here is loaded at import:
 :func:`library` finds and opens the library on first use, and raises
 :class:`fastsae.BackendUnavailableError` naming the extra where it is missing.

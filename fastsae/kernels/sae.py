@@ -387,7 +387,7 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     Same signature, objective and results as
     :func:`fastsae.reference.sae_cost_grad` (see there); computes in
     ``X.dtype`` (bfloat16: oneMKL's bfloat16 GEMM with float32 accumulation,
-    float32 elementwise work; needs the extra ``fastsae[mkl]``), returns
+    float32 elementwise work; needs the extra ``fastsae-audio[mkl]``), returns
     ``(float, float64 gradient)``.
     """
     check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_decay,
