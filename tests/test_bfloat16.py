@@ -144,12 +144,12 @@ def test_the_kernel_restores_mkl_threads_of_the_calling_thread():
 # -- without the extra, and the checks ------------------------------------------------
 
 def test_without_the_extra_bfloat16_names_it(no_extra):
-    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae\[mkl\]"):
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae-audio\[mkl\]"):
         bfloat16_dtype()
-    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae\[mkl\].*mkl ml-dtypes"):
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae-audio\[mkl\].*mkl ml-dtypes"):
         _mkl.library()
     assert not _mkl.available()
-    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae\[mkl\]"):
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae-audio\[mkl\]"):
         check_dtype("bfloat16", bfloat16=True)
 
 
@@ -158,7 +158,7 @@ def test_without_mkl_the_kernel_names_the_extra(monkeypatch):
     monkeypatch.setattr(_mkl, "_loaded", None)
     ml_dtypes = pytest.importorskip("ml_dtypes")
     theta, X = _problem(10, 4, 30, np.float64, OPTIONS[0])
-    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae\[mkl\]"):
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae-audio\[mkl\]"):
         numba_sae.sae_cost_grad(theta, X.astype(ml_dtypes.bfloat16), 10, 4, **KW)
 
 
@@ -230,7 +230,7 @@ def test_bfloat16_fit_without_the_extra_names_it(no_extra):
     sae = fastsae.SparseAutoencoder(n_hidden=4, dtype="bfloat16", max_iter=5)
     from sklearn.base import clone
     assert clone(sae).get_params()["dtype"] == "bfloat16"        # nothing happens before fit
-    with pytest.raises(fastsae.BackendUnavailableError, match=r'pip install "fastsae\[mkl\]"'):
+    with pytest.raises(fastsae.BackendUnavailableError, match=r'pip install "fastsae-audio\[mkl\]"'):
         sae.fit(_unit_data(100, 8))
 
 
