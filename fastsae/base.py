@@ -136,7 +136,7 @@ class Estimator(BaseEstimator):
         lo_hi = None
         if dask and _dask.is_dask_collection(X):
             X, lo, hi = _dask.check_dask_array(X, name, dtype=dtype)
-            lo_hi = (lo, hi)
+            lo_hi = (lo, hi) if value_range else None
         elif device and getattr(self, "backend", None) == "cuda" and _is_device_array(X):
             from . import cuda
             X = cuda.check_device_array(X, name, dtype=dtype)

@@ -7,6 +7,13 @@ protocol or worker management of its own):
 
 - the training windows are computed *on the workers* (:func:`windows_from_files`)
   or taken from any dask array, and persisted there, rows split into shards;
+- a whole :class:`~fastsae.pipeline.SelfTaughtFeatures` fits from audio files
+  the same way (:func:`fit_features_from_files`, its ``fit_files`` method,
+  ``fastsae train-sae AUDIO_DIR --scheduler``): spectra, clips and patches are
+  made by the workers from the paths, the whitening comes from a tree
+  reduction of the patches' mean and covariance (:func:`row_moments`), the
+  standardizer from per-shard moments of the pooled features, so the data
+  never pass through (nor need to fit) the client;
 - each evaluation scatters ``theta`` once (every worker then fetches one copy
   from a peer, not one per task), runs one task per shard where the shard lives (the
   Numba kernels), adds the per-shard results with a tree of sums on the
@@ -50,6 +57,7 @@ from ._dask.arrays import (check_dask_array, concatenate_rows, encode_known_labe
                            fraction_equal, map_rows, persist_rows, rows_chunked, check_dask_2d,
                            scatter_rows)
 from ._dask.client import INSTALL_HINT, connect, get_client, is_dask_collection, require
+from ._dask.moments import combine_moments, row_moments, shard_moments, tree_reduce
 from ._dask.objective import (SPLIT_EVERY, DistributedObjective, sae_combine_stats,
                               sae_cost_grad, sae_objective, softmax_cost_grad, softmax_objective,
                               stacked_cost_grad, stacked_objective)
@@ -251,11 +259,238 @@ def windows_from_files(client, files, *, kind="mel", n_bands=None, sr=None, n_fr
     return (X, norm) if return_normalizer else X
 
 
+# -- SelfTaughtFeatures fitted from files, on the workers ----------------------------
+
+def _clips_shard(paths, features, sr, spectrum_kw, cache_dir, on_error):
+    """On a worker: ``(clips, where)``, the clips of some files with ``features._clips``'
+    preprocessing and the positions in ``paths`` of the files that gave them."""
+    from .audio import spectra_from_files
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)    # unreadable files are counted later
+        spectra, kept = spectra_from_files(paths, sr=sr, n_jobs=1, cache_dir=cache_dir,
+                                           on_error=on_error, return_paths=True, **spectrum_kw)
+    where, j = [], 0
+    for p in kept:                     # kept is a subsequence of paths, in order
+        while os.fspath(paths[j]) != os.fspath(p):
+            j += 1
+        where.append(j)
+        j += 1
+    return (features._clips(spectra) if spectra else []), where
+
+
+def _clips_meta(part):
+    clips, where = part
+    return [S.shape for S in clips], where
+
+
+def _patches_shard(part, counts, seeds, patch_bands, n_frames, dtype):
+    """On a worker: the patches of one shard's clips, clip ``i``'s ``counts[i]`` of them
+    drawn with ``seeds[i]`` (``counts=None``: every full-height window)."""
+    from .audio import sample_patches, sample_windows
+
+    rows = []
+    for i, S in enumerate(part[0]):
+        if counts is None:
+            rows.append(sample_windows([S], n_frames=n_frames))
+        elif counts[i] == 0:
+            continue
+        elif patch_bands is None:
+            rows.append(sample_windows([S], n_frames=n_frames, n_samples=int(counts[i]),
+                                       random_state=int(seeds[i])))
+        else:
+            rows.append(sample_patches([S], (patch_bands, n_frames), n_samples=int(counts[i]),
+                                       random_state=int(seeds[i])))
+    return np.ascontiguousarray(np.concatenate(rows), dtype=dtype)
+
+
+def _pooled_moments(part, convs, n_out):
+    """On a worker: ``(m, mean, Σ(F - mean)²)`` of one shard's pooled features, float64."""
+    clips = part[0]
+    if not clips:
+        return 0, np.zeros(n_out), np.zeros(n_out)
+    F = np.concatenate([conv.transform(clips) for conv in convs], axis=1)
+    return shard_moments(F, full=False)
+
+
+def _unit_profiles(part, conv, local):
+    """On a worker: each unit's mean activation per band offset, for the clips ``local``."""
+    return [conv.feature_maps(part[0][i]).mean(axis=2, dtype=np.float64) for i in local]
+
+
+def _standard_scaler(m, mean, var):
+    """A fitted StandardScaler from a count, the means and the (1/m) variances."""
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler()
+    scaler.mean_, scaler.var_ = mean, var
+    scaler.n_samples_seen_ = np.int64(m)
+    scaler.n_features_in_ = int(mean.size)
+    try:                                   # scikit-learn's own rule for constant features
+        from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_feature
+        scaler.scale_ = _handle_zeros_in_scale(np.sqrt(var), copy=False,
+                                               constant_mask=_is_constant_feature(var, mean, m))
+    except ImportError:                    # pragma: no cover - other scikit-learn versions
+        scale = np.sqrt(var)
+        scale[scale < 10 * np.finfo(scale.dtype).eps] = 1.0
+        scaler.scale_ = scale
+    return scaler
+
+
+def _check_files(files, on_error):
+    if isinstance(files, (str, bytes, os.PathLike)):
+        raise ParameterError(f"files must be a sequence of paths; got a single path {files!r}")
+    try:
+        files = [os.fspath(f) for f in files]
+    except TypeError as exc:
+        raise ParameterError(f"files must be a sequence of paths: {exc}") from None
+    if not files:
+        raise ParameterError("files must hold at least one path; got an empty list")
+    if on_error == "fail":
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            raise ParameterError(f"{len(missing)} of the {len(files)} file(s) do not exist "
+                                 f"(or are not files), e.g. {missing[0]!r}; fix the list, or "
+                                 "pass on_error='skip' to leave unreadable files out")
+    return files
+
+
+def fit_features_from_files(client, files, spectrogram, features, *, callback=None,
+                            resume=False, files_per_shard=None, cache_dir=False,
+                            on_error="fail"):
+    """Fit a :class:`~fastsae.pipeline.SelfTaughtFeatures` on audio files, on the workers.
+
+    What :meth:`SelfTaughtFeatures.fit_files <fastsae.pipeline.SelfTaughtFeatures.fit_files>`
+    does (see there): spectra, clips and patches computed on the workers
+    from the paths and persisted there (recomputed from their lineage when a
+    worker is lost), the whitening fitted from a tree reduction of the
+    patches' mean and covariance (:func:`row_moments`) and applied on the
+    workers, the autoencoder trained with :func:`sae_objective`, the
+    standardizer from per-shard moments of the pooled features.
+
+    Returns
+    -------
+    features : SelfTaughtFeatures
+        Fitted (the same object).
+    """
+    import time
+
+    from .audio import Spectrogram, spectrum
+
+    _, da, _ = require()
+    t0 = time.perf_counter()
+    features._validate_params()
+    if not isinstance(spectrogram, Spectrogram):
+        raise ParameterError("spectrogram must be a fastsae.audio.Spectrogram; got "
+                             f"{type(spectrogram).__name__}")
+    spectrogram.fit()
+    spectrum_kw = spectrogram._spectrum_kw()
+    spectrum(np.ones(64, dtype=np.float32), spectrogram.sr or 48000, **spectrum_kw)
+    check_choice(on_error, "on_error", ("fail", "skip"))
+    check_bool(resume, "resume")
+    if not (cache_dir is None or cache_dir is False or isinstance(cache_dir, (str, os.PathLike))):
+        raise ParameterError(f"cache_dir must be a folder, None or False; got {cache_dir!r}")
+    fps = FILES_PER_SHARD if files_per_shard is None else \
+        check_int(files_per_shard, "files_per_shard", low=1)
+    files = _check_files(files, on_error)
+    pb, n_frames = features.patch_bands, features.n_frames
+    if pb is not None and spectrogram.n_bands is not None and pb > spectrogram.n_bands:
+        raise ParameterError(f"patch_bands={pb} is more than the spectrogram's "
+                             f"{spectrogram.n_bands} bands")
+    client = get_client(client)
+    dt = check_dtype(features.dtype)
+    rng = check_random_state(features.random_state)
+    seeds = rng.integers(0, 2**63 - 1, size=len(files), dtype=np.int64)
+
+    # 1. clips, one task per shard of files, kept on the workers
+    recipe = type(features)(**features.get_params(deep=False))
+    starts = list(range(0, len(files), fps))
+    parts = [client.submit(_clips_shard, files[s:s + fps], recipe, spectrogram.sr, spectrum_kw,
+                           cache_dir, on_error, pure=False) for s in starts]
+    meta = client.gather(client.map(_clips_meta, parts, pure=False))
+    shapes = [sh for sh, _ in meta]
+    index = [np.asarray(w, dtype=np.intp) + s for s, (_, w) in zip(starts, meta)]
+    n_clips = sum(len(sh) for sh in shapes)
+    if not n_clips:
+        raise ParameterError(f"none of the {len(files)} file(s) could be read")
+    if n_clips < len(files):
+        warnings.warn(f"{len(files) - n_clips} of {len(files)} file(s) could not be read and "
+                      "were left out", UserWarning, stacklevel=3)
+    heights = {h for sh in shapes for h, _ in sh}
+    if len(heights) != 1:
+        raise ParameterError(f"the spectra have different numbers of bands: {sorted(heights)}")
+    H = heights.pop()
+
+    # 2. patches: counts per clip (one multinomial draw), each clip's with its own seed
+    places = np.array([(H - (pb or H) + 1) * (T - n_frames + 1) for sh in shapes
+                       for _, T in sh], dtype=np.float64)
+    if features.n_windows is None:
+        counts, rows = None, places.astype(np.int64)
+    else:
+        counts = rows = rng.multinomial(features.n_windows, places / places.sum())
+    width = (pb or H) * n_frames
+    chunks, off = [], 0
+    for part, sh, idx in zip(parts, shapes, index):
+        k = len(sh)
+        n = int(rows[off:off + k].sum())
+        if n:
+            fut = client.submit(_patches_shard, part, None if counts is None else
+                                counts[off:off + k], seeds[idx], pb, n_frames, dt, pure=False)
+            chunks.append(da.from_delayed(fut, (n, width), dtype=dt))
+        off += k
+    X = client.persist(da.concatenate(chunks, axis=0))
+
+    # 3. the preprocessing, fitted from reductions and applied where the patches live
+    prep, decoder = features._preprocessor()
+    if decoder == "sigmoid":
+        Xp, prep = normalize_sigmoid(X, n_std=prep.n_std, client=client)
+    else:
+        _, mean, cov = row_moments(X, client=client)
+        prep.fit_covariance(cov, mean, dtype=dt)
+        Xp = client.persist(X.map_blocks(prep.transform, dtype=dt,
+                                         chunks=(X.chunks[0], (prep._n_features_out,))))
+    del X
+
+    # 4. the autoencoder, on the cluster
+    seed = int(rng.integers(2**31 - 1))
+    sae, previous, done = features._autoencoder(decoder, seed, int(Xp.shape[1]), resume)
+    with client.as_current():
+        features._train(sae, prep, Xp, callback, previous, done)
+    del Xp
+    features._set_up_convolution(H)
+
+    # 5. the standardizer from per-shard moments of the pooled features; the profile
+    features.standardizer_ = None
+    if features.standardize:
+        n_out = features.n_features_out_
+        moments = [client.submit(_pooled_moments, p, features.convs_, n_out, pure=False)
+                   for p in parts]
+        m, mean, M2 = tree_reduce(client, moments, combine_moments, SPLIT_EVERY).result()
+        features.standardizer_ = _standard_scaler(m, mean, M2 / m)
+    pick = rng.choice(n_clips, size=min(200, n_clips), replace=False)
+    bounds = np.cumsum([0] + [len(sh) for sh in shapes])
+    profile = {}
+    for s, part in enumerate(parts):
+        mine = [int(i) for i in pick if bounds[s] <= i < bounds[s + 1]]
+        if mine:
+            got = client.submit(_unit_profiles, part, features.conv_,
+                                [i - int(bounds[s]) for i in mine], pure=False).result()
+            profile.update(zip(mine, got))
+    total = 0.0
+    for i in pick:                         # in the order of the single-machine sum
+        total = total + profile[int(i)]
+    features.frequency_profile_ = total / len(pick)
+    features.n_files_ = int(n_clips)
+    features.fitted_on_workers_ = True
+    features.fit_time_ = time.perf_counter() - t0
+    return features
+
+
 __all__ = [
     "connect", "is_dask_collection", "windows_from_files", "file_seeds", "normalize_sigmoid",
     "persist_rows", "concatenate_rows", "check_dask_array", "encode_labels",
     "encode_known_labels", "map_rows", "fraction_equal", "DistributedObjective",
     "sae_objective", "sae_cost_grad", "softmax_objective", "softmax_cost_grad",
     "stacked_objective", "stacked_cost_grad", "sae_combine_stats", "scatter_rows", "INSTALL_HINT",
-    "SPLIT_EVERY", "FILES_PER_SHARD",
+    "SPLIT_EVERY", "FILES_PER_SHARD", "row_moments", "fit_features_from_files",
 ]

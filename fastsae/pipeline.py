@@ -190,6 +190,10 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         (:meth:`plot_filters` draws each filter there).
     fit_time_ : float
         Seconds spent in ``fit``.
+    fitted_on_workers_ : bool
+        Fitted by :meth:`fit_files` (the data computed and kept on Dask workers).
+    n_files_ : int or None
+        :meth:`fit_files`: the audio files that gave a clip; None after :meth:`fit`.
 
     Examples
     --------
@@ -356,21 +360,103 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
             X = sample_patches(clips, (self.patch_bands, self.n_frames),
                                n_samples=self.n_windows, random_state=rng)
         X = np.ascontiguousarray(X, dtype=check_dtype(self.dtype))
-        if self.normalization == "sigmoid":
-            prep = SigmoidNormalizer()
-            decoder = "sigmoid"
-        else:
-            zca = self.normalization == "zca"
-            prep = PCAWhitening(retain=None if zca else self.retain, epsilon=self.epsilon,
-                                zca=zca)
-            decoder = "linear"
+        prep, decoder = self._preprocessor()
         Xp = prep.fit_transform(X)
         del X
         seed = int(rng.integers(2**31 - 1))
+        sae, previous, done = self._autoencoder(decoder, seed, int(Xp.shape[1]), resume)
+        if client is not None:
+            from .distributed import scatter_rows
+            Xp = scatter_rows(Xp, client=client)
+        self._train(sae, prep, Xp, callback, previous, done)
+        del Xp
+        self._set_up_convolution(n_bands)
+        F = self._pooled(clips)
+        self.frequency_profile_ = self._frequency_profile(clips, rng)
+        self.standardizer_ = StandardScaler().fit(F) if self.standardize else None
+        self.n_files_ = None
+        self.fitted_on_workers_ = False
+        self.fit_time_ = time.perf_counter() - t0
+        return F
+
+    def fit_files(self, files, spectrogram, *, client=None, callback=None, resume=False,
+                  files_per_shard=None, cache_dir=False, on_error="fail"):
+        """Learn the features from audio files on a Dask cluster: the data stay on the workers.
+
+        The same recipe as :meth:`fit`, with every step that touches the data
+        run by the workers, from the file paths: each shard of files is read
+        and turned into spectra (``spectrogram``'s settings), trimmed, levelled
+        and padded as in :meth:`fit`, and cut into patches there; the
+        whitening is fitted from the patches' mean and covariance (a tree
+        reduction, :func:`fastsae.distributed.row_moments`) and applied where
+        the patches live; the autoencoder trains on them with the distributed
+        objective; the standardizer comes from per-shard sums of the pooled
+        features, and ``frequency_profile_`` from the (up to 200) clips it
+        needs. Only statistics of ``n_features x n_features`` size, the
+        weights and the clip lengths pass through this process.
+
+        Everything is a Dask task computed from the file paths (persisted,
+        not scattered): when a worker is lost, its shards are recomputed from
+        their lineage and the fit ends at the same model.
+
+        The patches are drawn like :meth:`fit`'s (uniformly, with
+        replacement, over every place in every clip) but with other random
+        numbers: the number of patches from each clip is one multinomial draw
+        of ``n_windows`` with probabilities proportional to the clip's places,
+        and each clip's patches are drawn with its own seed (``random_state``
+        seeds them all, in the order of ``files``). The result depends on
+        ``random_state`` and the files, not on the workers, the shards or
+        their order; it is not :meth:`fit`'s draw on the same clips.
+
+        Parameters
+        ----------
+        files : sequence of str or os.PathLike
+            Audio files; every worker must be able to read them (a shared
+            file system, or the same copy on each machine), and they must exist here.
+        spectrogram : fastsae.audio.Spectrogram
+            How to compute the spectra (keep it with the model: new audio must
+            be turned into spectra the same way).
+        client : dask.distributed.Client or None
+            None: the default client.
+        callback, resume
+            As in :meth:`fit`; the patches and their preprocessing are drawn
+            again from ``random_state`` on resume.
+        files_per_shard : int >= 1 or None
+            Files per task (and per chunk of the patches); None:
+            :data:`fastsae.distributed.FILES_PER_SHARD`.
+        cache_dir : str, os.PathLike, None or False
+            The workers' spectrum cache (False: none); see
+            :func:`fastsae.audio.spectra_from_files`.
+        on_error : {"fail", "skip"}
+            A file that cannot be read: raise, or leave it out.
+
+        Returns
+        -------
+        self
+            With ``fitted_on_workers_ = True`` and ``n_files_``, the files
+            that gave a clip.
+        """
+        from .distributed import fit_features_from_files
+
+        return fit_features_from_files(client, files, spectrogram, self, callback=callback,
+                                       resume=resume, files_per_shard=files_per_shard,
+                                       cache_dir=cache_dir, on_error=on_error)
+
+    def _preprocessor(self):
+        """The unfitted window preprocessing and the decoder that goes with it."""
+        if self.normalization == "sigmoid":
+            return SigmoidNormalizer(), "sigmoid"
+        zca = self.normalization == "zca"
+        return PCAWhitening(retain=None if zca else self.retain, epsilon=self.epsilon,
+                            zca=zca), "linear"
+
+    def _autoencoder(self, decoder, seed, n_visible, resume):
+        """``(sae, previous, done)``: a new autoencoder, or the checkpoint's to resume."""
         previous = getattr(self, "sae_", None) if resume else None
         if resume and (previous is None or not hasattr(previous, "W1_")):
             raise ParameterError("resume=True needs a checkpoint: an object whose sae_ holds "
                                  "weights (saved from a fit callback)")
+        done = 0
         if previous is not None:
             # with the optimizer's state the run continues exactly (max_iter in all);
             # without it (older checkpoints) from the weights, for the iterations left
@@ -378,44 +464,43 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
                 int(getattr(previous, "n_iter_", 0))
             sae = previous.set_params(warm_start=True, max_iter=max(1, self.max_iter - done),
                                       n_jobs=self.n_jobs, verbose=self.verbose)
-            if previous.n_features_in_ != Xp.shape[1]:
+            if previous.n_features_in_ != n_visible:
                 raise ParameterError(
                     f"the checkpoint's autoencoder takes {previous.n_features_in_} inputs but the "
-                    f"windows now have {Xp.shape[1]}: resume with the same settings and data")
+                    f"windows now have {n_visible}: resume with the same settings and data")
         else:
             sae = SparseAutoencoder(n_hidden=self.n_hidden, sparsity=self.sparsity,
                                     beta=self.beta, weight_decay=self.weight_decay,
                                     decoder=decoder, max_iter=self.max_iter,
                                     backend=self.backend, dtype=self.dtype, n_jobs=self.n_jobs,
                                     random_state=seed, verbose=self.verbose)
+        return sae, previous, done
+
+    def _train(self, sae, prep, Xp, callback, previous, done):
+        """Train ``sae`` on the preprocessed windows (a NumPy or dask array)."""
         # visible while training, so that a callback can checkpoint this object
         self.preprocessing_ = prep
         self.sae_ = sae
         self._n_visible_ = int(Xp.shape[1])
-        if client is not None:
-            from .distributed import scatter_rows
-            Xp = scatter_rows(Xp, client=client)
         sae.fit(Xp, callback=callback)
         if previous is not None:
             sae.n_iter_ += done
         sae.set_params(warm_start=False, max_iter=self.max_iter)
         self.n_windows_ = int(Xp.shape[0])
-        del Xp
+
+    def _set_up_convolution(self, n_bands):
+        """``convs_``, ``conv_`` and the shapes, from the trained ``sae_`` and ``preprocessing_``."""
         modes = self._pool_modes()
         regions = _check_regions(self.n_pool_regions, self.patch_bands is None)
         self.patch_shape_ = (self.patch_bands or n_bands, self.n_frames)
-        self.convs_ = [ConvolutionalFeatures(sae, self.patch_shape_, preprocessing=prep,
-                                             pool=modes, n_pool_regions=r,
-                                             backend=self.backend, n_jobs=self.n_jobs)
+        self.convs_ = [ConvolutionalFeatures(self.sae_, self.patch_shape_,
+                                             preprocessing=self.preprocessing_, pool=modes,
+                                             n_pool_regions=r, backend=self.backend,
+                                             n_jobs=self.n_jobs)
                        for r in regions]
         self.conv_ = self.convs_[int(np.argmax([f * t for f, t in regions]))]
         self.n_bands_ = n_bands
         self.n_features_out_ = self.n_hidden * len(modes) * sum(f * t for f, t in regions)
-        F = self._pooled(clips)
-        self.frequency_profile_ = self._frequency_profile(clips, rng)
-        self.standardizer_ = StandardScaler().fit(F) if self.standardize else None
-        self.fit_time_ = time.perf_counter() - t0
-        return F
 
     def _frequency_profile(self, clips, rng, n_clips=200):
         """Mean activation of each unit at each band offset, over (up to) ``n_clips`` clips."""

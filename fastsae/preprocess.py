@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin, TransformerMixin
 
 from .base import Estimator
-from .core.checks import check_array, check_bool, check_choice, check_int, check_scalar
+from .core.checks import check_array, check_bool, check_choice, check_dtype, check_int, check_scalar
 from .exceptions import ParameterError
 
 CENTERS = ("feature", "example", None)
@@ -289,6 +289,59 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
             mean = np.zeros(n)
         if not np.isfinite(np.diag(G)).all():
             self._raise_not_finite(X)
+        return self._fit_moments(mean, cov, X.dtype)
+
+    def fit_covariance(self, covariance, mean=None, *, dtype="float64"):
+        """Learn the whitening from the data's covariance (and mean) instead of the data.
+
+        For data that are not in one place: the mean and covariance are
+        ``n_features x n_features`` sums, which a reduction over shards forms
+        (:func:`fastsae.distributed.row_moments`). ``fit(X)`` is
+        ``fit_covariance(Σ, μ)`` with ``μ = X.mean(0)`` and
+        ``Σ = (X - μ).T @ (X - μ) / m`` (``center="feature"``), up to rounding.
+
+        Parameters
+        ----------
+        covariance : array-like [shape=(n_features, n_features)]
+            ``Σ`` as ``fit`` forms it (``1/m``): about the mean for
+            ``center="feature"``; for ``center="example"``, the second moment
+            of the row-centred data; for ``center=None``, the second moment.
+        mean : array-like [shape=(n_features,)] or None
+            ``mean_``: the data's mean with ``center="feature"`` (required
+            there); None otherwise (zero).
+        dtype : {"float64", "float32"}
+            The data's dtype: its precision sets the ``epsilon=0`` check.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        dt = check_dtype(dtype)
+        cov = np.array(covariance, dtype=np.float64)
+        if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] < 1:
+            raise ParameterError("covariance must be a square 2-D array (n_features x "
+                                 f"n_features); got shape {cov.shape}")
+        n = cov.shape[0]
+        if self.center == "feature":
+            if mean is None:
+                raise ParameterError("center='feature' needs the mean of the data (mean=)")
+        elif mean is not None:
+            raise ParameterError(f"center={self.center!r} removes no feature mean: give "
+                                 "mean=None")
+        mean = np.zeros(n) if mean is None else np.array(mean, dtype=np.float64)
+        if mean.shape != (n,):
+            raise ParameterError(f"mean must have shape ({n},) like the covariance; got "
+                                 f"{mean.shape}")
+        if not (np.isfinite(cov).all() and np.isfinite(mean).all()):
+            raise ParameterError("covariance and mean must be finite")
+        if self.n_components is not None and self.n_components > n:
+            raise ParameterError(f"n_components must be <= n_features={n}; "
+                                 f"got {self.n_components}")
+        return self._fit_moments(mean, cov, dt)
+
+    def _fit_moments(self, mean, cov, dtype):
+        n = cov.shape[0]
         cov = 0.5 * (cov + cov.T)
         evals, evecs = np.linalg.eigh(cov)
         evals = np.maximum(evals[::-1], 0.0)
@@ -307,7 +360,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
         lam = evals[:k]
         # Below this a variance is rounding noise at X's precision: whitening
         # it with epsilon=0 would blow that noise up to unit variance (or divide by 0).
-        floor = 10.0 * np.finfo(X.dtype).eps * float(evals[0])
+        floor = 10.0 * np.finfo(dtype).eps * float(evals[0])
         if self.epsilon == 0.0 and lam[-1] <= floor:
             bad = int(np.count_nonzero(lam <= floor))
             raise ParameterError(

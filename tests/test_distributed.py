@@ -541,3 +541,215 @@ def test_worker_lost_during_fit_changes_nothing(client):
                          theta0, max_iter=30)
     np.testing.assert_array_equal(survived.theta, here.theta)
     client.wait_for_workers(2, timeout=60)
+
+
+# -- SelfTaughtFeatures fitted from audio files on the workers ---------------
+
+def test_pca_whitening_from_the_covariance_equals_the_fit():
+    from fastsae.preprocess import PCAWhitening
+    from fastsae._dask.moments import combine_moments, shard_moments
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(3.0, 1.0, (700, 6)) @ rng.normal(size=(6, 6))
+    parts = [shard_moments(X[a:b]) for a, b in ((0, 1), (1, 250), (250, 250), (250, 700))]
+    m, mean, M2 = combine_moments(*parts)
+    assert m == 700
+    np.testing.assert_allclose(mean, X.mean(0), rtol=1e-13)
+    np.testing.assert_allclose(M2 / m, np.cov(X.T, bias=True), rtol=1e-12)
+    for kw in (dict(retain=0.9, epsilon=0.1), dict(zca=True, epsilon=0.0), dict(n_components=3)):
+        ref = PCAWhitening(**kw).fit(X)
+        got = PCAWhitening(**kw).fit_covariance(M2 / m, mean)
+        assert got.n_components_ == ref.n_components_
+        for name in ("mean_", "components_", "explained_variance_", "explained_variance_ratio_"):
+            np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-10,
+                                       atol=1e-12)
+        np.testing.assert_allclose(got.transform(X), ref.transform(X), rtol=1e-9, atol=1e-10)
+    Xe = X - X.mean(axis=1, keepdims=True)
+    ref = PCAWhitening(center="example", epsilon=0.1).fit(X)
+    got = PCAWhitening(center="example", epsilon=0.1).fit_covariance(Xe.T @ Xe / len(X))
+    np.testing.assert_allclose(got.components_, ref.components_, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ParameterError, match="needs the mean"):
+        PCAWhitening().fit_covariance(M2 / m)
+    with pytest.raises(ParameterError, match="mean=None"):
+        PCAWhitening(center=None).fit_covariance(M2 / m, mean)
+    with pytest.raises(ParameterError, match="square"):
+        PCAWhitening().fit_covariance(np.ones((3, 4)), np.zeros(3))
+
+
+def _feature_wavs(folder, n=7):
+    """Tiny clips of chirps in noise, of different lengths, and one of silence around a tone."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(n):
+        size = int(rng.integers(2000, 5000))
+        t = np.arange(size) / SR
+        y = 0.2 * np.sin(2 * np.pi * (250 + 120 * i) * t * (1 + 0.5 * t)) * np.hanning(size)
+        y = (y + 0.01 * rng.standard_normal(size)).astype(np.float32)
+        path = folder / f"f{i}.wav"
+        sf.write(str(path), y, SR, subtype="PCM_16")
+        paths.append(str(path))
+    return paths
+
+
+FEATURES = dict(n_hidden=5, n_frames=4, patch_bands=8, n_windows=400, max_iter=25,
+                weight_decay=1e-2, n_pool_regions=((2, 2),), random_state=3, n_jobs=1)
+
+
+def _features_here(files, spec, **kw):
+    """The files procedure in this process: the same clips, per-clip draws and whitening."""
+    from fastsae import audio
+    from fastsae.core.checks import check_random_state
+    from fastsae.pipeline import SelfTaughtFeatures
+    from fastsae.preprocess import PCAWhitening
+
+    stf = SelfTaughtFeatures(**kw)
+    spectra = audio.spectra_from_files(files, sr=spec.sr, n_jobs=1, cache_dir=False,
+                                       **spec._spectrum_kw())
+    clips = stf._clips(spectra)
+    rng = check_random_state(stf.random_state)
+    seeds = rng.integers(0, 2**63 - 1, size=len(files), dtype=np.int64)
+    H, (ph, pw) = clips[0].shape[0], (stf.patch_bands, stf.n_frames)
+    places = np.array([(H - ph + 1) * (S.shape[1] - pw + 1) for S in clips], dtype=float)
+    counts = rng.multinomial(stf.n_windows, places / places.sum())
+    X = np.concatenate([audio.sample_patches([S], (ph, pw), n_samples=int(k),
+                                             random_state=int(seed))
+                        for S, k, seed in zip(clips, counts, seeds) if k])
+    pca = PCAWhitening(retain=stf.retain, epsilon=stf.epsilon).fit(X)
+    sae = fastsae.SparseAutoencoder(n_hidden=stf.n_hidden, sparsity=stf.sparsity, beta=stf.beta,
+                                    weight_decay=stf.weight_decay, decoder="linear",
+                                    max_iter=stf.max_iter, n_jobs=1,
+                                    random_state=int(rng.integers(2**31 - 1)))
+    sae.fit(pca.transform(X))
+    return clips, X, pca, sae, rng
+
+
+def _same_model(a, b):
+    for name in ("W1_", "W2_", "b1_", "b2_"):
+        np.testing.assert_array_equal(getattr(a.sae_, name), getattr(b.sae_, name))
+    np.testing.assert_array_equal(a.preprocessing_.components_, b.preprocessing_.components_)
+    np.testing.assert_array_equal(a.standardizer_.mean_, b.standardizer_.mean_)
+    np.testing.assert_array_equal(a.standardizer_.scale_, b.standardizer_.scale_)
+    np.testing.assert_array_equal(a.frequency_profile_, b.frequency_profile_)
+    assert a.sae_.loss_curve_ == b.sae_.loss_curve_
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_features_fitted_on_the_workers_equal_the_same_procedure_here(client, tmp_path):
+    from sklearn.preprocessing import StandardScaler
+
+    from fastsae.audio import Spectrogram
+    from fastsae.pipeline import SelfTaughtFeatures
+
+    files = _feature_wavs(tmp_path)
+    spec = Spectrogram("mel", 20, sr=SR)
+    dist = SelfTaughtFeatures(**FEATURES).fit_files(files, spec, client=client,
+                                                    files_per_shard=2)
+    assert dist.fitted_on_workers_ and dist.n_files_ == 7 and dist.n_windows_ == 400
+    clips, X, pca, sae, rng = _features_here(files, spec, **FEATURES)
+    # the whitening from the workers' moments is the in-memory fit of the same patches
+    assert dist.preprocessing_.n_components_ == pca.n_components_
+    for name in ("mean_", "components_", "explained_variance_"):
+        np.testing.assert_allclose(getattr(dist.preprocessing_, name), getattr(pca, name),
+                                   rtol=1e-9, atol=1e-11)
+    assert dist.sae_.n_iter_ == sae.n_iter_
+    for name in ("W1_", "W2_", "b1_", "b2_"):
+        np.testing.assert_allclose(getattr(dist.sae_, name), getattr(sae, name), rtol=1e-6,
+                                   atol=1e-8)
+    # the standardizer and the profile of the fitted filters, as fit computes them
+    F = dist._pooled(clips)
+    ref = StandardScaler().fit(F)
+    np.testing.assert_allclose(dist.standardizer_.mean_, ref.mean_, rtol=1e-10)
+    np.testing.assert_allclose(dist.standardizer_.var_, ref.var_, rtol=1e-9)
+    np.testing.assert_allclose(dist.standardizer_.scale_, ref.scale_, rtol=1e-9)
+    assert dist.standardizer_.n_samples_seen_ == ref.n_samples_seen_ == 7
+    np.testing.assert_array_equal(dist.frequency_profile_, dist._frequency_profile(clips, rng))
+    assert dist.transform(clips).shape == (7, dist.n_features_out_)
+    # the shards do not matter
+    again = SelfTaughtFeatures(**FEATURES).fit_files(files, spec, client=client,
+                                                     files_per_shard=3)
+    np.testing.assert_allclose(again.sae_.W1_, dist.sae_.W1_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore:distributed evaluation failed:RuntimeWarning")
+def test_features_from_files_survive_a_lost_worker(client, tmp_path):
+    from fastsae.audio import Spectrogram
+    from fastsae.pipeline import SelfTaughtFeatures
+
+    files = _feature_wavs(tmp_path)
+    spec = Spectrogram("mel", 20, sr=SR)
+    plain = SelfTaughtFeatures(**FEATURES).fit_files(files, spec, client=client,
+                                                     files_per_shard=2)
+    killed = []
+
+    def kill_a_worker(iteration, theta, cost):
+        if iteration == 8 and not killed:
+            held = client.has_what()          # the worker holding the most shards
+            addr = max(held, key=lambda a: len(held[a]))
+            assert held[addr]
+            os.kill(client.run(os.getpid, workers=[addr])[addr], 9)
+            killed.append(addr)
+
+    survived = SelfTaughtFeatures(**FEATURES).fit_files(files, spec, client=client,
+                                                        files_per_shard=2,
+                                                        callback=kill_a_worker)
+    assert killed and killed[0] not in client.scheduler_info()["workers"]
+    _same_model(survived, plain)
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_features_from_files_report_bad_input_before_any_work(client, tmp_path):
+    from fastsae.audio import Spectrogram
+    from fastsae.pipeline import SelfTaughtFeatures
+
+    files = _feature_wavs(tmp_path, n=2)
+    spec = Spectrogram("mel", 20, sr=SR)
+    stf = SelfTaughtFeatures(**FEATURES)
+    with pytest.raises(ParameterError, match="at least one path"):
+        stf.fit_files([], spec, client=client)
+    with pytest.raises(ParameterError, match="single path"):
+        stf.fit_files(files[0], spec, client=client)
+    with pytest.raises(ParameterError, match="1 of the 3 file"):
+        stf.fit_files(files + [str(tmp_path / "nope.wav")], spec, client=client)
+    with pytest.raises(ParameterError, match="Spectrogram"):
+        stf.fit_files(files, "mel", client=client)
+    with pytest.raises(ParameterError, match="on_error"):
+        stf.fit_files(files, spec, client=client, on_error="ignore")
+    with pytest.raises(ParameterError, match="files_per_shard"):
+        stf.fit_files(files, spec, client=client, files_per_shard=0)
+    with pytest.raises(ParameterError, match="patch_bands=30"):
+        SelfTaughtFeatures(**dict(FEATURES, patch_bands=30)).fit_files(files, spec,
+                                                                       client=client)
+    with pytest.raises(ParameterError, match="n_hidden"):
+        SelfTaughtFeatures(**dict(FEATURES, n_hidden=0)).fit_files(files, spec, client=client)
+    with pytest.raises(TypeError):
+        stf.fit_files(files, spec, client=client, shards=2)
+    assert not hasattr(stf, "sae_")
+
+
+def test_train_sae_with_a_scheduler_computes_on_the_workers(client, tmp_path, capsys):
+    import json
+
+    from fastsae.cli import main
+
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    files = _feature_wavs(folder)
+    out, doc = tmp_path / "model.npz", tmp_path / "train.json"
+    address = client.scheduler.address
+    code = main(["train-sae", str(folder), "--scheduler", address, "-o", str(out),
+                 "--n-bands", "20", "--hidden", "5", "--n-frames", "4", "--patch-bands", "8",
+                 "--n-windows", "300", "--max-iter", "10", "--quiet", "--no-cache",
+                 "--n-jobs", "1", "--json", str(doc)])
+    assert code == 0, capsys.readouterr().err
+    model = fastsae.load(out)
+    feats = model["features"]
+    assert feats.fitted_on_workers_ and feats.n_files_ == 7 and feats.n_windows_ == 300
+    report = json.loads(doc.read_text())
+    assert report["data"]["n_spectra"] == 7 and report["data"]["n_windows"] == 300
+    assert report["settings"]["scheduler"] == address
+    assert report["timings"]["spectra_seconds"] is None
+    F = feats.transform(model["spectrogram"].transform(files, n_jobs=1, cache_dir=False))
+    assert F.shape == (7, feats.n_features_out_) and np.isfinite(F).all()
+    np.testing.assert_allclose(F.mean(axis=0), 0.0, atol=1e-8)    # standardised on these clips
+    assert fastsae.distributed.get_client(None) is client          # the CLI closed its own

@@ -100,14 +100,22 @@ def cmd_train_sae(args, console):
         console.info("spectrogram settings from the spectra file: "
                      + ", ".join(f"{k}={v}" for k, v in spec_params.items()))
     spec, feats = model["spectrogram"], model["features"]
+    # with a cluster and audio files, the workers compute the spectra and the patches
+    on_workers = bool(args.scheduler) and kind == "files"
     t = time.perf_counter()
-    if kind == "spectra":
+    if kind == "spectra" or on_workers:
         spectra = items
     else:
         spectra, _ = _spectra_with_paths(items, kind, spec.fit(), args)
-    spectra_seconds = time.perf_counter() - t
-    console.info(f"{len(spectra)} spectra; training a {feats.n_hidden}-unit sparse autoencoder "
-                 f"on {feats.n_frames}-frame windows ({feats.backend}, {feats.dtype})")
+    spectra_seconds = None if on_workers else time.perf_counter() - t
+    if on_workers:
+        console.info(f"{len(items)} audio files; the Dask workers compute their spectra and "
+                     f"{feats.n_frames}-frame patches and train a {feats.n_hidden}-unit sparse "
+                     f"autoencoder on them ({feats.backend}, {feats.dtype})")
+    else:
+        console.info(f"{len(spectra)} spectra; training a {feats.n_hidden}-unit sparse "
+                     f"autoencoder on {feats.n_frames}-frame windows ({feats.backend}, "
+                     f"{feats.dtype})")
 
     def save_checkpoint(iteration, theta, cost):
         if args.checkpoint_every and iteration % args.checkpoint_every == 0:
@@ -120,9 +128,18 @@ def cmd_train_sae(args, console):
         from ..distributed import connect
         client = connect(args.scheduler)
     t = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        feats.fit(spectra, callback=save_checkpoint, resume=args.resume, client=client)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if on_workers:
+                feats.fit_files(items, spec, client=client, callback=save_checkpoint,
+                                resume=args.resume, cache_dir=args.cache_dir,
+                                on_error=args.on_error)
+            else:
+                feats.fit(spectra, callback=save_checkpoint, resume=args.resume, client=client)
+    finally:
+        if client is not None:
+            client.close()
     for w in caught:
         if "interrupted" in str(w.message):
             console.info(f"interrupted: {w.message}")
@@ -140,7 +157,8 @@ def cmd_train_sae(args, console):
          settings={"input": os.fspath(args.audio_dir), "scheduler": args.scheduler,
                    "resume": args.resume, "spectrogram": spec.get_params(),
                    "features": feats.get_params()},
-         data={"n_spectra": len(spectra), "n_windows": feats.n_windows_,
+         data={"n_spectra": feats.n_files_ if on_workers else len(spectra),
+               "n_windows": feats.n_windows_,
                "n_visible": int(sae.n_features_in_), "n_hidden": int(sae.n_hidden)},
          metrics={"n_iter": sae.n_iter_, "final_cost": sae.loss_curve_[-1],
                   "loss_curve": sae.loss_curve_, "converged": getattr(sae, "converged_", None),
