@@ -1,6 +1,8 @@
 """The sparse autoencoder estimator, and the checked entry point to its objective."""
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 from scipy.special import expit
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
@@ -10,12 +12,15 @@ from .base import Estimator, unit_range_error
 from .core.args import check_sae_options
 from .core.bfloat16 import bfloat16_dtype, is_bfloat16
 from .core.checks import (DECODERS, LOSSES, check_array, check_bool, check_choice, check_int)
+from .core.types import ArrayLike, Callback, DTypeLike, RandomState
 from .exceptions import ParameterError
 from .params import init_params, layout_size, pack, sae_layout, unpack_sae
 
 
-def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay,
-                  decoder="sigmoid", loss="squared", tied=False, backend="numba"):
+def sae_cost_grad(theta: ArrayLike, X: ArrayLike, n_visible: int, n_hidden: int, *,
+                  sparsity: float, beta: float, weight_decay: float, decoder: str = "sigmoid",
+                  loss: str = "squared", tied: bool = False,
+                  backend: str = "numba") -> tuple[float, np.ndarray]:
     """Sparse autoencoder objective and gradient on the chosen backend.
 
     The public entry point: checks every argument (including NaN/inf in ``X``
@@ -130,10 +135,12 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
 
     _bfloat16 = True
 
-    def __init__(self, n_hidden=25, *, sparsity=0.01, beta=3.0, weight_decay=1e-4,
-                 decoder="sigmoid", loss="squared", tied=False, max_iter=400,
-                 backend="numba", dtype="float64", n_jobs=None, random_state=None,
-                 verbose=False, warm_start=False):
+    def __init__(self, n_hidden: int = 25, *, sparsity: float = 0.01, beta: float = 3.0,
+                 weight_decay: float = 1e-4, decoder: str = "sigmoid", loss: str = "squared",
+                 tied: bool = False, max_iter: int = 400, backend: str = "numba",
+                 dtype: DTypeLike = "float64", n_jobs: int | None = None,
+                 random_state: RandomState = None, verbose: bool = False,
+                 warm_start: bool = False) -> None:
         self._store_params(locals())
 
     # -- checks -------------------------------------------------------------
@@ -202,7 +209,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         X = backends.to_device(self.backend, X)
         return lambda theta: cost_grad(theta, X, n_visible, n_hidden, **kw)
 
-    def fit(self, X, y=None, *, callback=None):
+    def fit(self, X: ArrayLike, y: object = None, *, callback: Callback | None = None) -> Self:
         """Learn the weights from the rows of ``X``.
 
         Parameters
@@ -268,26 +275,26 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         return {"W1_": (h, v), "W2_": (v, h), "b1_": (h,), "b2_": (v,)}
 
     # -- using it -----------------------------------------------------------
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Hidden activations ``σ(X W1ᵀ + b1)`` [shape=(n_samples, n_hidden)], in ``dtype``."""
         X = self._check_X(X)
         dt = X.dtype
         return expit(X @ self.W1_.T.astype(dt) + self.b1_.astype(dt))
 
-    def reconstruct(self, X):
+    def reconstruct(self, X: ArrayLike) -> np.ndarray:
         """The decoder's output for ``X`` [shape=(n_samples, n_features)]."""
         H = self.transform(X)
         dt = H.dtype
         Z = H @ self.W2_.T.astype(dt) + self.b2_.astype(dt)
         return expit(Z) if self.decoder == "sigmoid" else Z
 
-    def reconstruction_error(self, X):
+    def reconstruction_error(self, X: ArrayLike) -> float:
         """Mean over rows of ½‖reconstruction − x‖²."""
         X = self._check_X(X)
         diff = self.reconstruct(X) - X
         return float(0.5 * np.mean(np.sum(diff.astype(np.float64) ** 2, axis=1)))
 
-    def cost(self, X):
+    def cost(self, X: ArrayLike) -> float:
         """The training objective at the current weights on ``X``."""
         X = self._check_X(X)
         return float(self._objective(X)(self._theta())[0])

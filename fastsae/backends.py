@@ -22,6 +22,9 @@ True
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 from .exceptions import BackendUnavailableError, ParameterError
 
@@ -56,7 +59,7 @@ KERNELS = {
 GAPS = {}
 
 
-def check_backend_name(name) -> str:
+def check_backend_name(name: str) -> str:
     if name not in BACKENDS:
         raise ParameterError(
             f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {name!r}"
@@ -64,7 +67,7 @@ def check_backend_name(name) -> str:
     return name
 
 
-def check_kernel_name(name) -> str:
+def check_kernel_name(name: str) -> str:
     if name not in KERNELS:
         raise ParameterError(
             f"kernel must be one of {', '.join(map(repr, KERNELS))}; got {name!r}")
@@ -85,7 +88,7 @@ def implements(backend: str, name: str) -> bool:
     return name in offered if offered is not None else callable(getattr(package, name, None))
 
 
-def get_backend(name: str):
+def get_backend(name: str) -> ModuleType:
     """The package implementing backend ``name``.
 
     Raises
@@ -104,7 +107,7 @@ def get_backend(name: str):
     return module
 
 
-def get_function(backend: str, name: str):
+def get_function(backend: str, name: str) -> Callable[..., Any]:
     """Backend ``backend``'s kernel ``name``, with a clear error if it has none."""
     check_backend_name(backend)
     if name in KERNELS and not implements(backend, name):
@@ -121,13 +124,13 @@ def get_function(backend: str, name: str):
         ) from None
 
 
-def to_device(backend: str, X):
+def to_device(backend: str, X: Any) -> Any:
     """Move training data where backend ``backend`` computes (a no-op on the CPU)."""
     move = getattr(get_backend(backend), "to_device", None)
     return X if move is None else move(X)
 
 
-def release(backend: str):
+def release(backend: str) -> None:
     """Free buffers a backend keeps between calls (after a ``fit``)."""
     module = get_backend(backend)
     clear = getattr(module, "clear_workspace", None)

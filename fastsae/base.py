@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
+from typing import Any, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -29,11 +31,13 @@ from . import _dask, backends
 from .core.checks import check_array, check_bool, check_dtype, check_n_jobs, check_scalar
 from .core.memory import check_memory, lbfgs_bytes
 from .core.threads import numba_threads
+from .core.types import ArrayLike, Callback, Objective
 from .exceptions import ConvergenceWarning, NotFittedError, ParameterError
 from .optim import LBFGSResult, checkpoint_state, lbfgs
 
 
-def unit_range_error(name, lo, hi, what="the reconstruction is a sigmoid"):
+def unit_range_error(name: str, lo: float, hi: float,
+                     what: str = "the reconstruction is a sigmoid") -> ParameterError:
     """The ParameterError for data outside [0, 1] given to a sigmoid decoder."""
     negative = "Negative values in data passed to fit: " if lo < 0 else ""
     return ParameterError(
@@ -81,7 +85,7 @@ class Estimator(BaseEstimator):
         check_scalar(self.beta, "beta", low=0.0)
         check_scalar(self.weight_decay, "weight_decay", low=0.0)
 
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> Self:
         valid = self._get_param_names()
         for key in params:
             if key.partition("__")[0] not in valid:
@@ -197,8 +201,10 @@ STALL_ITERATIONS = 10
 STALL_DECREASE = 1e-4
 
 
-def lbfgs_two_precisions(fast, exact, theta0, *, max_iter, callback=None, state=None,
-                         live=None, **kw):
+def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *,
+                         max_iter: int, callback: Callback | None = None,
+                         state: dict[str, Any] | None = None, live: dict[str, Any] | None = None,
+                         **kw: Any) -> LBFGSResult:
     """L-BFGS on ``fast`` while it makes progress, then on ``exact`` to ``max_iter``.
 
     ``fast`` and ``exact`` compute the same objective, ``fast`` in a coarser
@@ -292,7 +298,7 @@ def _is_device_array(X) -> bool:
     return is_device_array(X)
 
 
-def say(verbose, message):
+def say(verbose: bool, message: str) -> None:
     """Print one progress line (through tqdm, so that progress bars stay intact)."""
     if verbose:
         from tqdm.auto import tqdm
@@ -302,14 +308,16 @@ def say(verbose, message):
 class Timer:
     """Seconds since construction (for the multi-stage fits' ``fit_time_``)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.t0 = time.perf_counter()
 
-    def __call__(self):
+    def __call__(self) -> float:
         return time.perf_counter() - self.t0
 
 
-def check_validation(validation, check):
+def check_validation(validation: tuple[ArrayLike, ArrayLike] | None,
+                     check: Callable[[ArrayLike], np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
     """``validation=(X_val, y_val)`` of a multi-stage fit: ``(X_val, y_val)`` checked, or None."""
     if validation is None:
         return None

@@ -21,6 +21,8 @@ equivalent filter on raw patches is ``W1 A`` with bias ``b1 + W1 c``
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 
@@ -30,10 +32,12 @@ from .core.checks import ACTIVATIONS, POOL_MODES, check_array, check_choice, che
 from .core.layouts import region_bounds
 from sklearn.base import TransformerMixin
 
+from .autoencoder import SparseAutoencoder
 from .base import Estimator
+from .core.types import ArrayLike, DTypeLike
 from .exceptions import ParameterError
 
-def filters_from_weights(W, patch_shape):
+def filters_from_weights(W: ArrayLike, patch_shape: tuple[int, int]) -> np.ndarray:
     """Weight rows (K, ph·pw) in the window layout -> filters (K, ph, pw).
 
     The window layout is frame-major (column-major over the patch, as MATLAB
@@ -55,7 +59,7 @@ def filters_from_weights(W, patch_shape):
     return np.ascontiguousarray(W.reshape(W.shape[0], pw, ph).transpose(0, 2, 1))
 
 
-def weights_from_filters(F):
+def weights_from_filters(F: ArrayLike) -> np.ndarray:
     """Inverse of :func:`filters_from_weights`: (K, ph, pw) -> (K, ph·pw)."""
     F = np.asarray(F)
     return np.ascontiguousarray(F.transpose(0, 2, 1).reshape(F.shape[0], -1))
@@ -74,7 +78,8 @@ def _as_images(images, name="images"):
     return arr[None] if arr.ndim == 2 else arr
 
 
-def convolve(W, b, images, *, activation="sigmoid", backend="numba", out=None):
+def convolve(W: ArrayLike, b: ArrayLike, images: ArrayLike, *, activation: str = "sigmoid",
+             backend: str = "numba", out: np.ndarray | None = None) -> np.ndarray:
     """Valid 2-D cross-correlation of ``K`` filters over ``N`` inputs, plus bias and activation.
 
     Parameters
@@ -124,7 +129,9 @@ def _pair(value, name):
     return a, c
 
 
-def pool(maps, pool_shape=None, *, n_regions=None, mode="mean", remainder="drop", backend="numba"):
+def pool(maps: ArrayLike, pool_shape: tuple[int, int] | None = None, *,
+         n_regions: tuple[int, int] | None = None, mode: str = "mean", remainder: str = "drop",
+         backend: str = "numba") -> np.ndarray:
     """Mean or max pooling of feature maps over non-overlapping regions.
 
     Parameters
@@ -221,9 +228,12 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
     >>> F = conv.transform(spectrograms)   # (n_clips, 2 * n_hidden * 4)  # doctest: +SKIP
     """
 
-    def __init__(self, sae, patch_shape, *, preprocessing=None, pool="mean", pool_shape=None,
-                 n_pool_regions=None, remainder="drop", activation="sigmoid", batch_size=64,
-                 backend="numba", n_jobs=None):
+    def __init__(self, sae: SparseAutoencoder, patch_shape: tuple[int, int], *,
+                 preprocessing: object | None = None, pool: str | tuple[str, ...] = "mean",
+                 pool_shape: tuple[int, int] | None = None,
+                 n_pool_regions: tuple[int, int] | None = None, remainder: str = "drop",
+                 activation: str = "sigmoid", batch_size: int = 64, backend: str = "numba",
+                 n_jobs: int | None = None) -> None:
         self._store_params(locals())
 
     def _modes(self):
@@ -262,10 +272,11 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
         return filters_from_weights(W1 @ A, (ph, pw)), b1 + W1 @ c, None
 
     @property
-    def n_features_per_region(self):
+    def n_features_per_region(self) -> int:
         return self.sae.W1_.shape[0] * len(self._modes())
 
-    def feature_maps(self, spectrogram, dtype=None):
+    def feature_maps(self, spectrogram: ArrayLike,
+                     dtype: DTypeLike | None = None) -> np.ndarray:
         """The maps of one input [shape=(n_filters, H - ph + 1, W - pw + 1)]."""
         F, b, path = self._prepare()
         S = check_array(spectrogram, "spectrogram", dtype=dtype or self.sae.dtype)
@@ -297,7 +308,7 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
         H_act = self.sae.transform(self.preprocessing.transform(X))
         return np.ascontiguousarray(H_act.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
 
-    def transform(self, spectrograms):
+    def transform(self, spectrograms: Sequence[ArrayLike] | np.ndarray) -> np.ndarray:
         """Pooled features of every input.
 
         Parameters
@@ -354,10 +365,12 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
                     out[[start + j for j in idx]] = feats
         return out
 
-    def fit(self, spectrograms=None, y=None):
+    def fit(self, spectrograms: Sequence[ArrayLike] | np.ndarray | None = None,
+            y: object = None) -> Self:
         """Nothing to learn (the autoencoder is already fitted); checks the settings."""
         self._prepare()
         return self
 
-    def fit_transform(self, spectrograms, y=None):
+    def fit_transform(self, spectrograms: Sequence[ArrayLike] | np.ndarray,
+                      y: object = None) -> np.ndarray:
         return self.fit().transform(spectrograms)

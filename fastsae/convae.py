@@ -16,6 +16,9 @@ fixed-length crops from spectrograms of any length.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Self
+
 import numpy as np
 from scipy.special import expit
 from sklearn.base import TransformerMixin
@@ -29,6 +32,7 @@ from .core.checks import (DECODERS, check_array, check_bool, check_choice, check
                           check_random_state)
 from .core.layouts import conv_ae_layout, layout_size, unpack_conv_ae
 from .core.threads import numba_threads
+from .core.types import ArrayLike, Callback, DTypeLike, RandomState
 from .exceptions import ParameterError
 from .params import pack
 from .reference.convae import conv_transpose
@@ -48,7 +52,7 @@ def check_channels(X, n_channels, name="X"):
                              f"{X.shape}")
 
 
-def encode(W, b, X, *, backend="numba"):
+def encode(W: np.ndarray, b: np.ndarray, X: np.ndarray, *, backend: str = "numba") -> np.ndarray:
     """Sigmoid feature maps ``σ(Σ_c corr_valid(X[n, c], W[k, c]) + b[k])``.
 
     Parameters
@@ -75,8 +79,10 @@ def encode(W, b, X, *, backend="numba"):
     return expit(Z, out=Z).astype(dt, copy=False)
 
 
-def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weight_decay,
-                      decoder="sigmoid", tied=False, backend="numba"):
+def conv_ae_cost_grad(theta: ArrayLike, X: ArrayLike, n_filters: int,
+                      patch_shape: tuple[int, int], *, sparsity: float, beta: float,
+                      weight_decay: float, decoder: str = "sigmoid", tied: bool = False,
+                      backend: str = "numba") -> tuple[float, np.ndarray]:
     """Convolutional autoencoder objective and gradient on the chosen backend.
 
     The public entry point: checks every argument (including NaN/inf in ``X``
@@ -99,8 +105,9 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
               weight_decay=weight_decay, decoder=decoder, tied=tied)
 
 
-def crop_spectrograms(spectrograms, n_frames, *, n_crops=None, random_state=None,
-                      return_index=False):
+def crop_spectrograms(spectrograms: Sequence[ArrayLike] | np.ndarray, n_frames: int, *,
+                      n_crops: int | None = None, random_state: RandomState = None,
+                      return_index: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Cut fixed-length crops from spectrograms of any length (equal-sized training inputs).
 
     Parameters
@@ -238,10 +245,12 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
     (20, 4, 8, 12)
     """
 
-    def __init__(self, n_filters=16, patch_shape=(8, 8), *, sparsity=0.05, beta=3.0,
-                 weight_decay=1e-4, decoder="sigmoid", tied=False, max_iter=400,
-                 backend="numba", dtype="float64", n_jobs=None, random_state=None,
-                 verbose=False):
+    def __init__(self, n_filters: int = 16, patch_shape: tuple[int, int] = (8, 8), *,
+                 sparsity: float = 0.05, beta: float = 3.0, weight_decay: float = 1e-4,
+                 decoder: str = "sigmoid", tied: bool = False, max_iter: int = 400,
+                 backend: str = "numba", dtype: DTypeLike = "float64",
+                 n_jobs: int | None = None, random_state: RandomState = None,
+                 verbose: bool = False) -> None:
         self._store_params(locals())
 
     # -- checks -------------------------------------------------------------
@@ -311,7 +320,7 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
         filters = _init_filters(rng, self.n_filters, n_channels, shape, 1 if self.tied else 2)
         return pack(filters + [np.zeros(self.n_filters), np.zeros(n_channels)])[0]
 
-    def fit(self, X, y=None, *, callback=None):
+    def fit(self, X: ArrayLike, y: object = None, *, callback: Callback | None = None) -> Self:
         """Learn the filters from equal-sized inputs.
 
         Parameters
@@ -341,7 +350,7 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
 
     # -- using it -----------------------------------------------------------
     @property
-    def weights_(self):
+    def weights_(self) -> np.ndarray:
         """Filters as rows ``(n_filters, n_channels·ph·pw)`` in the window layout.
 
         The layout of :class:`fastsae.SparseAutoencoder`'s ``W1_`` on
@@ -355,7 +364,7 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
         return np.ascontiguousarray(np.concatenate(
             [weights_from_filters(F[:, c]) for c in range(F.shape[1])], axis=1))
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Feature maps [shape=(n_images, n_filters, H - ph + 1, W - pw + 1)], in ``dtype``.
 
         ``σ(Σ_c corr_valid(X[n, c], W[k, c]) + b[k])``: the encoder, on inputs
@@ -366,10 +375,10 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
             return encode(self.filters_.astype(X.dtype), self.bias_.astype(X.dtype), X,
                           backend=self.backend)
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X: ArrayLike, y: object = None) -> np.ndarray:
         return self.fit(X).transform(X)
 
-    def reconstruct(self, X):
+    def reconstruct(self, X: ArrayLike) -> np.ndarray:
         """The decoder's output ``X̂`` for ``X`` [shape=(n_images, n_channels, H, W)]."""
         A = self.transform(X)
         dt = A.dtype
@@ -378,13 +387,13 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
         Y += self.decoder_bias_.astype(dt)[None, :, None, None]
         return expit(Y) if self.decoder == "sigmoid" else Y
 
-    def reconstruction_error(self, X):
+    def reconstruction_error(self, X: ArrayLike) -> float:
         """Mean over inputs of ½‖X̂ − X‖²."""
         X4 = self._check_X(X)
         diff = self.reconstruct(X4) - X4
         return float(0.5 * np.sum(diff.astype(np.float64) ** 2) / X4.shape[0])
 
-    def cost(self, X):
+    def cost(self, X: ArrayLike) -> float:
         """The training objective at the current filters on ``X``."""
         X = self._check_X(X)
         with numba_threads(self.n_jobs):

@@ -7,6 +7,9 @@ fine-tunes the whole network with L-BFGS (:func:`conv_net_cost_grad`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Self
+
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
@@ -19,13 +22,16 @@ from .core.checks import (DECODERS, check_array, check_bool, check_choice, check
 from .core.labels import encode_known_labels, encode_labels
 from .core.layouts import conv_net_layout, conv_net_plan, normalize_layers
 from .core.threads import numba_threads
+from .core.types import ArrayLike, Callback, DTypeLike, RandomState
 from .exceptions import ParameterError
 from .params import unpack
 from .softmax import SoftmaxOutputMixin, SoftmaxRegression
 
 
-def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_weight_decay=0.0,
-                       backend="numba"):
+def conv_net_cost_grad(theta: ArrayLike, X: ArrayLike, y: ArrayLike,
+                       layers: Sequence[dict[str, Any]], n_classes: int, *, weight_decay: float,
+                       conv_weight_decay: float = 0.0,
+                       backend: str = "numba") -> tuple[float, np.ndarray]:
     """Convolutional network fine-tuning objective and gradient on the chosen backend.
 
     Checks every argument (including NaN/inf), then calls ``backend``'s
@@ -115,11 +121,14 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
     >>> net.fit(images, labels).predict(images)      # doctest: +SKIP
     """
 
-    def __init__(self, layers=None, *, sparsity=0.05, beta=3.0, weight_decay=1e-4,
-                 decoder="sigmoid", tied=False, softmax_weight_decay=1e-4,
-                 conv_weight_decay=0.0, pretrain_iter=200, softmax_iter=400, finetune_iter=200,
-                 backend="numba", dtype="float64", n_jobs=None, random_state=None,
-                 verbose=False):
+    def __init__(self, layers: Sequence[dict[str, Any]] | None = None, *,
+                 sparsity: float = 0.05, beta: float = 3.0, weight_decay: float = 1e-4,
+                 decoder: str = "sigmoid", tied: bool = False,
+                 softmax_weight_decay: float = 1e-4, conv_weight_decay: float = 0.0,
+                 pretrain_iter: int = 200, softmax_iter: int = 400, finetune_iter: int = 200,
+                 backend: str = "numba", dtype: DTypeLike = "float64",
+                 n_jobs: int | None = None, random_state: RandomState = None,
+                 verbose: bool = False) -> None:
         self._store_params(locals())
 
     # -- checks -------------------------------------------------------------
@@ -161,7 +170,9 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
             raise ParameterError(f"{name} of shape {X.shape}: {exc}") from None
 
     # -- fitting ------------------------------------------------------------
-    def fit(self, X, y=None, X_unlabeled=None, validation=None, *, callback=None):
+    def fit(self, X: ArrayLike, y: ArrayLike | None = None, X_unlabeled: ArrayLike | None = None,
+            validation: tuple[ArrayLike, ArrayLike] | None = None, *,
+            callback: Callback | None = None) -> Self:
         """Pretrain the layers; with ``y``, train the softmax and fine-tune the network.
 
         Parameters
@@ -312,7 +323,7 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
             P = self._pool(maps, step)
         return P.reshape(X.shape[0], -1)
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Flattened pooled maps of the top layer [shape=(n_images, n_features_)], in ``dtype``.
 
         Ordered (filter, region row, region column); the features the softmax sees.
@@ -323,7 +334,7 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
     def _n_features_out(self):
         return self.n_features_
 
-    def cost(self, X, y):
+    def cost(self, X: ArrayLike, y: ArrayLike) -> float:
         """The fine-tuning objective at the current weights on ``X``, ``y``."""
         self._check_classifier()
         X = self._check_X(X)

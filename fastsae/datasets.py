@@ -5,11 +5,13 @@ import os
 import re
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from .core.checks import check_bool, check_int, check_random_state
 from .audio._io import AUDIO_SUFFIXES, load_many
+from .core.types import PathLike, RandomState
 from .exceptions import ParameterError
 
 #: Classes of :func:`synthetic`, in label order.
@@ -114,8 +116,11 @@ def _synth(label, rng, n, sr):
     return out * _fade(n, sr, ms=2.0)
 
 
-def synthetic(n_per_class=50, *, sr=8000, random_state=0, n_classes=10,
-              duration=(0.3, 0.8), snr_db=(5.0, 25.0), level_db=(-45.0, -25.0)):
+def synthetic(n_per_class: int = 50, *, sr: int = 8000, random_state: RandomState = 0,
+              n_classes: int = 10, duration: tuple[float, float] = (0.3, 0.8),
+              snr_db: tuple[float, float] = (5.0, 25.0),
+              level_db: tuple[float, float] = (-45.0, -25.0)
+              ) -> tuple[list[np.ndarray], np.ndarray]:
     """Labelled synthetic sounds that differ in spectro-temporal structure.
 
     Ten classes (:data:`SYNTHETIC_CLASSES`): rising and falling chirps,
@@ -200,7 +205,7 @@ def _check_folder(path, name="path"):
     return path
 
 
-def folder_files(path):
+def folder_files(path: PathLike) -> tuple[list[str], list[str]]:
     """List a folder with one sub-folder of audio files per class, without reading audio.
 
     The layout and rules of :func:`load_folder`: ``path/<class>/**/<file>``
@@ -240,8 +245,11 @@ def folder_files(path):
     return files, labels
 
 
-def load_folder(path, *, sr=None, on_error="fail", n_jobs=None, progress=False,
-                return_meta=False):
+def load_folder(path: PathLike, *, sr: int | None = None,
+                on_error: Literal["fail", "skip"] = "fail", n_jobs: int | None = None,
+                progress: bool = False, return_meta: bool = False
+                ) -> (tuple[list[np.ndarray], list[str]]
+                      | tuple[list[np.ndarray], list[str], dict[str, np.ndarray]]):
     """Clips from a folder with one sub-folder of audio files per class.
 
     ``path/dog/*.wav``, ``path/cat/*.flac``, ... (searched recursively inside
@@ -308,7 +316,7 @@ def _fsdd_recordings(path):
                          "nor its recordings/ folder (files named {digit}_{speaker}_{index}.wav)")
 
 
-def fsdd_files(path):
+def fsdd_files(path: PathLike) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """List the Free Spoken Digit Dataset without reading the audio.
 
     Parameters
@@ -351,7 +359,9 @@ def fsdd_files(path):
     return np.array(digit, dtype=np.int64), meta
 
 
-def fsdd(path, *, sr=None, on_error="fail", n_jobs=None, progress=False):
+def fsdd(path: PathLike, *, sr: int | None = None, on_error: Literal["fail", "skip"] = "fail",
+         n_jobs: int | None = None, progress: bool = False
+         ) -> tuple[list[np.ndarray], np.ndarray, dict[str, np.ndarray]]:
     """The Free Spoken Digit Dataset (``recordings/{digit}_{speaker}_{index}.wav``).
 
     3,000 recordings of the digits 0-9 by 6 speakers, 8 kHz mono
@@ -391,7 +401,7 @@ def fsdd(path, *, sr=None, on_error="fail", n_jobs=None, progress=False):
     return clips, labels, meta
 
 
-def fsdd_split(meta):
+def fsdd_split(meta: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """FSDD's standard split: repetitions 0-4 of every (speaker, digit) are the test set.
 
     Parameters

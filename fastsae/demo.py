@@ -27,8 +27,11 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from .core.types import PathLike
 
 #: (clips per class, autoencoder units, L-BFGS iterations...) per mode
 SETTINGS = {
@@ -47,8 +50,9 @@ class _Quiet:
     debug = result = info
 
 
-def run_demo(output="fastsae-demo", *, fast=False, seed=0, n_jobs=None, backend="numba",
-             console=None):
+def run_demo(output: PathLike = "fastsae-demo", *, fast: bool = False, seed: int = 0,
+             n_jobs: int | None = None, backend: str = "numba",
+             console: Any | None = None) -> dict[str, Any]:
     """Run the demo and write its report; returns the metrics dict."""
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler

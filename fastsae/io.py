@@ -32,10 +32,12 @@ import json
 import os
 import tempfile
 import zipfile
+from typing import Any
 
 import numpy as np
 
 from .core.checks import check_output_path
+from .core.types import PathLike
 from .exceptions import ParameterError
 
 #: Version of the file layout written by :func:`save`. A file with a larger
@@ -56,7 +58,7 @@ def _is_estimator(obj):
 _REGISTRY = None
 
 
-def registered_classes():
+def registered_classes() -> dict[str, type]:
     """The classes a model file may name, by the name the file uses.
 
     fastsae's estimators under ``module:qualname``; scikit-learn's
@@ -261,7 +263,7 @@ def _process_alive(pid):
     return True
 
 
-def save(model, path):
+def save(model: Any, path: PathLike) -> None:
     """Write ``model`` (any fastsae estimator, fitted or not) to ``path`` (.npz).
 
     The file is written to a temporary name beside ``path`` and renamed, so a
@@ -322,7 +324,7 @@ def read_document(path):
     return doc, arrays
 
 
-def load(path):
+def load(path: PathLike) -> Any:
     """Read a model written by :func:`save`.
 
     Raises

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from .core.config import CACHE
@@ -14,6 +14,7 @@ from scipy.optimize import minimize
 from .core.threads import scipy_blas_single_thread
 from .kernels._math import dot
 from .core.checks import check_choice, check_int, check_random_state, check_scalar
+from .core.types import ArrayLike, RandomState
 from .exceptions import ConvergenceWarning, NumericalError, ParameterError
 
 
@@ -40,7 +41,7 @@ class _StopRequested(Exception):
 METHODS = ("minfunc", "scipy")
 
 
-def lbfgs(fun: Callable, theta0, *, max_iter: int = 400, history: int = 100,
+def lbfgs(fun: Callable, theta0: ArrayLike, *, max_iter: int = 400, history: int = 100,
           tol: float = 1e-9, gtol: float = 1e-5, max_evals: int | None = None,
           callback: Callable | None = None, verbose: bool = False,
           desc: str = "L-BFGS", method: str = "minfunc", state: dict | None = None,
@@ -398,7 +399,7 @@ def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on
     return "reached max_iter", False
 
 
-def checkpoint_state(live):
+def checkpoint_state(live: dict[str, Any]) -> dict[str, Any]:
     """A copy of a running L-BFGS's state (from ``lbfgs(..., live=...)``), for ``state=``.
 
     A dict of arrays and numbers (what :func:`fastsae.save` writes): the
@@ -442,8 +443,8 @@ def _check_state(state, n, history):
                 best_theta=np.asarray(state["best_theta"], np.float64))
 
 
-def check_gradient(fun: Callable, theta, eps: float = 1e-4, *, n_checks: int | None = None,
-                   random_state=None) -> float:
+def check_gradient(fun: Callable, theta: ArrayLike, eps: float = 1e-4, *,
+                   n_checks: int | None = None, random_state: RandomState = None) -> float:
     """Relative error between ``fun``'s analytic gradient and central differences.
 
     Returns UFLDL's measure ``‖g_num − g‖ / ‖g_num + g‖`` over the checked

@@ -20,6 +20,7 @@ import numpy as np
 from .core.checks import check_int, check_random_state
 from .core.layouts import (Layout, layout_size, pack, sae_layout, softmax_layout, stacked_layout,
                            unpack, unpack_sae)
+from .core.types import RandomState
 from .exceptions import ParameterError
 
 
@@ -49,7 +50,8 @@ def params_to_stack(theta: np.ndarray, layout: Layout) -> list[tuple[np.ndarray,
     return [(views[i], views[i + 1]) for i in range(0, len(views), 2)]
 
 
-def init_params(n_visible: int, n_hidden: int, *, random_state=None, tied: bool = False) -> np.ndarray:
+def init_params(n_visible: int, n_hidden: int, *, random_state: RandomState = None,
+                tied: bool = False) -> np.ndarray:
     """Random starting point for a sparse autoencoder (UFLDL ``initializeParameters``).
 
     Weights are uniform in ``±sqrt(6 / (n_visible + n_hidden + 1))``, biases zero.

@@ -7,12 +7,15 @@
 """
 from __future__ import annotations
 
+from typing import Literal, Self
+
 import numpy as np
 
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, OneToOneFeatureMixin, TransformerMixin
 
 from .base import Estimator
 from .core.checks import check_array, check_bool, check_choice, check_dtype, check_int, check_scalar
+from .core.types import ArrayLike, DTypeLike
 from .exceptions import ParameterError
 
 CENTERS = ("feature", "example", None)
@@ -67,10 +70,10 @@ class SigmoidNormalizer(OneToOneFeatureMixin, TransformerMixin, Estimator):
     True
     """
 
-    def __init__(self, n_std=3.0):
+    def __init__(self, n_std: float = 3.0) -> None:
         self.n_std = n_std
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: object = None) -> Self:
         """Learn ``std_`` from ``X`` [shape=(n_samples, n_features)]."""
         check_scalar(self.n_std, "n_std", low=0.0, low_open=True)
         X = check_array(X, "X")
@@ -85,7 +88,7 @@ class SigmoidNormalizer(OneToOneFeatureMixin, TransformerMixin, Estimator):
         self.n_features_in_ = X.shape[1]
         return self
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Rows of ``X`` mapped into [0.1, 0.9] (same dtype, float32 or float64).
 
         Returns
@@ -99,11 +102,11 @@ class SigmoidNormalizer(OneToOneFeatureMixin, TransformerMixin, Estimator):
                                  f"got shape {X.shape}")
         return _sigmoid_scale(_row_centred(X), X.dtype.type(self.n_std * self.std_))
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X: ArrayLike, y: object = None) -> np.ndarray:
         return self.fit(X).transform(X)
 
 
-def normalize_sigmoid(X, *, n_std=3.0):
+def normalize_sigmoid(X: ArrayLike, *, n_std: float = 3.0) -> np.ndarray:
     """UFLDL's ``normalizeData``: rows into [0.1, 0.9] for a sigmoid decoder.
 
     Removes each row's (example's) mean, truncates to ``± n_std`` standard
@@ -218,8 +221,9 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
     True
     """
 
-    def __init__(self, n_components=None, *, retain=None, epsilon=0.0, zca=False,
-                 center="feature"):
+    def __init__(self, n_components: int | None = None, *, retain: float | None = None,
+                 epsilon: float = 0.0, zca: bool = False,
+                 center: Literal["feature", "example"] | None = "feature") -> None:
         self._store_params(locals())
 
     def _validate_params(self):
@@ -252,7 +256,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
         bad = int(X.size - np.count_nonzero(np.isfinite(X)))
         raise ParameterError(f"X contains {bad} NaN or infinite value(s)")
 
-    def fit(self, X, y=None):
+    def fit(self, X: ArrayLike, y: object = None) -> Self:
         """Learn the mean and the eigen-decomposition of the covariance of ``X``.
 
         Parameters
@@ -291,7 +295,8 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
             self._raise_not_finite(X)
         return self._fit_moments(mean, cov, X.dtype)
 
-    def fit_covariance(self, covariance, mean=None, *, dtype="float64"):
+    def fit_covariance(self, covariance: ArrayLike, mean: ArrayLike | None = None, *,
+                       dtype: DTypeLike = "float64") -> Self:
         """Learn the whitening from the data's covariance (and mean) instead of the data.
 
         For data that are not in one place: the mean and covariance are
@@ -392,7 +397,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
         full = np.flatnonzero(np.all(W != 0.0, axis=0))
         self._probe = int(full[0]) if full.size else -1
 
-    def affine_map(self):
+    def affine_map(self) -> tuple[np.ndarray, np.ndarray]:
         """``(A, c)`` with ``transform(x) == A @ x + c`` for one example ``x``.
 
         Whitening is linear, so a filter ``w`` learned on whitened patches is
@@ -424,7 +429,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
             self._cache[dtype] = (W, bias, self._Winv.astype(dtype), self.mean_.astype(dtype))
         return self._cache[dtype]
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Whitened rows: ``(x - mean_) @ W`` with ``W = components_.T / sqrt(λ + ε)``
         (ZCA: ``@ components_`` once more).
 
@@ -447,7 +452,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
             self._raise_not_finite(X)
         return Y
 
-    def fit_transform(self, X, y=None):
+    def fit_transform(self, X: ArrayLike, y: object = None) -> np.ndarray:
         return self.fit(X).transform(X)
 
     @property
@@ -460,7 +465,7 @@ class PCAWhitening(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator)
         n, k = self.n_features_in_, self.n_components_
         return {"mean_": (n,), "components_": (k, n), "explained_variance_": (k,)}
 
-    def inverse_transform(self, Y):
+    def inverse_transform(self, Y: ArrayLike) -> np.ndarray:
         """Back to the input space: ``Y @ W⁺ + mean_``.
 
         Exact (up to rounding) when every component is kept; otherwise the

@@ -23,6 +23,8 @@ How the recipe was chosen (on FSDD, with the held-out speaker never used):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import Any, Literal, Self
 
 import numpy as np
 from sklearn.base import ClassifierMixin, clone
@@ -33,19 +35,22 @@ from .base import Estimator, Timer, say
 from .convnet import StackedConvolutionalAutoencoder
 from .core.checks import check_bool, check_int, check_random_state, check_scalar
 from .core.labels import encode_labels
+from .core.types import ArrayLike, DTypeLike, RandomState
 from .exceptions import ConvergenceWarning, ParameterError
 from .pipeline import SelfTaughtFeatures
 from .softmax import SoftmaxRegression, accuracy
 
 
-def default_features(dtype="float32", random_state=None):
+def default_features(dtype: DTypeLike = "float32",
+                     random_state: int | None = None) -> list[SelfTaughtFeatures]:
     """The two self-taught feature sets of the default recipe (see the module notes)."""
     return [SelfTaughtFeatures(patch_bands=12, n_frames=8, dtype=dtype, random_state=random_state),
             SelfTaughtFeatures(patch_bands=8, n_frames=10, dtype=dtype,
                                random_state=None if random_state is None else random_state + 1)]
 
 
-def default_conv_net(dtype="float32", random_state=None):
+def default_conv_net(dtype: DTypeLike = "float32",
+                     random_state: RandomState = None) -> StackedConvolutionalAutoencoder:
     """The default recipe's convolutional network: 24 filters 12 x 8, max-pooled 6 x 4."""
     return StackedConvolutionalAutoencoder(
         [dict(n_filters=24, patch_shape=(12, 8), n_pool_regions=(6, 4), pool="max")],
@@ -109,14 +114,19 @@ class ClipClassifier(ClassifierMixin, Estimator):
     :class:`~fastsae.ConvergenceWarning` is not shown.
     """
 
-    def __init__(self, *, features="default", spectrogram_softmax=True, conv_net="default",
-                 n_warps=4, warp_range=(0.88, 1.12), n_frames=32, trim_db=20.0,
-                 weight_decay=1e-2, max_iter=300, backend="numba", dtype="float32", n_jobs=None,
-                 random_state=None, verbose=False):
+    def __init__(self, *,
+                 features: Sequence[SelfTaughtFeatures] | Literal["default"] | None = "default",
+                 spectrogram_softmax: bool = True,
+                 conv_net: StackedConvolutionalAutoencoder | Literal["default"] | None = "default",
+                 n_warps: int = 4, warp_range: tuple[float, float] = (0.88, 1.12),
+                 n_frames: int = 32, trim_db: float = 20.0, weight_decay: float = 1e-2,
+                 max_iter: int = 300, backend: str = "numba", dtype: DTypeLike = "float32",
+                 n_jobs: int | None = None, random_state: RandomState = None,
+                 verbose: bool = False) -> None:
         self._store_params(locals())
 
     @classmethod
-    def quick(cls, random_state=None, **params):
+    def quick(cls, random_state: RandomState = None, **params: Any) -> Self:
         """Small settings of the recipe: a look in seconds, less accurate.
 
         One 32-unit feature set trained for 50 iterations, a short
@@ -184,7 +194,7 @@ class ClipClassifier(ClassifierMixin, Estimator):
                                  random_state=int(rng.integers(2**31 - 1)))
 
     # -- fitting ------------------------------------------------------------
-    def fit(self, spectra, y):
+    def fit(self, spectra: Sequence[np.ndarray], y: ArrayLike) -> Self:
         """Fit every member on the clips ``spectra`` and their labels ``y``.
 
         Parameters
@@ -261,35 +271,36 @@ class ClipClassifier(ClassifierMixin, Estimator):
         self._check_fitted("members_")
         return check_spectra(spectra, n_bands=self.n_bands_)
 
-    def predict_log_proba(self, spectra):
+    def predict_log_proba(self, spectra: Sequence[np.ndarray]) -> np.ndarray:
         """The members' mean log-probability, renormalised [shape=(n_clips, n_classes)]."""
         logs = self._member_log_proba(self._check_spectra(spectra))
         Z = np.mean(list(logs.values()), axis=0)
         Z -= Z.max(axis=1, keepdims=True)
         return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
 
-    def predict_proba(self, spectra):
+    def predict_proba(self, spectra: Sequence[np.ndarray]) -> np.ndarray:
         """Class probabilities [shape=(n_clips, n_classes)]; column k is ``classes_[k]``."""
         return np.exp(self.predict_log_proba(spectra))
 
-    def predict(self, spectra):
+    def predict(self, spectra: Sequence[np.ndarray]) -> np.ndarray:
         """The most probable class of each clip."""
         best = np.argmax(self.predict_log_proba(spectra), axis=1)
         return self.classes_[best]
 
-    def score(self, spectra, y, sample_weight=None):
+    def score(self, spectra: Sequence[np.ndarray], y: ArrayLike,
+              sample_weight: None = None) -> float:
         """Accuracy on the clips ``spectra`` with labels ``y``."""
         if sample_weight is not None:
             raise ParameterError("sample_weight is not supported by ClipClassifier.score")
         return accuracy(self.predict(spectra), y)
 
-    def member_predictions(self, spectra):
+    def member_predictions(self, spectra: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Each member's predicted labels alone, and the ensemble's: {name: labels}."""
         logs = self._member_log_proba(self._check_spectra(spectra))
         logs["ensemble"] = np.mean(list(logs.values()), axis=0)
         return {name: self.classes_[np.argmax(Z, axis=1)] for name, Z in logs.items()}
 
-    def member_scores(self, spectra, y):
+    def member_scores(self, spectra: Sequence[np.ndarray], y: ArrayLike) -> dict[str, float]:
         """Each member's accuracy alone, and the ensemble's: {name: accuracy}."""
         return {name: accuracy(pred, y)
                 for name, pred in self.member_predictions(spectra).items()}

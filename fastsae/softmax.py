@@ -1,6 +1,8 @@
 """Softmax regression: the classifier on top of learned features."""
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 from sklearn.base import ClassifierMixin
 
@@ -10,11 +12,13 @@ from .core.args import check_softmax_args
 from .core.checks import check_array, check_dtype, check_int, check_random_state, check_scalar
 from .core.labels import encode_known_labels, encode_labels
 from .core.threads import numba_threads
+from .core.types import ArrayLike, Callback, DTypeLike, RandomState
 from .exceptions import ParameterError
 from .params import softmax_layout, unpack
 
 
-def encode_labels_for(X, y, name: str = "y"):
+def encode_labels_for(X: ArrayLike, y: ArrayLike,
+                      name: str = "y") -> tuple[np.ndarray, np.ndarray]:
     """:func:`~fastsae.core.labels.encode_labels` of the labels of the rows of ``X``.
 
     With a dask ``X`` and a dask ``y`` the labels are encoded on the cluster
@@ -26,7 +30,8 @@ def encode_labels_for(X, y, name: str = "y"):
     return encode_labels(y, X.shape[0], name)
 
 
-def encode_known_labels_for(classes, X, y, name: str = "y"):
+def encode_known_labels_for(classes: np.ndarray, X: ArrayLike, y: ArrayLike,
+                            name: str = "y") -> np.ndarray:
     """:func:`~fastsae.core.labels.encode_known_labels` of the labels of the rows of
     ``X`` (on the cluster, lazily, when both are dask arrays)."""
     if _dask.is_dask_collection(X) and _dask.is_dask_collection(y):
@@ -34,7 +39,7 @@ def encode_known_labels_for(classes, X, y, name: str = "y"):
     return encode_known_labels(classes, y, X.shape[0], name)
 
 
-def accuracy(pred, y):
+def accuracy(pred: np.ndarray, y: ArrayLike) -> float:
     """Fraction of ``pred`` equal to ``y`` (on the cluster when ``pred`` is a dask array)."""
     if _dask.is_dask_collection(pred):
         return _dask.fraction_equal(pred, y)
@@ -45,7 +50,8 @@ def accuracy(pred, y):
     return float(np.mean(pred == y))
 
 
-def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay, backend="numba"):
+def softmax_cost_grad(theta: ArrayLike, X: ArrayLike, y: ArrayLike, n_classes: int, *,
+                      weight_decay: float, backend: str = "numba") -> tuple[float, np.ndarray]:
     """Softmax regression objective and gradient on the chosen backend.
 
     The public entry point: checks every argument (including NaN/inf in ``X``
@@ -92,7 +98,7 @@ class SoftmaxOutputMixin(ClassifierMixin):
     def _logits(self, F):
         return F @ self.coef_.T.astype(F.dtype) + self.intercept_.astype(F.dtype)
 
-    def decision_function(self, X):
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
         """Softmax logits [shape=(n_samples, n_classes)], in ``dtype``.
 
         Two classes: one score per row [shape=(n_samples,)], the logit of
@@ -105,7 +111,7 @@ class SoftmaxOutputMixin(ClassifierMixin):
         Z = self._logits(self._top(X))
         return Z[:, 1] - Z[:, 0] if binary else Z
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Class probabilities [shape=(n_samples, n_classes)]; rows sum to 1.
 
         Column ``k`` is the probability of ``classes_[k]``.
@@ -116,7 +122,7 @@ class SoftmaxOutputMixin(ClassifierMixin):
         proba = backends.get_function(self.backend, "softmax_predict_proba")
         return proba(self.coef_, self.intercept_, self._top(X))
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Log-probabilities, computed stably from the logits."""
         if self._is_rows_on_cluster(X):
             return self._on_chunks(self.predict_log_proba, X, self.classes_.size,
@@ -125,7 +131,7 @@ class SoftmaxOutputMixin(ClassifierMixin):
         Z = Z - Z.max(axis=1, keepdims=True)
         return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The most probable class of each row, as labels from ``classes_``."""
         if self._is_rows_on_cluster(X):
             return self._on_chunks(self.predict, X, None, self.classes_.dtype)
@@ -149,7 +155,7 @@ class SoftmaxOutputMixin(ClassifierMixin):
                           f"{self.finetune_score_:.4f} "
                           f"({'validation' if val is not None else 'training'} data)")
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Accuracy: the fraction of rows whose predicted label equals ``y``.
 
         With a dask ``X`` (``y`` a dask or NumPy array) it is computed on the
@@ -234,8 +240,10 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
     ['low', 'high']
     """
 
-    def __init__(self, weight_decay=1e-4, *, max_iter=400, backend="numba", dtype="float64",
-                 n_jobs=None, random_state=None, verbose=False):
+    def __init__(self, weight_decay: float = 1e-4, *, max_iter: int = 400,
+                 backend: str = "numba", dtype: DTypeLike = "float64",
+                 n_jobs: int | None = None, random_state: RandomState = None,
+                 verbose: bool = False) -> None:
         self._store_params(locals())
 
     def _validate_params(self):
@@ -264,7 +272,7 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
         X = backends.to_device(self.backend, X)
         return lambda theta: cost_grad(theta, X, codes, K, weight_decay=lam)
 
-    def fit(self, X, y, *, callback=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, callback: Callback | None = None) -> Self:
         """Learn ``coef_`` and ``intercept_`` from ``X`` and the labels ``y``.
 
         Parameters
@@ -311,7 +319,7 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
         K = len(self.classes_)
         return {"coef_": (K, self.n_features_in_), "intercept_": (K,)}
 
-    def cost(self, X, y):
+    def cost(self, X: ArrayLike, y: ArrayLike) -> float:
         """The training objective at the current weights on ``X``, ``y``
         (on the cluster for a dask ``X``)."""
         X = self._check_X(X)

@@ -3,6 +3,8 @@ fine-tuning of the whole network (UFLDL's ``stackedAEExercise``)."""
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 from scipy.special import expit
@@ -14,13 +16,16 @@ from .base import Estimator, Timer, check_validation, say, unit_range_error
 from .core.args import check_softmax_args
 from .core.checks import (DECODERS, check_array, check_choice, check_dtype, check_int,
                           check_random_state, check_scalar)
+from .core.types import ArrayLike, Callback, DTypeLike, RandomState
 from .exceptions import ParameterError
 from .params import layout_size, stack_to_params, stacked_layout, unpack
 from .softmax import SoftmaxOutputMixin, SoftmaxRegression, encode_known_labels_for, encode_labels_for
 
 
-def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
-                      stack_weight_decay=0.0, backend="numba"):
+def stacked_cost_grad(theta: ArrayLike, X: ArrayLike, y: ArrayLike,
+                      layer_sizes: Sequence[int], n_classes: int, *, weight_decay: float,
+                      stack_weight_decay: float = 0.0,
+                      backend: str = "numba") -> tuple[float, np.ndarray]:
     """Stacked autoencoder fine-tuning objective and gradient on the chosen backend.
 
     The public entry point: checks every argument (including NaN/inf in ``X``
@@ -163,10 +168,13 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
     True
     """
 
-    def __init__(self, hidden_sizes=(200, 200), *, sparsity=0.1, beta=3.0, weight_decay=3e-3,
-                 softmax_weight_decay=1e-4, stack_weight_decay=0.0, decoder="sigmoid",
-                 pretrain_iter=400, softmax_iter=400, finetune_iter=400, backend="numba",
-                 dtype="float64", n_jobs=None, random_state=None, verbose=False):
+    def __init__(self, hidden_sizes: Sequence[int] = (200, 200), *, sparsity: float = 0.1,
+                 beta: float = 3.0, weight_decay: float = 3e-3,
+                 softmax_weight_decay: float = 1e-4, stack_weight_decay: float = 0.0,
+                 decoder: str = "sigmoid", pretrain_iter: int = 400, softmax_iter: int = 400,
+                 finetune_iter: int = 400, backend: str = "numba",
+                 dtype: DTypeLike = "float64", n_jobs: int | None = None,
+                 random_state: RandomState = None, verbose: bool = False) -> None:
         self._store_params(locals())
 
     _dask_rows = True
@@ -200,7 +208,9 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
             raise unit_range_error(name, *lo_hi, "the first autoencoder's output is a sigmoid")
 
     # -- fitting ------------------------------------------------------------
-    def fit(self, X, y, X_unlabeled=None, validation=None, *, callback=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, X_unlabeled: ArrayLike | None = None,
+            validation: tuple[ArrayLike, ArrayLike] | None = None, *,
+            callback: Callback | None = None) -> Self:
         """Pretrain layer by layer, train the softmax, then fine-tune the whole network.
 
         Parameters
@@ -376,7 +386,7 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
     def _n_features_out(self):
         return self.stack_[-1][0].shape[0]
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """Top-layer activations of the fine-tuned network [shape=(n_samples, h_L)], in dtype.
 
         A dask ``X`` gives a dask array, chunk by chunk (so do the methods below).
@@ -386,7 +396,7 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
                                    check_dtype(self.dtype))
         return self._top(X)
 
-    def cost(self, X, y):
+    def cost(self, X: ArrayLike, y: ArrayLike) -> float:
         """The fine-tuning objective at the current weights on ``X``, ``y``
         (on the cluster for a dask ``X``)."""
         X = self._check_X(X)

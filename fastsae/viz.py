@@ -6,15 +6,20 @@ state) and writes PNG files.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .core.checks import check_array, check_int, check_output_path
+from .core.types import ArrayLike, PathLike
 from .exceptions import ParameterError
 
 
-def filter_mosaic(W, n_bands, n_frames, *, n_cols=None, scale=None, pad=1, normalize="each",
-                  cmap="RdBu_r", background=(0.85, 0.85, 0.85)):
+def filter_mosaic(W: ArrayLike, n_bands: int, n_frames: int, *, n_cols: int | None = None,
+                  scale: tuple[int, int] | None = None, pad: int = 1,
+                  normalize: str = "each", cmap: str = "RdBu_r",
+                  background: tuple[float, float, float] = (0.85, 0.85, 0.85)) -> np.ndarray:
     """The filters as one RGB image: a grid of small spectro-temporal tiles.
 
     Each row of ``W`` is one filter in the window layout (frame-major:
@@ -80,7 +85,8 @@ def filter_mosaic(W, n_bands, n_frames, *, n_cols=None, scale=None, pad=1, norma
     return img
 
 
-def display_network(W, n_bands, n_frames, path=None, **kwargs):
+def display_network(W: ArrayLike, n_bands: int, n_frames: int, path: PathLike | None = None,
+                    **kwargs: Any) -> np.ndarray:
     """Draw learned filters as a grid (UFLDL's display_network with band and frame axes).
 
     Parameters
@@ -239,7 +245,9 @@ def _figure(figsize):
     return fig
 
 
-def plot_training_curve(curves, path=None, *, title="Training", logy=True):
+def plot_training_curve(curves: ArrayLike | Mapping[str, ArrayLike],
+                        path: PathLike | None = None, *, title: str = "Training",
+                        logy: bool = True) -> Any:
     """Objective against L-BFGS iteration.
 
     Parameters
@@ -277,7 +285,8 @@ def plot_training_curve(curves, path=None, *, title="Training", logy=True):
     return fig
 
 
-def confusion_matrix(y_true, y_pred, labels=None):
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike,
+                     labels: Sequence[Any] | np.ndarray | None = None) -> np.ndarray:
     """Counts ``C[i, j]`` of examples of class ``labels[i]`` predicted as ``labels[j]``."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
@@ -294,7 +303,9 @@ def confusion_matrix(y_true, y_pred, labels=None):
     return C
 
 
-def plot_confusion_matrix(y_true, y_pred, path=None, *, labels=None, title="Confusion matrix"):
+def plot_confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, path: PathLike | None = None,
+                          *, labels: Sequence[Any] | np.ndarray | None = None,
+                          title: str = "Confusion matrix") -> Any:
     """A confusion matrix with counts in the cells; returns the Figure."""
     if labels is None:
         labels = np.unique(np.concatenate([np.asarray(y_true), np.asarray(y_pred)]))

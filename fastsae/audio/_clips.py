@@ -1,9 +1,12 @@
 """Whole clips' spectrograms: checked lists of them, silence trimmed, fixed lengths."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from ..core.checks import check_int, check_scalar
+from ..core.types import ArrayLike
 from ..exceptions import ParameterError
 
 
@@ -57,7 +60,8 @@ def _frame_levels(S):
     return top + 10.0 * np.log10(np.mean(10.0 ** ((S - top) / 10.0), axis=0))
 
 
-def trim_silence(spectra, *, top_db=20.0, min_frames=1):
+def trim_silence(spectra: Iterable[ArrayLike] | np.ndarray, *, top_db: float = 20.0,
+                 min_frames: int = 1) -> list[np.ndarray]:
     """Cut the quiet frames before and after the loudest part of each spectrogram.
 
     The level of a frame is ``10 log10`` of its mean power over the bands
@@ -106,7 +110,7 @@ def trim_silence(spectra, *, top_db=20.0, min_frames=1):
     return out
 
 
-def fixed_length(spectra, n_frames):
+def fixed_length(spectra: Iterable[ArrayLike] | np.ndarray, n_frames: int) -> np.ndarray:
     """Resample every spectrogram along time to ``n_frames`` frames (linear interpolation).
 
     Frame ``k`` of the output is the input read at time ``k (T - 1) / (n_frames - 1)``
@@ -151,7 +155,7 @@ def pad_to(spectra, n_frames):
             for S in spectra]
 
 
-def warp_bands(spectrogram, factor):
+def warp_bands(spectrogram: ArrayLike, factor: float) -> np.ndarray:
     """The spectrogram resampled along its band axis: band ``i`` of the result is band
     ``i · factor`` of the input (linear interpolation; the top band repeats past the end).
 

@@ -6,10 +6,13 @@ import json
 import os
 import tempfile
 from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
+from ..core.types import PathLike
 from ..exceptions import ParameterError
 from ._io import _check_sr, check_path, check_paths, decode
 from ._parallel import map_files
@@ -108,9 +111,13 @@ def _spectrum_of_file(path, *, sr, params, key, cache):
     return S
 
 
-def spectra_from_files(paths, *, kind="mel", n_bands=None, sr=None, n_jobs=None,
-                       cache_dir=None, progress=False, on_error="fail", return_paths=False,
-                       **spectrum_kw):
+def spectra_from_files(paths: Sequence[PathLike], *, kind: str = "mel",
+                       n_bands: int | None = None, sr: int | None = None,
+                       n_jobs: int | None = None,
+                       cache_dir: PathLike | Literal[False] | None = None,
+                       progress: bool = False, on_error: Literal["fail", "skip"] = "fail",
+                       return_paths: bool = False, **spectrum_kw: Any
+                       ) -> list[np.ndarray] | tuple[list[np.ndarray], list[str]]:
     """:func:`spectrum` of every file, in parallel, cached on disk.
 
     Each file is read (:func:`load` with ``mono=True``), resampled to ``sr``

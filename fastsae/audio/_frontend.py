@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -11,6 +13,7 @@ from sklearn.base import TransformerMixin
 
 from ..base import Estimator
 from ..core.checks import check_int, check_output_path
+from ..core.types import ArrayLike, PathLike
 from ..exceptions import ParameterError
 from ._extract import spectra_from_files
 from ._spectrum import KINDS, spectrum
@@ -39,7 +42,9 @@ class Spectrogram(TransformerMixin, Estimator):
     (20, 51)
     """
 
-    def __init__(self, kind="mel", n_bands=40, *, sr=None, n_fft=None, hop_length=None, log=True):
+    def __init__(self, kind: str = "mel", n_bands: int | None = 40, *, sr: int | None = None,
+                 n_fft: int | None = None, hop_length: int | None = None,
+                 log: bool = True) -> None:
         self._store_params(locals())
 
     def __sklearn_tags__(self):
@@ -52,7 +57,7 @@ class Spectrogram(TransformerMixin, Estimator):
         return dict(kind=self.kind, n_bands=self.n_bands, n_fft=self.n_fft,
                     hop_length=self.hop_length, log=self.log)
 
-    def fit(self, X=None, y=None):
+    def fit(self, X: object = None, y: object = None) -> Self:
         """Nothing to learn; checks the settings."""
         if self.kind not in KINDS:
             raise ParameterError(f"kind must be one of {', '.join(map(repr, KINDS))}; got {self.kind!r}")
@@ -60,7 +65,9 @@ class Spectrogram(TransformerMixin, Estimator):
             check_int(self.n_bands, "n_bands", low=1)
         return self
 
-    def transform(self, X, *, n_jobs=None, cache_dir=None, progress=False, on_error="fail"):
+    def transform(self, X: Iterable[ArrayLike | PathLike], *, n_jobs: int | None = None,
+                  cache_dir: PathLike | Literal[False] | None = None, progress: bool = False,
+                  on_error: Literal["fail", "skip"] = "fail") -> list[np.ndarray]:
         """Spectra of clips (1-D arrays at ``sr``) or of audio files (paths).
 
         Returns
@@ -78,11 +85,14 @@ class Spectrogram(TransformerMixin, Estimator):
             raise ParameterError("sr must be set to compute spectra of clips given as arrays")
         return [spectrum(np.asarray(y), self.sr, **self._spectrum_kw()) for y in items]
 
-    def fit_transform(self, X, y=None, **kw):
+    def fit_transform(self, X: Iterable[ArrayLike | PathLike], y: object = None,
+                      **kw: Any) -> list[np.ndarray]:
         return self.transform(X, **kw)
 
 
-def save_spectra(path, spectra, *, paths=None, labels=None, params=None):
+def save_spectra(path: PathLike, spectra: Sequence[ArrayLike], *,
+                 paths: Sequence[PathLike] | None = None, labels: Sequence[Any] | None = None,
+                 params: dict[str, Any] | None = None) -> None:
     """Write spectra of any lengths to one ``.npz`` (no pickle).
 
     The spectra are concatenated along time with their offsets; ``paths``,
@@ -114,7 +124,7 @@ def save_spectra(path, spectra, *, paths=None, labels=None, params=None):
             os.unlink(tmp)
 
 
-def load_spectra(path):
+def load_spectra(path: PathLike) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Read a file written by :func:`save_spectra` (or ``fastsae features``).
 
     Returns

@@ -4,12 +4,15 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Sequence
 from functools import partial
+from typing import Literal
 
 import numpy as np
 
 from ..core.checks import check_bool, check_int
 from ..core.memory import check_memory
+from ..core.types import PathLike
 from ..exceptions import ParameterError
 from ._parallel import map_files
 
@@ -135,7 +138,7 @@ def _check_sr(sr):
     return check_int(sr, "sr", low=1)
 
 
-def load(path, *, sr=None, mono=True):
+def load(path: PathLike, *, sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
     """Read an audio file as float32 samples.
 
     Any format libsndfile reads (WAV, FLAC, OGG, MP3, AIFF, ...) is decoded by
@@ -183,8 +186,11 @@ def _load_one(path, sr):
     return decode(check_path(path), os.fspath(path), sr=sr, mono=True)
 
 
-def load_many(paths, *, sr=None, on_error="fail", n_jobs=None, progress=False,
-              return_paths=False):
+def load_many(paths: Sequence[PathLike], *, sr: int | None = None,
+              on_error: Literal["fail", "skip"] = "fail", n_jobs: int | None = None,
+              progress: bool = False, return_paths: bool = False
+              ) -> tuple[list[np.ndarray], int | None] | tuple[list[np.ndarray], int | None,
+                                                                list[str]]:
     """Read many audio files (mono, float32), in parallel worker processes.
 
     Parameters

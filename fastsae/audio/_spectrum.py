@@ -8,6 +8,7 @@ import numpy as np
 
 from ..core.checks import check_array, check_bool, check_choice, check_int, check_scalar
 from ..core.memory import check_memory
+from ..core.types import ArrayLike, DTypeLike
 from ..exceptions import ParameterError
 
 KINDS = ("fft", "mel", "bark", "cepstrum", "cqt")
@@ -29,12 +30,12 @@ def default_hop_length(sr: int) -> int:
     return max(1, round(0.010 * sr))
 
 
-def hz_to_bark(f):
+def hz_to_bark(f: ArrayLike) -> np.ndarray:
     """Schroeder's Bark scale as in rastamat/PLP: ``z = 6 asinh(f / 600)``."""
     return 6.0 * np.arcsinh(np.asarray(f, dtype=np.float64) / 600.0)
 
 
-def bark_to_hz(z):
+def bark_to_hz(z: ArrayLike) -> np.ndarray:
     """Inverse of :func:`hz_to_bark`: ``f = 600 sinh(z / 6)``."""
     return 600.0 * np.sinh(np.asarray(z, dtype=np.float64) / 6.0)
 
@@ -50,8 +51,9 @@ def _check_band_edges(sr, fmin, fmax, *, fmin_default=0.0):
     return fmin, fmax
 
 
-def bark_filterbank(sr, n_fft, n_bands=N_BANDS, *, fmin=0.0, fmax=None, width=1.0,
-                    dtype=np.float32):
+def bark_filterbank(sr: int, n_fft: int, n_bands: int = N_BANDS, *, fmin: float = 0.0,
+                    fmax: float | None = None, width: float = 1.0,
+                    dtype: DTypeLike = np.float32) -> np.ndarray:
     """Bark-band weights for an FFT power spectrum (rastamat's ``fft2barkmx``).
 
     Band centres are spaced evenly on the Bark scale ``z = 6 asinh(f/600)``
@@ -154,9 +156,11 @@ def _to_db(power, amin, top_db):
     return out
 
 
-def spectrum(y, sr, *, kind="mel", n_fft=None, hop_length=None, n_bands=None, log=True,
-             fmin=None, fmax=None, n_mels=None, bins_per_octave=None, amin=1e-10,
-             top_db=None, window="hann"):
+def spectrum(y: ArrayLike, sr: int, *, kind: str = "mel", n_fft: int | None = None,
+             hop_length: int | None = None, n_bands: int | None = None, log: bool = True,
+             fmin: float | None = None, fmax: float | None = None, n_mels: int | None = None,
+             bins_per_octave: int | None = None, amin: float = 1e-10,
+             top_db: float | None = None, window: str = "hann") -> np.ndarray:
     """Spectro-temporal image of a clip: ``(n_bands, n_frames)`` float32.
 
     Parameters
@@ -325,8 +329,10 @@ def _finite(S, y):
     return S
 
 
-def band_frequencies(sr, *, kind="mel", n_bands=40, fmin=None, fmax=None, n_fft=None,
-                     bins_per_octave=None):
+def band_frequencies(sr: int, *, kind: str = "mel", n_bands: int = 40,
+                     fmin: float | None = None, fmax: float | None = None,
+                     n_fft: int | None = None,
+                     bins_per_octave: int | None = None) -> np.ndarray:
     """Centre frequency (Hz) of each band of :func:`spectrum`'s output, low to high.
 
     For labelling pictures of spectrograms and filters (a mel spectrogram's

@@ -3,16 +3,20 @@ high (the autoencoder's input)."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 
 import numpy as np
 
 from ..core.checks import check_bool, check_int, check_pair, check_random_state
+from ..core.types import ArrayLike, RandomState
 from ..exceptions import ParameterError
 from ._clips import check_spectra
 
 
-def sample_windows(spectra, *, n_frames=4, n_samples=None, hop=1, random_state=None,
-                   return_index=False):
+def sample_windows(spectra: Iterable[ArrayLike] | np.ndarray, *, n_frames: int = 4,
+                   n_samples: int | None = None, hop: int = 1,
+                   random_state: RandomState = None, return_index: bool = False
+                   ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windows of ``n_frames`` consecutive frames, one flattened window per row.
 
     A window starting at frame ``t`` of spectrum ``S`` is
@@ -113,7 +117,8 @@ def sample_windows(spectra, *, n_frames=4, n_samples=None, hop=1, random_state=N
     return X
 
 
-def sample_patches(spectra, patch_shape, *, n_samples, random_state=None):
+def sample_patches(spectra: Iterable[ArrayLike] | np.ndarray, patch_shape: tuple[int, int], *,
+                   n_samples: int, random_state: RandomState = None) -> np.ndarray:
     """Patches of ``patch_shape = (n_bands, n_frames)`` at random places in the spectra.
 
     Each patch is ``S[a:a + n_bands, t:t + n_frames]`` of one spectrogram ``S``,
@@ -179,7 +184,7 @@ def sample_patches(spectra, patch_shape, *, n_samples, random_state=None):
     return X
 
 
-def windows_to_image(x, n_bands, n_frames):
+def windows_to_image(x: ArrayLike, n_bands: int, n_frames: int) -> np.ndarray:
     """Undo :func:`sample_windows`' layout: flat windows back to ``(n_bands, n_frames)``.
 
     Parameters

@@ -32,6 +32,7 @@ from typing import Sequence
 import numpy as np
 
 from ..exceptions import ParameterError
+from .types import DTypeLike
 from .checks import POOL_MODES, REMAINDER_RULES, check_choice, check_int, check_pair
 
 Layout = tuple  # tuple of shapes
@@ -41,7 +42,8 @@ def layout_size(layout: Layout) -> int:
     return sum(math.prod(s) for s in layout)
 
 
-def pack(arrays: Sequence[np.ndarray], dtype=np.float64) -> tuple[np.ndarray, Layout]:
+def pack(arrays: Sequence[np.ndarray],
+         dtype: DTypeLike = np.float64) -> tuple[np.ndarray, Layout]:
     """Concatenate arrays (C order) into one flat vector.
 
     Returns
@@ -94,7 +96,8 @@ def sae_layout(n_visible: int, n_hidden: int, tied: bool = False) -> Layout:
     return ((n_hidden, n_visible), (n_visible, n_hidden), (n_hidden,), (n_visible,))
 
 
-def unpack_sae(theta, n_visible: int, n_hidden: int, tied: bool = False):
+def unpack_sae(theta: np.ndarray, n_visible: int, n_hidden: int,
+               tied: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Views (W1, W2, b1, b2) into an autoencoder's theta (W2 = W1.T if tied)."""
     if tied:
         W1, b1, b2 = unpack(theta, sae_layout(n_visible, n_hidden, True))
@@ -102,12 +105,12 @@ def unpack_sae(theta, n_visible: int, n_hidden: int, tied: bool = False):
     return tuple(unpack(theta, sae_layout(n_visible, n_hidden, False)))
 
 
-def softmax_layout(n_classes: int, n_features: int):
+def softmax_layout(n_classes: int, n_features: int) -> Layout:
     """Shapes packed in a softmax theta: ``W (n_classes, n_features)``, then ``b (n_classes,)``."""
     return ((n_classes, n_features), (n_classes,))
 
 
-def stacked_layout(layer_sizes, n_classes: int):
+def stacked_layout(layer_sizes: Sequence[int], n_classes: int) -> Layout:
     """Shapes packed in a stacked network's theta, in order.
 
     The softmax first (``W (n_classes, h_L)``, ``b (n_classes,)``), as in
