@@ -103,7 +103,8 @@ def run_demo(output: PathLike = "fastsae-demo", *, fast: bool = False, seed: int
         fixed = fixed_length(spectra, cfg["n_frames"]).reshape(len(spectra), -1)
         scaler = StandardScaler().fit(fixed[train])
         base = SoftmaxRegression(weight_decay=1e-3, max_iter=cfg["clf_iter"], backend=backend,
-                                 n_jobs=n_jobs).fit(scaler.transform(fixed[train]), y_train)
+                                 dtype="float32", n_jobs=n_jobs)
+        base.fit(scaler.transform(fixed[train]), y_train)
         record("softmax on the spectrogram (baseline)", base.score(scaler.transform(fixed[test]),
                y_test), time.perf_counter() - t, "baseline")
 
@@ -146,7 +147,8 @@ def run_demo(output: PathLike = "fastsae-demo", *, fast: bool = False, seed: int
         stack = StackedAutoencoder(hidden_sizes=cfg["stack"], sparsity=0.1, beta=3.0,
                                    weight_decay=3e-3, pretrain_iter=cfg["stack_iter"],
                                    softmax_iter=cfg["stack_iter"], finetune_iter=cfg["stack_iter"],
-                                   backend=backend, n_jobs=n_jobs, random_state=seed)
+                                   backend=backend, dtype="float32", n_jobs=n_jobs,
+                                   random_state=seed)
         stack.fit(norm.transform(fixed[train]), y_train,
                   validation=(norm.transform(fixed[test]), y_test))
         seconds = time.perf_counter() - t

@@ -122,3 +122,28 @@ def test_sae_bf16_cases(case):
         assert cost == pytest.approx(cost0, rel=5e-6 if tight else 1e-2), impl
         np.testing.assert_allclose(grad, grad0, rtol=0, err_msg=impl,
                                    atol=(1e-4 if tight else 5e-2) * np.abs(grad0).max())
+
+
+def test_compile_probe_counts_outermost_compilations_only():
+    from numba import njit
+    from numba.core import event
+
+    from fastsae.benchmarks._compile_probe import _CompileTimes
+
+    @njit
+    def _inner(x):
+        return x * 2.0
+
+    @njit
+    def _outer(x):
+        return _inner(x) + 1.0
+
+    listener = _CompileTimes()
+    with event.install_listener("numba:compile", listener):
+        assert _outer(1.5) == 4.0
+        _outer(2.5)                       # compiled already: no new event
+        _outer(3)                         # a second signature
+    names = [n for n in listener.seconds if n.endswith("_outer")]
+    assert len(names) == 1 and listener.count[names[0]] == 2
+    assert not any(n.endswith("_inner") for n in listener.seconds)
+    assert listener.seconds[names[0]] > 0 and not listener.stack

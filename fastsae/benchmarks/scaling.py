@@ -158,24 +158,39 @@ def run_memory(shapes=None):
     return rows
 
 
-def run_compile(timeout=900):
-    """``fastsae demo --fast`` twice with an empty Numba cache: seconds of each run."""
-    rows = []
+def run_compile(timeout=900, top=15):
+    """``fastsae demo --fast`` twice with an empty Numba cache: seconds of each run, and
+    what each kernel's compilation cost in the first."""
+    rows, kernels = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, NUMBA_CACHE_DIR=os.path.join(tmp, "numba-cache"))
         env.pop("FASTSAE_NO_CACHE", None)
-        for run in ("first (empty cache: compiles)", "second (kernels from the cache)"):
+        for k, run in enumerate(("first (empty cache: compiles)",
+                                 "second (kernels from the cache)")):
+            times = os.path.join(tmp, f"compile-{k}.json")
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "fastsae.cli", "demo", "--fast", "-q",
-                                   "-o", os.path.join(tmp, "demo")], env=env,
+            proc = subprocess.run([sys.executable, "-m", "fastsae.benchmarks._compile_probe",
+                                   os.path.join(tmp, "demo"), times], env=env,
                                   capture_output=True, text=True, timeout=timeout)
             seconds = time.perf_counter() - t
             if proc.returncode != 0:
                 raise RuntimeError(f"fastsae demo failed:\n{proc.stderr[-2000:]}")
             work = _demo_total(os.path.join(tmp, "demo", "metrics.json"))
-            rows.append([run, f"{seconds:.1f}", f"{work:.1f}"])
+            with open(times) as f:
+                compiled = json.load(f)
+            if k == 0:
+                kernels = compiled
+            rows.append([run, f"{seconds:.1f}", f"{work:.1f}",
+                         f"{sum(s for s, _ in compiled.values()):.1f}"])
     print_table("Compile time: `fastsae demo --fast` in a fresh process, twice, one Numba cache "
-                "folder", ["run", "wall s (incl. Python start)", "demo's own clock s"], rows)
+                "folder", ["run", "wall s (incl. Python start)", "demo's own clock s",
+                           "compiling s (CPU)"], rows)
+    ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])
+    total = sum(s for s, _ in kernels.values()) or float("nan")
+    print_table(f"What the first run compiled (the {top} costliest of {len(ranked)}; CPU s of the "
+                "compiling thread, callees included)", ["kernel", "signatures", "s", "share"],
+                [[name.removeprefix("fastsae."), n, f"{s:.2f}", f"{s / total:.0%}"]
+                 for name, (s, n) in ranked[:top]])
     return rows
 
 
