@@ -17,6 +17,12 @@ from .exceptions import ParameterError
 from .params import init_params, layout_size, pack, sae_layout, unpack_sae
 
 
+def _n_threads() -> int:
+    """The most threads a Numba kernel may use (each has its own buffers)."""
+    import numba
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
 def sae_cost_grad(theta: ArrayLike, X: ArrayLike, n_visible: int, n_hidden: int, *,
                   sparsity: float, beta: float, weight_decay: float, decoder: str = "sigmoid",
                   loss: str = "squared", tied: bool = False,
@@ -235,8 +241,11 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
                 _mkl.ensure_available()
             bfloat16_dtype()
         self._check_fit_memory(layout_size(sae_layout(n_visible, self.n_hidden, self.tied)),
-                               3 * X.shape[0] * self.n_hidden * X.dtype.itemsize
-                               + (X.size * 2 if bf16 else 0),
+                               # activations and deltas, each thread's chunk buffers and
+                               # gradient copies
+                               (3 * X.shape[0] * self.n_hidden + X.size
+                                + 2 * _n_threads() * self.n_hidden * n_visible)
+                               * X.dtype.itemsize + (X.size * 2 if bf16 else 0),
                                f" with n_hidden={self.n_hidden} on {n_visible} features")
         state = None
         if self.warm_start and hasattr(self, "W1_") and self.n_features_in_ == n_visible:

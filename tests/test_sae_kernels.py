@@ -193,3 +193,13 @@ def test_saturated_units_keep_the_sparsity_term_finite(backend, dtype, opts):
     rtol = 1e-10 if dtype == np.float64 else 1e-5
     assert cost == pytest.approx(c_ref, rel=rtol)
     np.testing.assert_allclose(grad, g_ref, rtol=0, atol=rtol * np.abs(g_ref).max())
+
+
+def test_chunk_rows_bounded_by_the_rows_and_the_widest_layer():
+    from fastsae.kernels.sae import chunk_rows
+
+    assert chunk_rows(512, 4) == chunk_rows(512, 4, 256) == 128       # the audio shape unchanged
+    assert chunk_rows(64, 8, 25) == 512
+    # 10**6 hidden units on 5 features: buffers of 128 rows, not 2048 (16 GB per thread)
+    assert chunk_rows(5, 8, 10**6) == 128
+    assert chunk_rows(5, 8, 10**6, 10) == 10 and chunk_rows(5, 8, 10, 0) == 1

@@ -128,7 +128,7 @@ def sae_shard_stats(theta, X, n_visible, n_hidden, *, decoder="sigmoid", loss="s
             else LINEAR_SQUARED if decoder == "linear" else SIGMOID_SQUARED)
     with_q = bool(with_sparsity)
     n_threads = threads_for((12.0 if with_q else 10.0) * m * v * h, m)
-    chunk = chunk_rows(v, dt.itemsize)
+    chunk = chunk_rows(v, dt.itemsize, h)
     ws = workspace("sae_stats", (v, h, dt, n_threads, chunk, with_q), _Workspace)
     with scipy_blas_single_thread():
         _stats_pass(n_threads)(gemm_address(dt), X, W1c, b1.astype(dt), W2c, b2.astype(dt), kind, with_q,
