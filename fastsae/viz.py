@@ -118,7 +118,8 @@ def display_network(W: ArrayLike, n_bands: int, n_frames: int, path: PathLike | 
     return img
 
 
-def filter_centres(W, patch_shape, *, position=None):
+def filter_centres(W: ArrayLike, patch_shape: tuple[int, int], *,
+                   position: ArrayLike | None = None) -> np.ndarray:
     """Centre band of each filter: where in frequency it is, as a (fractional) band index.
 
     Full-height filters (``patch_shape[0]`` = the spectrogram's bands): the
@@ -141,8 +142,10 @@ def filter_centres(W, patch_shape, *, position=None):
     return np.argmax(position, axis=1) + within
 
 
-def plot_filters(W, patch_shape, path=None, *, band_hz=None, position=None, hop_ms=10.0,
-                 max_filters=48, n_cols=8, title="Learned spectro-temporal filters"):
+def plot_filters(W: ArrayLike, patch_shape: tuple[int, int], path: PathLike | None = None, *,
+                 band_hz: ArrayLike | None = None, position: ArrayLike | None = None,
+                 hop_ms: float = 10.0, max_filters: int = 48, n_cols: int = 8,
+                 title: str = "Learned spectro-temporal filters") -> Any:
     """The filters as a grid of small spectrograms with axes, ordered by centre frequency.
 
     Each filter is drawn as a patch of ``patch_shape = (bands, frames)``:
@@ -333,5 +336,5 @@ def plot_confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, path: PathLike |
     return fig
 
 
-__all__ = ["display_network", "filter_mosaic", "plot_training_curve", "plot_confusion_matrix",
-           "confusion_matrix"]
+__all__ = ["display_network", "filter_mosaic", "plot_filters", "filter_centres",
+           "plot_training_curve", "plot_confusion_matrix", "confusion_matrix"]
