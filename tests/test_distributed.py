@@ -727,6 +727,7 @@ def test_features_from_files_report_bad_input_before_any_work(client, tmp_path):
     assert not hasattr(stf, "sae_")
 
 
+@pytest.mark.filterwarnings("ignore:ignored 7 file:UserWarning")
 def test_train_sae_with_a_scheduler_computes_on_the_workers(client, tmp_path, capsys):
     import json
 
@@ -753,3 +754,25 @@ def test_train_sae_with_a_scheduler_computes_on_the_workers(client, tmp_path, ca
     assert F.shape == (7, feats.n_features_out_) and np.isfinite(F).all()
     np.testing.assert_allclose(F.mean(axis=0), 0.0, atol=1e-8)    # standardised on these clips
     assert fastsae.distributed.get_client(None) is client          # the CLI closed its own
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_features_from_files_resume_from_a_checkpoint(client, tmp_path):
+    from fastsae.audio import Spectrogram
+    from fastsae.pipeline import SelfTaughtFeatures
+
+    files = _feature_wavs(tmp_path)
+    spec = Spectrogram("mel", 20, sr=SR)
+    checkpoint = tmp_path / "checkpoint.npz"
+    stf = SelfTaughtFeatures(**FEATURES)
+
+    def save(iteration, theta, cost):
+        if iteration == 10:
+            stf.set_training_state(theta, iteration)
+            fastsae.save(stf, checkpoint)
+
+    plain = stf.fit_files(files, spec, client=client, files_per_shard=3, callback=save)
+    resumed = fastsae.load(checkpoint)
+    assert resumed.sae_.n_iter_ == 10
+    resumed.fit_files(files, spec, client=client, files_per_shard=3, resume=True)
+    _same_model(resumed, plain)
