@@ -25,7 +25,7 @@ def write(path, y, sr=SR):
 @pytest.fixture
 def bad_files(tmp_path):
     """One of each kind of bad file, with a word its error message must contain."""
-    good = write(tmp_path / "good.wav", tone(800))
+    write(tmp_path / "good.wav", tone(800))
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     truncated = tmp_path / "truncated.wav"

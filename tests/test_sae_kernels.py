@@ -1,5 +1,4 @@
 """The Numba kernel equals the NumPy reference, for every option and odd sizes."""
-import itertools
 import os
 
 import numpy as np

@@ -20,8 +20,8 @@ import numpy as np
 from .. import backends
 from ..core.args import check_sae_options
 from ..core.checks import check_int, check_n_jobs, check_scalar
-from ..core.layouts import (layout_size, sae_layout, sae_stats_layout, softmax_layout,
-                            stacked_layout, unpack_sae, unpack_sae_stats)
+from ..core.layouts import (layout_size, pack_sae_grad, sae_layout, sae_stats_layout,
+                            softmax_layout, stacked_layout, unpack_sae, unpack_sae_stats)
 from ..core.numerics import kl_sparsity
 from ..core.threads import numba_threads
 from ..exceptions import ParameterError
@@ -75,18 +75,7 @@ def sae_combine_stats(stats, theta, n_visible, n_hidden, *, sparsity, beta, weig
     W1r = W1.astype(dtype).astype(np.float64)
     W2r = W2.astype(dtype).astype(np.float64) if not tied else W1r.T
     cost = data + 0.5 * weight_decay * (np.vdot(W1r, W1r) + np.vdot(W2r, W2r)) + beta * kl
-    n1 = h * v
-    grad = np.empty(theta.size)
-    if tied:
-        grad[:n1] = (gW1 + gW2.T).ravel()
-        grad[n1:n1 + h] = gb1
-        grad[n1 + h:] = gb2
-    else:
-        grad[:n1] = gW1.ravel()
-        grad[n1:2 * n1] = gW2.ravel()
-        grad[2 * n1:2 * n1 + h] = gb1
-        grad[2 * n1 + h:] = gb2
-    return float(cost), grad
+    return float(cost), pack_sae_grad(gW1, gW2, gb1, gb2, tied)
 
 
 def stats_function(backend):

@@ -114,3 +114,10 @@ def torch_or_none():
     except ImportError:
         return None
     return torch
+
+
+def torch_weights(theta, v, h, dt, torch):
+    """W1, W2, b1, b2 of the float64 vector ``theta`` as PyTorch tensors of dtype ``dt``."""
+    th = torch.from_numpy(theta)
+    return (th[:h * v].view(h, v).to(dt), th[h * v:2 * h * v].view(v, h).to(dt),
+            th[2 * h * v:2 * h * v + h].to(dt), th[2 * h * v + h:].to(dt))

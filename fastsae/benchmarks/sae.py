@@ -12,7 +12,7 @@ from fastsae.autoencoder import SparseAutoencoder
 from fastsae.params import init_params
 from fastsae.kernels import sae as numba_sae
 
-from ._util import keep_freed_memory, print_table, timeit, torch_or_none
+from ._util import keep_freed_memory, print_table, timeit, torch_or_none, torch_weights
 from .cases import (SAE_HYPER, SAE_OPTION_SHAPES, SAE_OPTIONS, SAE_SHAPES, SAE_SHAPES_QUICK,
                     sae_flops)
 
@@ -50,11 +50,7 @@ def torch_sae(theta, X, v, h, torch):
     m = X.shape[0]
 
     def run():
-        th = torch.from_numpy(theta)
-        W1 = th[:h * v].view(h, v).to(dt)
-        W2 = th[h * v:2 * h * v].view(v, h).to(dt)
-        b1 = th[2 * h * v:2 * h * v + h].to(dt)
-        b2 = th[2 * h * v + h:].to(dt)
+        W1, W2, b1, b2 = torch_weights(theta, v, h, dt, torch)
         A2 = torch.sigmoid(torch.addmm(b1, Xt, W1.T))
         A3 = torch.sigmoid(torch.addmm(b2, A2, W2.T))
         diff = A3 - Xt

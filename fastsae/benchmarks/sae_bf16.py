@@ -17,7 +17,7 @@ from fastsae.kernels import _mkl
 from fastsae.params import init_params
 from fastsae.kernels import sae as numba_sae
 
-from ._util import print_table, timeit, torch_or_none
+from ._util import print_table, timeit, torch_or_none, torch_weights
 from .cases import (SAE_BF16_SHAPES, SAE_BF16_SHAPES_QUICK, SAE_BF16_TRAINING,
                     SAE_BF16_TRAINING_QUICK, SAE_HYPER, sae_flops)
 
@@ -66,10 +66,7 @@ def torch_sae_bf16(theta, X, v, h, torch):
 
     def run():
         th = torch.from_numpy(theta)
-        W1 = th[:h * v].view(h, v).to(bf)
-        W2 = th[h * v:2 * h * v].view(v, h).to(bf)
-        b1 = th[2 * h * v:2 * h * v + h].to(bf)
-        b2 = th[2 * h * v + h:].to(bf)
+        W1, W2, b1, b2 = torch_weights(theta, v, h, bf, torch)
         A2 = torch.sigmoid(torch.addmm(b1, Xt, W1.T))
         A3 = torch.sigmoid(torch.addmm(b2, A2, W2.T))
         diff = A3 - Xt

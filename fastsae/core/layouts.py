@@ -105,6 +105,21 @@ def unpack_sae(theta: np.ndarray, n_visible: int, n_hidden: int,
     return tuple(unpack(theta, sae_layout(n_visible, n_hidden, False)))
 
 
+def pack_sae_grad(gW1: np.ndarray, gW2: np.ndarray, gb1: np.ndarray, gb2: np.ndarray,
+                  tied: bool = False) -> np.ndarray:
+    """The autoencoder's gradient as one float64 vector in :func:`sae_layout` order; with
+    ``tied`` the decoder's ``gW2`` (shape ``(n_visible, n_hidden)``) adds to ``gW1``."""
+    h, v = gW1.shape
+    n1 = h * v
+    grad = np.empty(n1 * (1 if tied else 2) + h + v)
+    grad[:n1] = ((gW1 + gW2.T) if tied else gW1).ravel()
+    if not tied:
+        grad[n1:2 * n1] = gW2.ravel()
+    grad[-(h + v):-v] = gb1
+    grad[-v:] = gb2
+    return grad
+
+
 def softmax_layout(n_classes: int, n_features: int) -> Layout:
     """Shapes packed in a softmax theta: ``W (n_classes, n_features)``, then ``b (n_classes,)``."""
     return ((n_classes, n_features), (n_classes,))

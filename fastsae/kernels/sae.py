@@ -40,7 +40,7 @@ from ..core.config import JIT_OPTIONS, SAE_CHUNK_BYTES
 from ..core.threads import scipy_blas_single_thread
 from ..core.args import check_sae_options
 from ..core.bfloat16 import is_bfloat16
-from ..core.layouts import unpack_sae
+from ..core.layouts import pack_sae_grad, unpack_sae
 from ..core.numerics import kl_sparsity
 from . import _mkl
 from ._blas import gemm, gemm_address
@@ -436,15 +436,4 @@ def _finish(ws, theta, W1, W2, m, kind, weight_decay, decay, sparsity_term, tied
     gb1 = ws.gb1.sum(axis=0) / m
     gb2 = ws.gb2.sum(axis=0) / m
     cost = data + 0.5 * weight_decay * decay + sparsity_term
-    grad = np.empty(theta.size)
-    n1 = h * v
-    if tied:
-        grad[:n1] = (gW1 + gW2.T).ravel()
-        grad[n1:n1 + h] = gb1
-        grad[n1 + h:] = gb2
-    else:
-        grad[:n1] = gW1.ravel()
-        grad[n1:2 * n1] = gW2.ravel()
-        grad[2 * n1:2 * n1 + h] = gb1
-        grad[2 * n1 + h:] = gb2
-    return float(cost), grad
+    return float(cost), pack_sae_grad(gW1, gW2, gb1, gb2, tied)
