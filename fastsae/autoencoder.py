@@ -240,12 +240,13 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
                 from .kernels import _mkl
                 _mkl.ensure_available()
             bfloat16_dtype()
+        # activations and deltas, each thread's chunk buffers and gradient copies; rows
+        # of a dask array live on the workers (each checks its own shards' work)
+        rows = 0 if _dask.is_dask_collection(X) else X.shape[0]
         self._check_fit_memory(layout_size(sae_layout(n_visible, self.n_hidden, self.tied)),
-                               # activations and deltas, each thread's chunk buffers and
-                               # gradient copies
-                               (3 * X.shape[0] * self.n_hidden + X.size
+                               (3 * rows * self.n_hidden + rows * n_visible
                                 + 2 * _n_threads() * self.n_hidden * n_visible)
-                               * X.dtype.itemsize + (X.size * 2 if bf16 else 0),
+                               * X.dtype.itemsize + (rows * n_visible * 2 if bf16 else 0),
                                f" with n_hidden={self.n_hidden} on {n_visible} features")
         state = None
         if self.warm_start and hasattr(self, "W1_") and self.n_features_in_ == n_visible:

@@ -287,6 +287,19 @@ def test_fit_on_dask_array_ends_where_single_machine_fit_ends(client):
         fastsae.SparseAutoencoder(**kw).fit(_dask(X * 2, 150))
 
 
+def test_the_client_memory_check_leaves_the_workers_rows_out(client, monkeypatch):
+    # the rows of a dask array are on the workers: the client needs only the optimizer's state
+    v, h, m = 16, 6, 6000
+    _, X = _problem(v, h, m, OPTIONS[0], seed=3)
+    monkeypatch.setenv("FASTSAE_MEMORY_LIMIT", "400K")     # > L-BFGS state, < the rows' work
+    kw = dict(n_hidden=h, max_iter=2, random_state=0, n_jobs=1)
+    with pytest.raises(ParameterError, match="FASTSAE_MEMORY_LIMIT"):
+        fastsae.SparseAutoencoder(**kw).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastsae.ConvergenceWarning)
+        assert fastsae.SparseAutoencoder(**kw).fit(_dask(X, 1500)).n_iter_ == 2
+
+
 def _blobs(m, n, K, rng, P):
     """``m`` rows in [0, 1] around ``K`` prototypes ``P`` [shape=(K, n)]; and their class."""
     k = rng.integers(0, K, m)
