@@ -205,7 +205,8 @@ def test_ctrl_c_keeps_the_best_weights_and_resume_continues(audio_dir, tmp_path)
     out = tmp_path / "sae.npz"
     ckpt = tmp_path / "sae.checkpoint.npz"
     cmd = [sys.executable, "-m", "fastsae.cli", "train-sae", str(audio_dir), "-o", str(out),
-           "--hidden", "6", "--n-frames", "3", "--n-windows", "400", "--max-iter", "100000",
+           # large enough not to converge (~50 s) before the signal, whatever the machine's load
+           "--hidden", "25", "--n-frames", "3", "--n-windows", "20000", "--max-iter", "100000",
            "--patch-bands", "0", "--checkpoint-every", "2", "--quiet", "--no-cache",
            "--n-jobs", "1"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -225,7 +226,7 @@ def test_ctrl_c_keeps_the_best_weights_and_resume_continues(audio_dir, tmp_path)
     done = fastsae.load(ckpt)["features"].sae_.n_iter_
     assert done >= 2 and done % 2 == 0
     code = main(["train-sae", str(audio_dir), "-o", str(tmp_path / "resumed.npz"), "--resume",
-                 "--checkpoint", str(ckpt), "--hidden", "6", "--n-frames", "3", "--n-windows", "400",
+                 "--checkpoint", str(ckpt), "--hidden", "25", "--n-frames", "3", "--n-windows", "20000",
                  "--patch-bands", "0", "--max-iter", str(done + 5), "--quiet", "--no-cache",
                  "--n-jobs", "1"])
     assert code == 0
