@@ -210,7 +210,10 @@ def test_ctrl_c_keeps_the_best_weights_and_resume_continues(audio_dir, tmp_path)
            "--patch-bands", "0", "--checkpoint-every", "2", "--quiet", "--no-cache",
            "--n-jobs", "1"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # a shell's background job inherits SIGINT ignored, and Python then keeps ignoring it:
+    # give the command the terminal's default, as a user pressing Ctrl-C has
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
