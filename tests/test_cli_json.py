@@ -1,28 +1,11 @@
 """``--json``: one JSON document with a command's metrics, timings and outputs."""
 import json
 
-import pytest
-import soundfile as sf
-
-from fastsae.cli import main
 from fastsae.cli._json import parse_tables
-from test_cli import TRAIN, _folder, _tone
+import test_cli
+from test_cli import TRAIN, _folder, run
 
-
-@pytest.fixture
-def audio_dir(tmp_path):
-    root = tmp_path / "sounds"
-    for label, base in (("low", 220.0), ("high", 1500.0)):
-        (root / label).mkdir(parents=True)
-        for i in range(6):
-            sf.write(root / label / f"{i}.wav", _tone(base * (1 + 0.03 * i), seed=i), 8000)
-    return root
-
-
-def run(args, capsys):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+audio_dir = test_cli.audio_dir          # the same fixture: a few tones in two class folders
 
 
 def test_classify_json_on_stdout_is_the_only_output(tmp_path, capsys):
