@@ -201,4 +201,12 @@ def test_chunk_rows_bounded_by_the_rows_and_the_widest_layer():
     assert chunk_rows(64, 8, 25) == 512
     # 10**6 hidden units on 5 features: buffers of 128 rows, not 2048 (16 GB per thread)
     assert chunk_rows(5, 8, 10**6) == 128
-    assert chunk_rows(5, 8, 10**6, 10) == 10 and chunk_rows(5, 8, 10, 0) == 1
+    # and the kernel's buffers never hold more rows than X has (here 20, not 128)
+    from fastsae.kernels import _parallel
+    from fastsae.kernels.sae import sae_cost_grad as numba_sae_cost_grad
+    theta = np.zeros(2 * 5 * 1000 + 1000 + 5)
+    numba_sae_cost_grad(theta, np.full((20, 5), 0.5), 5, 1000, sparsity=0.1, beta=3.0,
+                        weight_decay=1e-3)
+    key, ws = _parallel._local.__dict__["sae"]
+    assert key[:3] == (20, 5, 1000) and ws.D.shape[1] <= 20 and ws.Z.shape[1] <= 20
+    _parallel.clear_workspace()

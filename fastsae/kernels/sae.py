@@ -359,7 +359,7 @@ def _passes_bf16(theta, X, v, h, sparsity, beta, kind, tied):
     m = X16.shape[0]
     W1, W2, b1, b2 = unpack_sae(theta, v, h, tied)
     n_threads = threads_for(10.0 * m * v * h, m)
-    chunk = max(1, min(BF16_CHUNK_ROWS, -(-m // n_threads)))
+    chunk = min(BF16_CHUNK_ROWS, -(-m // n_threads))
     ws = workspace("sae", (m, v, h, "bfloat16", n_threads, chunk), _WorkspaceBF16)
     round_to_bf16(W1, ws.W1)
     round_to_bf16(W2, ws.W2)
@@ -375,11 +375,10 @@ def _passes_bf16(theta, X, v, h, sparsity, beta, kind, tied):
     return ws, kl
 
 
-def chunk_rows(n_visible, itemsize, n_hidden=0, n_rows=None):
-    """Rows per chunk: enough for efficient GEMMs, small enough for cache, and never
-    more than ``n_rows`` (the per-thread buffers hold ``rows x max(n_visible, n_hidden)``)."""
-    rows = int(min(max(SAE_CHUNK_BYTES // (max(n_visible, n_hidden) * itemsize), 128), 2048))
-    return rows if n_rows is None else max(1, min(rows, int(n_rows)))
+def chunk_rows(n_visible, itemsize, n_hidden=0):
+    """Rows per chunk: enough for efficient GEMMs, small enough for cache (the per-thread
+    buffers hold ``rows x max(n_visible, n_hidden)``)."""
+    return int(min(max(SAE_CHUNK_BYTES // (max(n_visible, n_hidden) * itemsize), 128), 2048))
 
 
 def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay,
@@ -412,7 +411,7 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
     b2c = b2.astype(dt)
 
     n_threads = threads_for(10.0 * m * v * h, m)
-    chunk = chunk_rows(v, dt.itemsize, h, -(-m // n_threads))
+    chunk = min(chunk_rows(v, dt.itemsize, h), -(-m // n_threads))     # as in stacked.py
     ws = workspace("sae", (m, v, h, dt, n_threads, chunk), _Workspace)
     fn = gemm_address(dt)
     with scipy_blas_single_thread():
