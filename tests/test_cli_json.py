@@ -1,7 +1,7 @@
 """``--json``: one JSON document with a command's metrics, timings and outputs."""
 import json
 
-from fastsae.cli._json import parse_tables
+from fastsae.cli._json import cell
 import test_cli
 from test_cli import TRAIN, _folder, run
 
@@ -58,6 +58,7 @@ def test_bench_json_holds_the_printed_tables(capsys):
     doc = json.loads(out)
     assert doc["command"] == "bench" and doc["settings"]["areas"] == ["softmax"]
     assert doc["tables"], doc
+    assert "cores" in doc["machine"]
     rows = [r for t in doc["tables"] for r in t["rows"]]
     assert rows and all(set(r) == set(t["columns"]) for t in doc["tables"] for r in t["rows"])
     numbers = [v for r in rows for v in r.values() if isinstance(v, float)]
@@ -69,12 +70,6 @@ def test_bench_unknown_area_is_a_user_error(capsys):
     assert code == 2 and "nosuch" in err and "softmax" in err
 
 
-def test_parse_tables_reads_columns_by_the_dashes():
-    text = ("header line\n\nTimes\nname     ms  ratio\n----  -----  -----\nab c  1,200    0.5\n"
-            "x         3  nan x\n\nafter\n")
-    tables, notes = parse_tables(text)
-    assert len(tables) == 1 and tables[0]["title"] == "Times"
-    assert tables[0]["columns"] == ["name", "ms", "ratio"]
-    assert tables[0]["rows"][0] == {"name": "ab c", "ms": 1200.0, "ratio": 0.5}
-    assert tables[0]["rows"][1]["ratio"] == "nan x"
-    assert notes == ["header line", "after"]
+def test_cells_as_numbers_where_they_are_plain_numbers():
+    assert cell("1,200") == 1200.0 and cell(" 0.5 ") == 0.5 and cell("-3e-2") == -0.03
+    assert cell("nan x") == "nan x" and cell("1.21x") == "1.21x" and cell("-") == "-"

@@ -1,6 +1,7 @@
 """Timing, machine GEMM rate, allocator settings and table printing for the benchmarks."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -99,7 +100,25 @@ def cpu_model_and_isa():
     return cpu, ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ISA_FLAGS)
 
 
+_recorders: list[list] = []
+
+
+@contextlib.contextmanager
+def record_tables():
+    """While open, every :func:`print_table` also appends ``{"title", "columns", "rows"}``
+    (each row a dict from column to cell, as printed) to the list this yields."""
+    tables: list = []
+    _recorders.append(tables)
+    try:
+        yield tables
+    finally:
+        _recorders.remove(tables)
+
+
 def print_table(title, header, rows):
+    for tables in _recorders:
+        tables.append({"title": title, "columns": [str(h) for h in header],
+                       "rows": [{str(h): str(c) for h, c in zip(header, r)} for r in rows]})
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
     print(f"\n{title}")
     print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))

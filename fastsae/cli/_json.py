@@ -99,57 +99,16 @@ def emit(args, command, **sections):
 _NUMBER = re.compile(r"[-+]?(\d[\d,]*)?(\.\d+)?([eE][-+]?\d+)?")
 
 
-def _cell(text):
-    text = text.strip()
+def cell(text):
+    """A table cell as printed: plain numbers (``1,200``, ``0.5``) as floats, the rest as is."""
+    text = str(text).strip()
     if text and _NUMBER.fullmatch(text) and any(ch.isdigit() for ch in text):
         return float(text.replace(",", ""))
     return text
 
 
-def parse_tables(text):
-    """The tables a command printed (a title line, a header, a line of dashes, rows),
-    and every other non-empty line.
-
-    The dashes give each column's span exactly (the columns are padded to them).
-    Returns ``(tables, notes)``: ``tables`` a list of ``{"title", "columns",
-    "rows"}``, each row a dict from column to cell (plain numbers as numbers,
-    everything else as printed); ``notes`` the lines outside any table.
-    """
-    lines = text.splitlines()
-    tables, notes, used = [], [], set()
-    for i, line in enumerate(lines):
-        if i < 1 or not re.fullmatch(r"-+( {2}-+)*", line.strip()) or line != line.lstrip():
-            continue
-        spans = [(m.start(), m.end()) for m in re.finditer(r"-+", line)]
-        spans = [(a, spans[k + 1][0] - 2 if k + 1 < len(spans) else None)
-                 for k, (a, _) in enumerate(spans)]
-        header = [lines[i - 1][a:b].strip() for a, b in spans]
-        title = lines[i - 2].strip() if i >= 2 and lines[i - 2].strip() else ""
-        rows, j = [], i + 1
-        while j < len(lines) and lines[j].strip():
-            rows.append({h: _cell(lines[j][a:b]) for h, (a, b) in zip(header, spans)})
-            j += 1
-        tables.append({"title": title, "columns": header, "rows": rows})
-        used.update(range(i - 2 if title else i - 1, j))
-    notes = [line.strip() for k, line in enumerate(lines) if k not in used and line.strip()]
-    return tables, notes
-
-
-class Tee:
-    """A text stream that writes to ``stream`` and keeps a copy."""
-
-    def __init__(self, stream):
-        self.stream, self.parts = stream, []
-
-    def write(self, s):
-        self.parts.append(s)
-        return self.stream.write(s)
-
-    def flush(self):
-        self.stream.flush()
-
-    def isatty(self):
-        return False
-
-    def getvalue(self):
-        return "".join(self.parts)
+def table_document(tables):
+    """Recorded tables (:func:`fastsae.benchmarks._util.record_tables`) with numeric cells
+    as numbers."""
+    return [dict(t, rows=[{k: cell(v) for k, v in r.items()} for r in t["rows"]])
+            for t in tables]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import ParameterError
-from ._json import Tee, emit, parse_tables
+from ._json import emit, table_document
 from ._support import (EXIT_INTERRUPTED, CommandError, _audio_inputs, _find_autoencoder,
                        _input_file, _output_file, _self_taught, _spectra_with_paths, _table)
 
@@ -355,25 +355,22 @@ def cmd_show(args, console):
 
 
 def cmd_bench(args, console):
-    import contextlib
-    import sys
-
     from ..core.threads import numba_threads
     from ..benchmarks import AREAS, main as bench_main
+    from ..benchmarks._util import machine_summary, record_tables
 
     unknown = [a for a in args.areas if a not in AREAS]
     if unknown:
         raise CommandError(f"unknown area(s) {', '.join(unknown)}; choose from "
                            f"{', '.join(AREAS)}")
     t = time.perf_counter()
-    printed = Tee(sys.stdout)
-    with numba_threads(args.n_jobs), contextlib.redirect_stdout(printed):
+    with numba_threads(args.n_jobs), record_tables() as tables:
         bench_main((["--quick"] if args.quick else []) + list(args.areas))
-    tables, notes = parse_tables(printed.getvalue())
     emit(args, "bench",
          settings={"areas": list(args.areas) or [a for a in AREAS if a != "compile"],
                    "quick": args.quick, "n_jobs": args.n_jobs},
-         tables=tables, notes=notes, timings={"total_seconds": time.perf_counter() - t})
+         machine=machine_summary(), tables=table_document(tables),
+         timings={"total_seconds": time.perf_counter() - t})
     return 0
 
 
