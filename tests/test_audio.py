@@ -155,6 +155,39 @@ def test_fft_mel_cepstrum_agree_with_librosa(speechlike):
         rtol=1e-4, atol=1e-2)
 
 
+@pytest.mark.parametrize("n_fft, hop, window, n", [(256, 80, "hann", 8000), (511, 100, "hamming", 3001),
+                                                   (64, 7, "blackman", 65), (32, 16, "hann", 5)])
+def test_stft_magnitude_equals_librosa(n_fft, hop, window, n):
+    from fastsae.audio._spectrum import _stft_magnitude
+
+    y = np.random.default_rng(n).standard_normal(max(n, n_fft)).astype(np.float32)
+    D = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, window=window, center=True,
+                            pad_mode="constant"))
+    ours = _stft_magnitude(y, n_fft, hop, window)
+    assert ours.shape == D.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, D, rtol=2e-6, atol=1e-6 * D.max())
+
+
+@pytest.mark.parametrize("sr, n_fft, n_bands, fmin, fmax", [(8000, 256, 40, 0.0, 4000.0),
+                                                          (16000, 512, 64, 100.0, 7000.0),
+                                                          (22050, 1024, 13, 30.0, 900.0)])
+def test_mel_filterbank_and_frequencies_equal_librosa(sr, n_fft, n_bands, fmin, fmax):
+    from fastsae.audio._spectrum import _mel_filterbank
+
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_bands, fmin=fmin, fmax=fmax)
+    np.testing.assert_allclose(_mel_filterbank(sr, n_fft, n_bands, fmin, fmax), ref,
+                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(audio.band_frequencies(sr, kind="mel", n_bands=n_bands,
+                                                      fmin=fmin, fmax=fmax),
+                               librosa.mel_frequencies(n_bands + 2, fmin=fmin, fmax=fmax)[1:-1],
+                               rtol=1e-12)
+
+
+def test_spectrum_rejects_an_unknown_window():
+    with pytest.raises(ParameterError, match="window"):
+        audio.spectrum(np.ones(400, np.float32), 8000, window="no-such-window")
+
+
 def test_cqt_agrees_with_librosa(speechlike):
     ours = audio.spectrum(speechlike, 16000, kind="cqt", n_bands=36, fmin=100.0,
                           bins_per_octave=12, log=False)

@@ -112,13 +112,88 @@ def _bark_filterbank(sr, n_fft, n_bands, fmin, fmax, width):
     return weights
 
 
+# Slaney's mel scale (the Auditory Toolbox's, librosa's default): linear below
+# 1 kHz (200/3 Hz per mel), logarithmic above (27 mels per factor 6.4).
+_MEL_F_SP = 200.0 / 3
+_MEL_MIN_LOG_HZ = 1000.0
+_MEL_MIN_LOG_MEL = _MEL_MIN_LOG_HZ / _MEL_F_SP
+_MEL_LOGSTEP = math.log(6.4) / 27.0
+
+
+def _hz_to_mel(f):
+    f = np.asarray(f, dtype=np.float64)
+    mels = f / _MEL_F_SP
+    high = f >= _MEL_MIN_LOG_HZ
+    mels[high] = _MEL_MIN_LOG_MEL + np.log(f[high] / _MEL_MIN_LOG_HZ) / _MEL_LOGSTEP
+    return mels
+
+
+def _mel_to_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    f = _MEL_F_SP * m
+    high = m >= _MEL_MIN_LOG_MEL
+    f[high] = _MEL_MIN_LOG_HZ * np.exp(_MEL_LOGSTEP * (m[high] - _MEL_MIN_LOG_MEL))
+    return f
+
+
+def _mel_frequencies(n, fmin, fmax):
+    """``n`` frequencies (Hz) evenly spaced on the mel scale from ``fmin`` to ``fmax``
+    (``librosa.mel_frequencies(htk=False)``)."""
+    lo, hi = _hz_to_mel(np.array([fmin, fmax]))
+    return _mel_to_hz(np.linspace(lo, hi, n))
+
+
 @lru_cache(maxsize=64)
 def _mel_filterbank(sr, n_fft, n_bands, fmin, fmax):
-    import librosa
-
-    weights = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_bands, fmin=fmin, fmax=fmax)
+    """Slaney's triangular mel filterbank with area normalisation, float32
+    (``librosa.filters.mel(norm="slaney")``, computed the same way)."""
+    freqs = np.arange(n_fft // 2 + 1) * (sr / n_fft)
+    edges = _mel_frequencies(n_bands + 2, fmin, fmax)
+    width = np.diff(edges)
+    ramps = edges[:, None] - freqs[None, :]
+    weights = np.zeros((n_bands, freqs.size), np.float32)
+    for i in range(n_bands):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / width[i], ramps[i + 2] / width[i + 1]))
+    weights *= (2.0 / (edges[2:n_bands + 2] - edges[:n_bands]))[:, None]
     weights.flags.writeable = False
     return weights
+
+
+@lru_cache(maxsize=16)
+def _window(name, n):
+    """The periodic STFT window ``name`` of length ``n`` (float64, read-only)."""
+    if name == "hann":
+        w = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+    else:
+        import scipy.signal
+
+        try:
+            w = scipy.signal.get_window(name, n, fftbins=True)
+        except ValueError as e:
+            raise ParameterError(f"window must be a scipy.signal.get_window name; got "
+                                 f"{name!r} ({e})") from None
+    w = np.asarray(w, dtype=np.float64)
+    w.flags.writeable = False
+    return w
+
+
+def _stft_magnitude(y, n_fft, hop, window):
+    """``|STFT|`` of float32 ``y``, ``(n_fft // 2 + 1, 1 + len(y) // hop)`` float32.
+
+    Centred frames with zero padding, as ``librosa.stft(center=True,
+    pad_mode="constant")``; the windowed frames are transformed in float64
+    (librosa's window is float64 too), in batches of frames so that the
+    temporary stays small for long signals.
+    """
+    w = _window(window, n_fft)
+    ypad = np.pad(y, n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(ypad, n_fft)[::hop]
+    out = np.empty((n_fft // 2 + 1, frames.shape[0]), np.float32)
+    step = max(1, (1 << 22) // n_fft)
+    for f0 in range(0, frames.shape[0], step):
+        X = np.fft.rfft(frames[f0:f0 + step] * w, axis=1)
+        out[:, f0:f0 + step] = np.abs(X).T
+    return out
 
 
 def _cqt_layout(sr, n_bands, fmin, fmax, bins_per_octave):
@@ -227,8 +302,6 @@ def spectrum(y: ArrayLike, sr: int, *, kind: str = "mel", n_fft: int | None = No
     >>> audio.spectrum(y, 16000, kind="fft").shape
     (257, 101)
     """
-    import librosa
-
     check_choice(kind, "kind", KINDS)
     y = check_array(y, "y", ndim=1, dtype=np.float32, min_rows=0)
     if y.size == 0:
@@ -271,6 +344,8 @@ def spectrum(y: ArrayLike, sr: int, *, kind: str = "mel", n_fft: int | None = No
         n_frames = 1 + max(y.size, n_fft) // hop        # as the STFT kinds
         if y.size < need:
             y = np.pad(y, (0, need - y.size))
+        import librosa
+
         C = librosa.cqt(y, sr=sr, hop_length=hop, fmin=fmin, n_bins=n_bands,
                         bins_per_octave=bpo, window=window)
         C = np.abs(C[:, :n_frames]).astype(np.float32, copy=False)
@@ -284,8 +359,7 @@ def spectrum(y: ArrayLike, sr: int, *, kind: str = "mel", n_fft: int | None = No
                  hint="use shorter clips, a lower sr, or a smaller n_fft")
     if y.size < n_fft:
         y = np.pad(y, (0, n_fft - y.size))
-    X = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, window=window, center=True,
-                            pad_mode="constant"))
+    X = _stft_magnitude(y, n_fft, hop, window)
     if kind == "fft":
         freqs = np.arange(n_fft // 2 + 1) * (sr / n_fft)
         keep = (freqs >= fmin) & (freqs <= fmax)
@@ -346,8 +420,6 @@ def band_frequencies(sr: int, *, kind: str = "mel", n_bands: int = 40,
     >>> f.shape, bool(0 < f[0] < f[-1] < 4000)
     ((40,), True)
     """
-    import librosa
-
     check_choice(kind, "kind", KINDS)
     sr = check_int(sr, "sr", low=1)
     fmin, fmax = _check_band_edges(sr, fmin, fmax,
@@ -360,9 +432,11 @@ def band_frequencies(sr: int, *, kind: str = "mel", n_bands: int = 40,
         return freqs[(freqs >= fmin) & (freqs <= fmax)]
     n_bands = check_int(n_bands, "n_bands", low=1)
     if kind == "mel":
-        return librosa.mel_frequencies(n_mels=n_bands + 2, fmin=fmin, fmax=fmax)[1:-1]
+        return _mel_frequencies(n_bands + 2, fmin, fmax)[1:-1]
     if kind == "bark":
         z_lo, z_hi = hz_to_bark(fmin), hz_to_bark(fmax)
         return bark_to_hz(z_lo + np.arange(n_bands) * ((z_hi - z_lo) / max(n_bands - 1, 1)))
     bpo, _ = _cqt_layout(sr, n_bands, fmin, fmax, bins_per_octave)
+    import librosa
+
     return librosa.cqt_frequencies(n_bins=n_bands, fmin=fmin, bins_per_octave=bpo)
