@@ -187,8 +187,10 @@ def run_compile(timeout=900, top=15):
                            "compiling s (CPU)"], rows)
     ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])
     total = sum(s for s, _ in kernels.values()) or float("nan")
-    print_table(f"What the first run compiled (the {top} costliest of {len(ranked)}; CPU s of the "
-                "compiling thread, callees included)", ["kernel", "signatures", "s", "share"],
+    which = (f"the {top} costliest of {len(ranked)}" if len(ranked) > top
+             else f"all {len(ranked)} kernels")
+    print_table(f"What the first run compiled ({which}; CPU s of the compiling thread, callees "
+                "included)", ["kernel", "signatures", "s", "share"],
                 [[name.removeprefix("fastsae."), n, f"{s:.2f}", f"{s / total:.0%}"]
                  for name, (s, n) in ranked[:top]])
     return rows

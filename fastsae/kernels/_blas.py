@@ -1,11 +1,11 @@
 """BLAS GEMM callable from jitted code, on row-major (C-contiguous) arrays.
 
-The fused kernels call GEMM from inside their ``prange`` threads, each thread
-on its own block of examples, so that one thread pool (Numba's) does all the
+The fused kernels call GEMM from inside their thread shares, each thread
+on its own block of examples, so that one thread pool (the kernels') does all the
 work of a cost evaluation. The BLAS behind these calls is the one SciPy ships
 (``scipy.linalg.cython_blas``); while a kernel runs, that library is kept to
 one thread (see :mod:`fastsae.core.threads`), so it never starts a second pool that
-would spin against Numba's.
+would spin against the kernels' threads.
 
 The address of the Fortran routine is passed to the kernels at run time (see
 :func:`gemm_address`) rather than baked in as a constant, so that compiled

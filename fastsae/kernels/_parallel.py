@@ -1,16 +1,26 @@
-"""When to use threads, and kernels compiled both parallel and serial.
+"""When to use threads, and how the kernels' thread shares are run.
 
-Waking Numba's thread team costs tens of microseconds on an idle machine and
+Every driver kernel is written as a loop over thread shares,
+``for t in range(t0, t1)``, where share ``t`` of ``n_threads`` is a
+contiguous block of rows or images with its own buffers (``buf[t]``), and
+the driver takes ``t0, t1`` as its last two arguments. It is compiled once,
+serially (no ``parallel=True``): Numba's parallel lowering roughly doubles a
+kernel's compile time, and a kernel that had to run both on the thread team
+and serially was compiled twice. The kernels release the GIL (``nogil``), so
+plain Python threads run the shares side by side: the calling thread takes
+share 0 and a small pool takes the others, each calling the same compiled
+driver with its own ``(t, t + 1)``.
+
+Waking a thread costs tens of microseconds on an idle machine and
 milliseconds when the other cores are busy (the woken thread waits for a
-core). A call with little work therefore runs serially: each driver is
-compiled twice from the same source, once with ``parallel=True`` (its
-``prange`` over thread shares spread over the team) and once without (the
-same loop, in the calling thread).
+core). A call with little work therefore runs in the calling thread alone
+(:func:`threads_for`).
 """
 from __future__ import annotations
 
+import os
 import threading
-import types
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 from numba import njit
@@ -18,29 +28,68 @@ from numba import njit
 from ..core import config as _config
 from ..core.config import JIT_OPTIONS
 
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_pid = -1
+
+
+def _workers(n: int) -> ThreadPoolExecutor:
+    """A pool of at least ``n`` threads, created again after a fork (a forked
+    child has none of its parent's threads)."""
+    global _pool, _pool_size, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_size < n or _pool_pid != os.getpid():
+            old = _pool if _pool_pid == os.getpid() else None
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fastsae-kernel")
+            _pool_size, _pool_pid = n, os.getpid()
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
 
 class ParallelKernel:
-    """A driver compiled parallel and serial; call ``kernel(n_threads)(*args)``."""
+    """A driver compiled once; ``kernel(n_threads)(*args)`` runs its shares
+    ``0 .. n_threads - 1`` on that many threads (the caller's among them)."""
 
     def __init__(self, fn):
-        self.parallel = njit(parallel=True, **JIT_OPTIONS)(fn)
-        # A distinct function object with its own name: Numba's on-disk cache
-        # is keyed by the function's qualified name and signature, not by the
-        # parallel flag, so one name would make both load one compilation.
-        serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
-                                    fn.__defaults__, fn.__closure__)
-        serial.__qualname__ = fn.__qualname__ + "_serial"
-        serial.__module__ = fn.__module__
-        self.serial = njit(**JIT_OPTIONS)(serial)
+        self.kernel = njit(**JIT_OPTIONS)(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
-    def __call__(self, n_threads):
-        return self.parallel if n_threads > 1 else self.serial
+    def __call__(self, n_threads: int):
+        n_threads = int(n_threads)
+        kernel = self.kernel
+        if n_threads <= 1:
+            return lambda *args: kernel(*args, 0, 1)
+        return lambda *args: _run_shares(kernel, n_threads, args)
+
+
+def _run_shares(kernel, n_threads, args):
+    pool = _workers(n_threads - 1)
+    futures = [pool.submit(kernel, *args, t, t + 1) for t in range(1, n_threads)]
+    interrupted = False
+    try:
+        kernel(*args, 0, 1)
+    finally:
+        # Never return (or unwind into code that frees the buffers) while a
+        # share is still writing: a Ctrl-C during the wait waits on, then
+        # is raised.
+        while True:
+            try:
+                wait(futures)
+                break
+            except KeyboardInterrupt:
+                interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
+    for f in futures:
+        f.result()                     # re-raise a share's error, if any
 
 
 def parallel_kernel(fn):
-    """Decorator: compile ``fn`` (whose work loop is ``prange``) both ways."""
+    """Decorator: compile ``fn`` (``for t in range(t0, t1)`` over thread shares,
+    ``t0, t1`` its last arguments) for :class:`ParallelKernel`."""
     return ParallelKernel(fn)
 
 

@@ -17,7 +17,7 @@ elementwise (vectorised across columns), then reduces each column region.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..core.config import JIT_OPTIONS
 from ..core.threads import scipy_blas_single_thread
@@ -75,13 +75,13 @@ def _im2col_block(img, ph, pw, ow, p0, p1, col):
 
 
 @parallel_kernel
-def _convolve(fn, Wmat, b, images, out, ph, pw, act, block, n_threads):
+def _convolve(fn, Wmat, b, images, out, ph, pw, act, block, n_threads, t0, t1):
     N, H, Wd = images.shape
     ow = Wd - pw + 1
     n_pos = out.shape[2]
     n_blocks = (n_pos + block - 1) // block
     total = N * n_blocks
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         col = np.empty((ph * pw, block), images.dtype)
         for task in range(t * total // n_threads, (t + 1) * total // n_threads):
             n = task // n_blocks
@@ -147,14 +147,14 @@ def _reduce_columns(acc, cs, ce, mode, scale, out_row):
 
 
 @parallel_kernel
-def _pool(planes, rs, re, cs, ce, mode, out, n_threads):
+def _pool(planes, rs, re, cs, ce, mode, out, n_threads, t0, t1):
     P, H, W = planes.shape
     R = rs.shape[0]
     inv = np.empty((R, cs.shape[0]), planes.dtype)
     for r in range(R):
         for c in range(cs.shape[0]):
             inv[r, c] = 1.0 / ((re[r] - rs[r]) * (ce[c] - cs[c]))
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         acc = np.empty(W, planes.dtype)          # one row buffer per thread
         for p in range(t * P // n_threads, (t + 1) * P // n_threads):
             plane = planes[p]
@@ -162,7 +162,9 @@ def _pool(planes, rs, re, cs, ce, mode, out, n_threads):
                 if re[r] - rs[r] == 1:           # one row: reduce it where it lies
                     _reduce_columns(plane[rs[r]], cs, ce, mode, inv[r], out[p, r])
                     continue
-                acc[:] = plane[rs[r]]
+                first = plane[rs[r]]
+                for j in range(W):                   # a loop, not acc[:] = ...: a slice
+                    acc[j] = first[j]                # copy compiles a shape-error message
                 for i in range(rs[r] + 1, re[r]):
                     row = plane[i]
                     if mode == MEAN:

@@ -1,7 +1,7 @@
 """Numba kernel for the convolutional sparse autoencoder (twin of
 :func:`fastsae.reference.convae.conv_ae_cost_grad`).
 
-Threads take disjoint, contiguous sets of images (``prange`` over threads,
+Threads take disjoint, contiguous sets of images (thread shares,
 each with its own buffers); per image, with ``P = oh·ow`` output positions
 and ``CK = C·ph·pw`` filter offsets:
 
@@ -42,7 +42,7 @@ equal pieces (:func:`fastsae.convae.crop_spectrograms`) for training.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..core.config import JIT_OPTIONS
 from ..core.args import check_conv_ae_args
@@ -155,11 +155,11 @@ def _accumulate(acc, T):
 
 @parallel_kernel
 def _conv_ae_pass(fn, X, Wext, Vmat, cb, ph, pw, oh, ow, sigmoid_out,
-                  Q, R, A, D, Y, T1, T2, gW, gV, cost, gc):
+                  Q, R, A, D, Y, T1, T2, gW, gV, cost, gc, t0, t1):
     N = X.shape[0]
     n_threads = Q.shape[0]
     K, CK = Vmat.shape
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         lo = t * N // n_threads
         hi = (t + 1) * N // n_threads
         Qt = Q[t]

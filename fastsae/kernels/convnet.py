@@ -15,7 +15,7 @@ views at offsets computed once on the host (as the stacked kernel does).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..core.args import check_conv_net_args
 from ..core.config import JIT_OPTIONS
@@ -211,10 +211,10 @@ def _net_image(fn, Xn, yn, w, meta, bounds, n_classes, da_off, dcol_off, buf, ib
 
 @parallel_kernel
 def _conv_net_pass(fn, X, y, w, meta, bounds, n_classes, da_off, dcol_off, buf, ibuf, z, gw,
-                   nll):
+                   nll, t0, t1):
     N = X.shape[0]
     n_threads = buf.shape[0]
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         lo = t * N // n_threads
         hi = (t + 1) * N // n_threads
         g = gw[t]

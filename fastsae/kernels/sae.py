@@ -34,7 +34,7 @@ The NumPy twin of this arithmetic is
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..core.config import JIT_OPTIONS, SAE_CHUNK_BYTES
 from ..core.threads import scipy_blas_single_thread
@@ -132,10 +132,10 @@ def _delta_hidden(D, A, s, gb):
 
 
 @parallel_kernel
-def _encode(fn, X, W1, b1, A2, chunk, rho_parts):
+def _encode(fn, X, W1, b1, A2, chunk, rho_parts, t0, t1):
     m = X.shape[0]
     n_threads = rho_parts.shape[0]
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         lo = t * m // n_threads
         hi = (t + 1) * m // n_threads
         acc = rho_parts[t]
@@ -148,10 +148,10 @@ def _encode(fn, X, W1, b1, A2, chunk, rho_parts):
 
 
 @parallel_kernel
-def _backprop(fn, X, A2, W2, b2, s, kind, chunk, bufZ, bufD, gW1, gW2, gb1, gb2, cost):
+def _backprop(fn, X, A2, W2, b2, s, kind, chunk, bufZ, bufD, gW1, gW2, gb1, gb2, cost, t0, t1):
     m = X.shape[0]
     n_threads = gW1.shape[0]
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         lo = t * m // n_threads
         hi = (t + 1) * m // n_threads
         g1 = gW1[t]
@@ -265,11 +265,11 @@ def _flush(acc, part):
 
 
 @parallel_kernel
-def _encode_bf16(fn, fn_threads, X, W1, b1, A2, chunk, rho_parts, sums):
+def _encode_bf16(fn, fn_threads, X, W1, b1, A2, chunk, rho_parts, sums, t0, t1):
     m = X.shape[0]
     n_threads = rho_parts.shape[0]
     h = A2.shape[1]
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         previous = mkl_threads_local(fn_threads, 1)
         lo = t * m // n_threads
         hi = (t + 1) * m // n_threads
@@ -288,11 +288,11 @@ def _encode_bf16(fn, fn_threads, X, W1, b1, A2, chunk, rho_parts, sums):
 
 @parallel_kernel
 def _backprop_bf16(fn, fn_threads, X, A2, W2, b2, s, kind, chunk, bufA16, bufZ, bufZ16, bufD,
-                   bufD16, gW1, gW2, gb1, gb2, cost, sums):
+                   bufD16, gW1, gW2, gb1, gb2, cost, sums, t0, t1):
     m, v = X.shape
     h = A2.shape[1]
     n_threads = gW1.shape[0]
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         previous = mkl_threads_local(fn_threads, 1)
         lo = t * m // n_threads
         hi = (t + 1) * m // n_threads

@@ -23,7 +23,7 @@ partial sums live in per-thread buffers and are added once, in float64.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..core.config import JIT_OPTIONS
 from ..core.args import check_stats_options
@@ -55,11 +55,11 @@ def _hidden_stats_pq(D2, A, p, q):
 
 @parallel_kernel
 def _stats_pass(fn, X, W1, b1, W2, b2, kind, with_q, chunk, bufA, bufZ, bufD,
-                gW2, PQ, hsum, gb2, cost):
+                gW2, PQ, hsum, gb2, cost, t0, t1):
     m = X.shape[0]
     h = W1.shape[0]
     n_threads = gW2.shape[0]
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         lo = t * m // n_threads
         hi = (t + 1) * m // n_threads
         g2 = gW2[t]

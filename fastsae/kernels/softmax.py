@@ -19,7 +19,7 @@ gradients live in per-thread buffers and are summed once, in float64.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..core.config import JIT_OPTIONS
 from ..core.threads import scipy_blas_single_thread
@@ -118,20 +118,29 @@ def _softmax_share(fn, X, y, W, b, chunk, lo, hi, bufZ, bufV, G, gW):
 
 
 @parallel_kernel
-def _softmax_pass(fn, X, y, W, b, chunk, bufZ, bufV, G, gW, nll):
+def _softmax_pass(fn, X, y, W, b, chunk, bufZ, bufV, G, gW, nll, t0, t1):
     m = X.shape[0]
     n_threads = gW.shape[0]
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         nll[t] = _softmax_share(fn, X, y, W, b, chunk, t * m // n_threads,
                                 (t + 1) * m // n_threads, bufZ[t], bufV[t], G[t], gW[t])
 
 
 @parallel_kernel
-def _predict_proba(fn, X, W, b, chunk, out):
+def _predict_proba(fn, X, W, b, chunk, out, n_threads, t0, t1):
+    m = X.shape[0]
+    n_chunks = (m + chunk - 1) // chunk
+    for t in range(t0, t1):
+        _proba_chunks(fn, X, W, b, chunk, out, t * n_chunks // n_threads,
+                      (t + 1) * n_chunks // n_threads)
+
+
+@njit(**JIT_OPTIONS)
+def _proba_chunks(fn, X, W, b, chunk, out, first, last):
+    """Probabilities of the rows of chunks ``first .. last - 1``."""
     m = X.shape[0]
     K = W.shape[0]
-    n_chunks = (m + chunk - 1) // chunk
-    for c in prange(n_chunks):
+    for c in range(first, last):
         c0 = c * chunk
         c1 = min(c0 + chunk, m)
         P = out[c0:c1]
@@ -214,5 +223,5 @@ def softmax_predict_proba(W, b, X):
     chunk = chunk_rows(max(X.shape[1], 1), dt.itemsize)   # a (m, 0) X: logits = b
     with scipy_blas_single_thread():
         n_threads = threads_for(2.0 * X.shape[0] * max(X.shape[1], 1) * Wc.shape[0], X.shape[0])
-        _predict_proba(n_threads)(gemm_address(dt), X, Wc, bc, chunk, out)
+        _predict_proba(n_threads)(gemm_address(dt), X, Wc, bc, chunk, out, n_threads)
     return out

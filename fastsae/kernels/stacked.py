@@ -23,7 +23,7 @@ kernel serve networks of any depth.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ..core.config import JIT_OPTIONS
 from ..core.threads import scipy_blas_single_thread
@@ -122,10 +122,10 @@ def _stacked_share(fn, X, y, w, sizes, woff, boff, hoff, K, chunk, lo, hi,
 
 @parallel_kernel
 def _stacked_pass(fn, X, y, w, sizes, woff, boff, hoff, K, chunk,
-                  bufA, bufB, bufZ, bufV, G, gw, gb, nll):
+                  bufA, bufB, bufZ, bufV, G, gw, gb, nll, t0, t1):
     m = X.shape[0]
     n_threads = gw.shape[0]
-    for t in prange(n_threads):
+    for t in range(t0, t1):
         nll[t] = _stacked_share(fn, X, y, w, sizes, woff, boff, hoff, K, chunk,
                                 t * m // n_threads, (t + 1) * m // n_threads,
                                 bufA[t], bufB[t], bufZ[t], bufV[t], G[t], gw[t], gb[t])
