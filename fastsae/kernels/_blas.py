@@ -16,7 +16,7 @@ from ..core.config import CACHE
 import scipy.linalg.cython_blas  # noqa: F401  (loads the symbols)
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import get_cython_function_address, intrinsic
+from numba.extending import get_cython_function_address, intrinsic, overload
 
 _ADDRESSES = {
     np.dtype(np.float64): get_cython_function_address("scipy.linalg.cython_blas", "dgemm"),
@@ -44,7 +44,6 @@ def _call13(typingctx, fn, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12
     return sig, codegen
 
 
-@njit(nogil=True, cache=CACHE)
 def gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
     """``C = alpha op(A) op(B) + beta C`` on row-major 2-D arrays (jitted code).
 
@@ -53,6 +52,21 @@ def gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
     ``out[:, j0:j1]`` or a row block ``X[i0:i1]`` of a larger array works
     without a copy).
     """
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(gemm, prefer_literal=False)
+def _ol_gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
+    # The flags are constants at every call site, which Numba would type as
+    # literals and compile _gemm once per combination; the overload is typed
+    # with plain booleans first, so one compilation serves them all.
+    def impl(fn, trans_a, trans_b, alpha, A, B, beta, C):
+        _gemm(fn, trans_a, trans_b, alpha, A, B, beta, C)
+    return impl
+
+
+@njit(nogil=True, cache=CACHE)
+def _gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
     # Row-major C = alpha op(A) op(B) + beta C is column-major
     # C^T = alpha op(B)^T op(A)^T: swap the operands, keep the flags.
     M, N = C.shape

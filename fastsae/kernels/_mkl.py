@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from ..core.bfloat16 import MKL_EXTRA_HINT, bfloat16_dtype
 from ..core.config import CACHE
@@ -170,13 +170,25 @@ def mkl_threads_local(fn, n):
     return _call_int_int(fn, np.int32(n))
 
 
-@njit(nogil=True, cache=CACHE)
 def gemm_bf16(fn, trans_a, trans_b, alpha, A, B, beta, C):
     """``C = alpha op(A) op(B) + beta C``: A and B bfloat16 (their bits, as uint16 arrays),
     C float32, all row-major 2-D with unit stride along the last axis (jitted code).
 
     ``fn`` is :attr:`MKL.gemm`. Row blocks of a larger array work without a copy.
     """
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(gemm_bf16, prefer_literal=False)
+def _ol_gemm_bf16(fn, trans_a, trans_b, alpha, A, B, beta, C):
+    # plain booleans, not literals: one compilation for every flag combination
+    def impl(fn, trans_a, trans_b, alpha, A, B, beta, C):
+        _gemm_bf16(fn, trans_a, trans_b, alpha, A, B, beta, C)
+    return impl
+
+
+@njit(nogil=True, cache=CACHE)
+def _gemm_bf16(fn, trans_a, trans_b, alpha, A, B, beta, C):
     M, N = C.shape
     K = A.shape[0] if trans_a else A.shape[1]
     if M == 0 or N == 0:
