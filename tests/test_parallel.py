@@ -92,3 +92,13 @@ def test_a_failing_share_raises_in_the_caller_after_all_shares_end():
     with pytest.raises(ValueError, match="share 1"):
         _run_shares(kernel, 3, ())
     assert len(ended) == 2                  # shares 0 and 2 ran to the end first
+
+
+def test_variants_are_compiled_and_cached_apart():
+    from fastsae.kernels.conv import _CONVOLVE
+    from fastsae.kernels.sae import _BACKPROP
+
+    for table in (_BACKPROP, _CONVOLVE):
+        index = {k.kernel._cache._cache_file._index_name for k in table.values()}
+        assert len(index) == len(table)
+        assert len({k.kernel for k in table.values()}) == len(table)

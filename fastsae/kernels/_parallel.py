@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import types
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
@@ -27,6 +28,10 @@ from numba import njit
 
 from ..core import config as _config
 from ..core.config import JIT_OPTIONS
+
+#: Kernel modules being compiled ahead in another process (see
+#: :mod:`fastsae.warmup`): module name -> a callable that waits for it.
+AHEAD: dict = {}
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -53,11 +58,31 @@ class ParallelKernel:
     ``0 .. n_threads - 1`` on that many threads (the caller's among them)."""
 
     def __init__(self, fn):
+        self.py_func = fn
         self.kernel = njit(**JIT_OPTIONS)(fn)
+        self.module = fn.__module__
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
+    def variant(self, suffix: str, **names) -> ParallelKernel:
+        """The same driver with some of its module's global names bound to other
+        objects (for instance another jitted function), compiled on its own.
+
+        A run then compiles only the variants it calls, where a branch on an
+        argument would compile every branch's callees. The copy has its own
+        qualified name (``name_suffix``), which keys Numba's disk cache.
+        """
+        fn = self.py_func
+        copy = types.FunctionType(fn.__code__, {**fn.__globals__, **names},
+                                  f"{fn.__name__}_{suffix}", fn.__defaults__, fn.__closure__)
+        copy.__qualname__ = f"{fn.__qualname__}_{suffix}"
+        copy.__module__ = fn.__module__
+        copy.__doc__ = fn.__doc__
+        return ParallelKernel(copy)
+
     def __call__(self, n_threads: int):
+        if AHEAD and self.module in AHEAD:
+            AHEAD[self.module]()           # compiling elsewhere: wait, then load it from the cache
         n_threads = int(n_threads)
         kernel = self.kernel
         if n_threads <= 1:

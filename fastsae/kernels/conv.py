@@ -34,24 +34,45 @@ MEAN, MAX = 0, 1
 CONV_BLOCK_BYTES = 384 * 1024
 
 
+# Each loop below works on C[:, q0:q1]: slice first, then index from 0 (Numba
+# cannot prove that q0 + q >= 0, and the negative-index check it would insert
+# stops vectorisation). C is contiguous, so the loops vectorise.
+
 @njit(**JIT_OPTIONS)
-def _bias_activation(C, b, act, q0, q1):
-    """C[:, q0:q1] <- act(C[:, q0:q1] + b[:, None]) (C contiguous, so the loops vectorise)."""
-    # Slice first, then index from 0: Numba cannot prove that q0 + q >= 0,
-    # and the negative-index check it would insert stops vectorisation.
+def _bias_sigmoid(C, b, q0, q1):
+    """C[:, q0:q1] <- σ(C[:, q0:q1] + b[:, None])."""
     n = q1 - q0
     for k in range(C.shape[0]):
         row = C[k][q0:q1]
         bk = b[k]
-        if act == SIGMOID:
-            for q in range(n):
-                row[q] = sigmoid(row[q] + bk)
-        elif act == RELU:
-            for q in range(n):
-                row[q] = max(row[q] + bk, row[q] * 0)
-        else:
-            for q in range(n):
-                row[q] = row[q] + bk
+        for q in range(n):
+            row[q] = sigmoid(row[q] + bk)
+
+
+@njit(**JIT_OPTIONS)
+def _bias_relu(C, b, q0, q1):
+    """C[:, q0:q1] <- max(C[:, q0:q1] + b[:, None], 0)."""
+    n = q1 - q0
+    for k in range(C.shape[0]):
+        row = C[k][q0:q1]
+        bk = b[k]
+        for q in range(n):
+            row[q] = max(row[q] + bk, row[q] * 0)
+
+
+@njit(**JIT_OPTIONS)
+def _bias_linear(C, b, q0, q1):
+    """C[:, q0:q1] += b[:, None]."""
+    n = q1 - q0
+    for k in range(C.shape[0]):
+        row = C[k][q0:q1]
+        bk = b[k]
+        for q in range(n):
+            row[q] = row[q] + bk
+
+
+#: The bias and activation that :func:`_convolve` applies; each variant binds its own.
+BIAS_ACTIVATION = _bias_sigmoid
 
 
 @njit(**JIT_OPTIONS)
@@ -75,7 +96,7 @@ def _im2col_block(img, ph, pw, ow, p0, p1, col):
 
 
 @parallel_kernel
-def _convolve(fn, Wmat, b, images, out, ph, pw, act, block, n_threads, t0, t1):
+def _convolve(fn, Wmat, b, images, out, ph, pw, block, n_threads, t0, t1):
     N, H, Wd = images.shape
     ow = Wd - pw + 1
     n_pos = out.shape[2]
@@ -89,7 +110,15 @@ def _convolve(fn, Wmat, b, images, out, ph, pw, act, block, n_threads, t0, t1):
             p1 = min(p0 + block, n_pos)
             _im2col_block(images[n], ph, pw, ow, p0, p1, col)
             gemm(fn, False, False, 1.0, Wmat, col[:, :p1 - p0], 0.0, out[n, :, p0:p1])
-            _bias_activation(out[n], b, act, p0, p1)
+            BIAS_ACTIVATION(out[n], b, p0, p1)
+
+
+#: One compiled driver per activation, so that a run compiles only its own.
+_CONVOLVE = {
+    SIGMOID: _convolve,
+    RELU: _convolve.variant("relu", BIAS_ACTIVATION=_bias_relu),
+    LINEAR: _convolve.variant("linear", BIAS_ACTIVATION=_bias_linear),
+}
 
 
 def conv_block(n_filters, itemsize, n_pos):
@@ -115,8 +144,8 @@ def convolve(W, b, images, *, activation="sigmoid", out=None):
     block = conv_block(K, dt.itemsize, oh * ow)
     n_threads = threads_for(2.0 * K * ph * pw * N * oh * ow, N * oh * ow)
     with scipy_blas_single_thread():
-        _convolve(n_threads)(gemm_address(dt), Wmat, b.astype(dt), images, out, ph, pw, _ACT[activation],
-                  block, n_threads)
+        _CONVOLVE[_ACT[activation]](n_threads)(gemm_address(dt), Wmat, b.astype(dt), images, out,
+                                               ph, pw, block, n_threads)
     return out.reshape(N, K, oh, ow) if maps is None else maps
 
 

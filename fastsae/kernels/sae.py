@@ -147,8 +147,12 @@ def _encode(fn, X, W1, b1, A2, chunk, rho_parts, t0, t1):
             _bias_sigmoid_colsum(Ac, b1, acc)
 
 
+#: The output delta that :func:`_backprop` calls; each variant binds its own.
+OUTPUT_DELTA = _delta_out_sigmoid_squared
+
+
 @parallel_kernel
-def _backprop(fn, X, A2, W2, b2, s, kind, chunk, bufZ, bufD, gW1, gW2, gb1, gb2, cost, t0, t1):
+def _backprop(fn, X, A2, W2, b2, s, chunk, bufZ, bufD, gW1, gW2, gb1, gb2, cost, t0, t1):
     m = X.shape[0]
     n_threads = gW1.shape[0]
     for t in range(t0, t1):
@@ -169,11 +173,20 @@ def _backprop(fn, X, A2, W2, b2, s, kind, chunk, bufZ, bufD, gW1, gW2, gb1, gb2,
             Ac = A2[c0:c1]
             Xc = X[c0:c1]
             gemm(fn, False, True, 1.0, Ac, W2, 0.0, Z)          # Z3 = A2 W2ᵀ
-            output_delta(kind, Z, Xc, b2, cost[t], gb2[t])
+            OUTPUT_DELTA(Z, Xc, b2, cost[t], gb2[t])
             gemm(fn, True, False, 1.0, Z, Ac, 1.0, g2)          # gW2 += δ3ᵀ A2
             gemm(fn, False, False, 1.0, Z, W2, 0.0, D)          # δ3 W2
             _delta_hidden(D, Ac, s, gb1[t])
             gemm(fn, True, False, 1.0, D, Xc, 1.0, g1)          # gW1 += δ2ᵀ X
+
+
+#: One compiled driver per output layer, so that a run compiles only its own.
+_BACKPROP = {
+    SIGMOID_SQUARED: _backprop,
+    LINEAR_SQUARED: _backprop.variant("linear_squared", OUTPUT_DELTA=_delta_out_linear_squared),
+    SIGMOID_CROSS_ENTROPY: _backprop.variant("sigmoid_cross_entropy",
+                                             OUTPUT_DELTA=_delta_out_sigmoid_cross_entropy),
+}
 
 
 class _Workspace:
@@ -419,8 +432,8 @@ def sae_cost_grad(theta, X, n_visible, n_hidden, *, sparsity, beta, weight_decay
         rho_hat = ws.rho.sum(axis=0) / m
         kl, dkl = kl_sparsity(sparsity, rho_hat)
         s = (beta * dkl).astype(dt)
-        _backprop(n_threads)(fn, X, ws.A2, W2c, b2c, s, kind, chunk, ws.Z, ws.D,
-                  ws.gW1, ws.gW2, ws.gb1, ws.gb2, ws.cost)
+        _BACKPROP[kind](n_threads)(fn, X, ws.A2, W2c, b2c, s, chunk, ws.Z, ws.D,
+                                   ws.gW1, ws.gW2, ws.gb1, ws.gb2, ws.cost)
     return _finish(ws, theta, W1, W2, m, kind, weight_decay, sumsq(W1c) + sumsq(W2c),
                    beta * kl, tied)
 
