@@ -98,7 +98,7 @@ API_MODULES = [
                                          "recipes", "conv", "convae", "convnet"]),
     ("Training, parameters, files, pictures", ["optim", "params", "io", "viz", "exceptions"]),
     ("Backends and scale", ["backends", "reference", "kernels", "cuda", "distributed"]),
-    ("Programs", ["demo"]),
+    ("Programs", ["demo", "warmup"]),
 ]
 # shown in the reference, but not documented again (another library's object)
 FOREIGN = {"Pipeline": "sklearn.pipeline.Pipeline"}

@@ -19,7 +19,7 @@ LAYERS = {
     "fastsae.exceptions": 0, "fastsae._version": 0, "fastsae.core": 0,
     "fastsae.reference": 1, "fastsae.kernels": 1, "fastsae.cuda": 1,
     "fastsae.backends": 2,
-    "fastsae.params": 3, "fastsae.optim": 3, "fastsae._dask": 3,
+    "fastsae.params": 3, "fastsae.optim": 3, "fastsae._dask": 3, "fastsae.warmup": 3,
     "fastsae.base": 4, "fastsae.autoencoder": 4, "fastsae.softmax": 4, "fastsae.stacked": 4,
     "fastsae.conv": 4, "fastsae.convae": 4, "fastsae.convnet": 4, "fastsae.preprocess": 4,
     "fastsae.audio": 4, "fastsae.datasets": 4,

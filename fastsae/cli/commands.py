@@ -214,6 +214,7 @@ def cmd_classify(args, console):
 
     from .. import io
     from ..recipes import ClipClassifier
+    from ..warmup import DTYPES, compile_ahead
     from ..softmax import SoftmaxRegression
     from ..viz import confusion_matrix, plot_confusion_matrix
 
@@ -252,7 +253,12 @@ def cmd_classify(args, console):
             make = ClipClassifier.quick if args.fast else ClipClassifier
             clf = make(weight_decay=1e-2 if args.weight_decay is None else args.weight_decay,
                        n_jobs=args.n_jobs, random_state=args.seed, verbose=not args.quiet)
-            clf.fit(pick(train), labels[train])
+            # with a cold kernel cache, the conv net's kernels compile in a second
+            # process while the feature learners train here
+            ahead = (["convae", "convnet"] if clf.backend == "numba" and clf.conv_net is not None
+                     and str(np.dtype(clf.dtype)) in DTYPES else [])
+            with compile_ahead(ahead, dtype=str(np.dtype(clf.dtype)) if ahead else "float32"):
+                clf.fit(pick(train), labels[train])
             predict = clf.predict
             what = "the default recipe (ClipClassifier)"
             io.save(Pipeline([("spectrogram", spectrogram), ("classifier", clf)]),
