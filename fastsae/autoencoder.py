@@ -176,10 +176,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
             ["float32"] if is_bfloat16(self.dtype) else ["float64"]
         return tags
 
-    def _work_dtype(self):
-        """The dtype of checked input: the estimator's, float32 for bfloat16."""
-        return "float32" if is_bfloat16(self.dtype) else self.dtype
-
     def _check_X(self, X, *, fitting=False):
         if not fitting:
             self._check_fitted("W1_")

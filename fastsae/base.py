@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import _dask, backends
+from .core.bfloat16 import is_bfloat16
 from .core.checks import check_array, check_bool, check_dtype, check_n_jobs, check_scalar
 from .core.memory import check_memory, lbfgs_bytes
 from .core.threads import numba_threads
@@ -100,6 +101,11 @@ class Estimator(BaseEstimator):
         check_n_jobs(self.n_jobs)
         check_bool(self.verbose, "verbose")
 
+    def _work_dtype(self):
+        """The dtype of checked input and of the results: the estimator's, float32
+        for bfloat16 (which only the fit's matrix products use)."""
+        return "float32" if is_bfloat16(self.dtype) else self.dtype
+
     def _check_fit_memory(self, n_params, work_bytes=0, what=""):
         """Refuse a fit whose L-BFGS state (``n_params`` float64 parameters, 100
         correction pairs) and working arrays (``work_bytes``) would not fit in memory."""
@@ -136,7 +142,7 @@ class Estimator(BaseEstimator):
         smallest and largest values (found in the same pass on a cluster or
         GPU); with ``n_features``, that many columns.
         """
-        dtype = check_dtype(self.dtype if dtype is None else dtype)
+        dtype = check_dtype(self._work_dtype() if dtype is None else dtype)
         lo_hi = None
         if dask and _dask.is_dask_collection(X):
             X, lo, hi = _dask.check_dask_array(X, name, dtype=dtype)

@@ -9,6 +9,7 @@ from sklearn.base import ClassifierMixin
 from . import _dask, backends
 from .base import Estimator, say
 from .core.args import check_softmax_args
+from .core.bfloat16 import bfloat16_dtype, is_bfloat16
 from .core.checks import check_array, check_dtype, check_int, check_random_state, check_scalar
 from .core.labels import encode_known_labels, encode_labels
 from .core.threads import numba_threads
@@ -61,7 +62,7 @@ def softmax_cost_grad(theta: ArrayLike, X: ArrayLike, y: ArrayLike, n_classes: i
     """
     X = check_array(X, "X")
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
-    check_softmax_args(theta, X, y, n_classes, weight_decay)
+    check_softmax_args(theta, X, y, n_classes, weight_decay, bfloat16=backend != "cuda")
     fn = backends.get_function(backend, "softmax_cost_grad")
     return fn(theta, X, y, n_classes, weight_decay=weight_decay)
 
@@ -107,7 +108,7 @@ class SoftmaxOutputMixin(ClassifierMixin):
         binary = self.classes_.size == 2 if hasattr(self, "classes_") else False
         if self._is_rows_on_cluster(X):
             return self._on_chunks(self.decision_function, X, None if binary else
-                                   self.classes_.size, check_dtype(self.dtype))
+                                   self.classes_.size, check_dtype(self._work_dtype()))
         Z = self._logits(self._top(X))
         return Z[:, 1] - Z[:, 0] if binary else Z
 
@@ -118,7 +119,7 @@ class SoftmaxOutputMixin(ClassifierMixin):
         """
         if self._is_rows_on_cluster(X):
             return self._on_chunks(self.predict_proba, X, self.classes_.size,
-                                   check_dtype(self.dtype))
+                                   check_dtype(self._work_dtype()))
         proba = backends.get_function(self.backend, "softmax_predict_proba")
         return proba(self.coef_, self.intercept_, self._top(X))
 
@@ -126,7 +127,7 @@ class SoftmaxOutputMixin(ClassifierMixin):
         """Log-probabilities, computed stably from the logits."""
         if self._is_rows_on_cluster(X):
             return self._on_chunks(self.predict_log_proba, X, self.classes_.size,
-                                   check_dtype(self.dtype))
+                                   check_dtype(self._work_dtype()))
         Z = self._logits(self._top(X))
         Z = Z - Z.max(axis=1, keepdims=True)
         return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
@@ -189,9 +190,17 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
         Seed of the initial weights (UFLDL: ``0.005 * randn``).
     backend, dtype, n_jobs, verbose
         As for :class:`~fastsae.SparseAutoencoder`: ``"numba"``, ``"numpy"`` or
-        ``"cuda"``; the precision of the computation, ``"float64"`` or
-        ``"float32"`` (parameters stay float64); Numba threads (None: all
-        cores); a progress bar with the current cost.
+        ``"cuda"``; the precision of the computation, ``"float64"``,
+        ``"float32"`` or ``"bfloat16"`` (parameters stay float64); Numba
+        threads (None: all cores); a progress bar with the current cost.
+        ``"bfloat16"`` (``backend="numba"`` or ``"numpy"``, NumPy input; needs
+        the extra ``fastsae-audio[mkl]``, else ``fit`` raises
+        :class:`~fastsae.BackendUnavailableError`): the two matrix products of
+        each evaluation take bfloat16 operands with float32 accumulation, and
+        ``fit`` follows the autoencoder's precision schedule (L-BFGS on the
+        bfloat16 objective while it makes progress, float32 for the last
+        iterations; :func:`fastsae.base.lbfgs_two_precisions`). Input,
+        predictions and :meth:`cost` are float32.
 
     Attributes
     ----------
@@ -203,6 +212,8 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
     n_features_in_ : int
     loss_curve_, n_iter_, n_evaluations_, converged_, interrupted_, fit_time_, objective_time_
         As for :class:`~fastsae.SparseAutoencoder`.
+    n_bfloat16_iter_ : int
+        Of ``n_iter_``, the iterations in bfloat16 (``dtype="bfloat16"``; else 0).
 
     Notes
     -----
@@ -246,9 +257,14 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
                  verbose: bool = False) -> None:
         self._store_params(locals())
 
+    _bfloat16 = True
+
     def _validate_params(self):
         check_scalar(self.weight_decay, "weight_decay", low=0.0)
         check_int(self.max_iter, "max_iter", low=1)
+        if is_bfloat16(self.dtype) and self.backend not in ("numba", "numpy"):
+            raise ParameterError(f"dtype='bfloat16' needs backend='numba' or 'numpy'; got "
+                                 f"backend={self.backend!r}")
         self._validate_common()
 
     _dask_rows = True
@@ -256,6 +272,9 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
     def _check_X(self, X, *, fitting=False):
         if fitting:
             self._validate_params()
+            if is_bfloat16(self.dtype) and _dask.is_dask_collection(X):
+                raise ParameterError("dtype='bfloat16' trains on a NumPy array, not a dask "
+                                     "array; use dtype='float32' on a cluster")
             return self._check_rows(X, dask=True)[0]
         self._check_fitted("coef_")
         return self._check_rows(X, dask=True, n_features=self.n_features_in_)[0]
@@ -291,16 +310,29 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
         self : fitted; Ctrl-C ends training early with the best weights so far.
         """
         X = self._check_X(X, fitting=True)          # the parameters first, then X
+        bf16 = is_bfloat16(self.dtype)
+        if bf16:                                     # the packages, before any work
+            if self.backend == "numba":
+                from .kernels import _mkl
+                _mkl.ensure_available()
+            bfloat16_dtype()
         classes, codes = encode_labels_for(X, y)
         K, n = classes.size, X.shape[1]
-        self._check_fit_memory(K * n + K, 3 * X.shape[0] * K * np.dtype(self.dtype).itemsize,
+        self._check_fit_memory(K * n + K, 3 * X.shape[0] * K * X.dtype.itemsize
+                               + (X.shape[0] * n * 2 if bf16 else 0),
                                f" with {K} classes on {n} features")
         self.classes_ = classes
         rng = check_random_state(self.random_state)
         theta0 = np.zeros(K * n + K)
         theta0[:K * n] = 0.005 * rng.standard_normal(K * n)
-        result = self._run_lbfgs(self._objective(X, codes), theta0, max_iter=self.max_iter,
-                                 callback=callback)
+        if bf16:
+            result = self._run_lbfgs(self._objective(X.astype(bfloat16_dtype()), codes), theta0,
+                                     exact=self._objective(X, codes), max_iter=self.max_iter,
+                                     callback=callback)
+        else:
+            result = self._run_lbfgs(self._objective(X, codes), theta0, max_iter=self.max_iter,
+                                     callback=callback)
+        self.n_bfloat16_iter_ = int(getattr(result, "n_fast_iter", 0))
         self._set_theta(result.theta, n)
         return self
 

@@ -124,6 +124,28 @@ def test_sae_bf16_cases(case):
                                    atol=(1e-4 if tight else 5e-2) * np.abs(grad0).max())
 
 
+def test_softmax_bf16_implementations_agree():
+    from fastsae.kernels import _mkl
+    if not _mkl.available():
+        pytest.skip('needs the mkl extra (pip install "fastsae-audio[mkl]")')
+    from fastsae import reference
+    from fastsae.benchmarks.softmax import WEIGHT_DECAY, torch_softmax_bf16
+    from fastsae.core.bfloat16 import bfloat16_dtype
+    from fastsae.kernels import softmax as numba_softmax
+
+    theta, X, y = softmax_problem(300, 37, 5, np.float32)
+    theta = theta + 0.05 * np.random.default_rng(1).standard_normal(theta.size)
+    X16 = X.astype(bfloat16_dtype())
+    c0, g0 = reference.softmax_cost_grad(theta, X16, y, 5, weight_decay=WEIGHT_DECAY)
+    c, g = numba_softmax.softmax_cost_grad(theta, X16, y, 5, weight_decay=WEIGHT_DECAY)
+    assert c == pytest.approx(c0, rel=5e-6)
+    np.testing.assert_allclose(g, g0, rtol=0, atol=1e-5 * np.abs(g0).max())
+    if TORCH is not None:
+        ct, gt = torch_softmax_bf16(theta, X, y, 5, TORCH)()
+        assert ct == pytest.approx(c0, rel=1e-2)
+        np.testing.assert_allclose(gt, g0, rtol=0, atol=5e-2 * np.abs(g0).max())
+
+
 def test_compile_probe_counts_outermost_compilations_only():
     from numba import njit
     from numba.core import event

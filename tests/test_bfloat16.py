@@ -195,9 +195,12 @@ def test_argument_checks_accept_bfloat16_only_where_asked():
         numba_sae.sae_cost_grad(theta, X.astype(np.int64), 10, 4, **KW)
     assert check_array(X16).dtype == X16.dtype              # kept as it is
     assert is_bfloat16(check_array(X, dtype="bfloat16").dtype)
-    with pytest.raises(fastsae.ParameterError, match="softmax|X must be float32 or float64"):
+    with pytest.raises(fastsae.ParameterError, match="X must be float32 or float64; got dtype bfloat16"):
+        fastsae.stacked_cost_grad(np.zeros(2 * 4 + 2 + 4 * 10 + 4 + 10 * 4 + 10), X16,
+                                  np.zeros(30, int), (10, 4), 2, weight_decay=1e-4)
+    with pytest.raises(fastsae.ParameterError, match="X must be float32 or float64; got dtype bfloat16"):
         fastsae.softmax_cost_grad(np.zeros(2 * 10 + 2), X16, np.zeros(30, int), 2,
-                                  weight_decay=1e-4)
+                                  weight_decay=1e-4, backend="cuda")
 
 
 # -- the estimator and its precision schedule ----------------------------------------
@@ -239,10 +242,14 @@ def test_bfloat16_refused_clearly_where_it_is_not_offered():
     with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
         fastsae.SparseAutoencoder(n_hidden=4, dtype="bfloat16", backend="cuda").fit(X)
     y = np.arange(60) % 2
-    for est in (fastsae.SoftmaxRegression(dtype="bfloat16", max_iter=3),
-                fastsae.StackedAutoencoder(hidden_sizes=(4,), dtype="bfloat16")):
-        with pytest.raises(fastsae.ParameterError, match="bfloat16 is available for SparseAutoencoder"):
-            est.fit(X, y)
+    with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
+        fastsae.SoftmaxRegression(dtype="bfloat16", backend="cuda").fit(X, y)
+    for est in (fastsae.StackedAutoencoder(hidden_sizes=(4,), dtype="bfloat16"),
+                fastsae.ConvolutionalAutoencoder(n_filters=2, patch_shape=(3, 3),
+                                                 dtype="bfloat16")):
+        with pytest.raises(fastsae.ParameterError,
+                           match="bfloat16 is available for SparseAutoencoder, SoftmaxRegression"):
+            est.fit(X.reshape(60, 1, 2, 4) if "Convolutional" in type(est).__name__ else X, y)
     if HAVE_EXTRA:                        # convolve has no bfloat16 path: a clear refusal
         images = np.zeros((1, 8, 8)).astype(bfloat16_dtype())
         with pytest.raises(fastsae.ParameterError, match="float32 or float64"):
@@ -284,3 +291,104 @@ def test_the_precision_schedule_stops_on_the_callback():
 
     r = lbfgs_two_precisions(fast, exact, np.zeros(20), max_iter=40, callback=stop)
     assert r.interrupted and r.n_iter == 3 and r.n_fast_iter == 3
+
+
+# -- softmax regression in bfloat16 ---------------------------------------------------
+
+SOFTMAX_SHAPES = [(37, 13, 3), (1000, 129, 10), (5, 1, 2), (211, 64, 7)]   # (m, n, classes)
+
+
+def _softmax_problem(m, n, K, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((K, n))
+    y = rng.integers(0, K, m)
+    X = centres[y] + 1.5 * rng.standard_normal((m, n))
+    theta = 0.1 * rng.standard_normal(K * n + K)
+    return theta, X, y
+
+
+@needs_mkl
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=str)
+def test_numba_softmax_bfloat16_equals_the_reference_twin(shape):
+    from fastsae.kernels import softmax as numba_softmax
+
+    m, n, K = shape
+    theta, X, y = _softmax_problem(m, n, K)
+    X16 = _bf16(X)
+    c_ref, g_ref = reference.softmax_cost_grad(theta, X16, y, K, weight_decay=1e-3)
+    c_nb, g_nb = numba_softmax.softmax_cost_grad(theta, X16, y, K, weight_decay=1e-3)
+    assert g_nb.dtype == np.float64 and g_nb.shape == theta.shape
+    assert c_nb == pytest.approx(c_ref, rel=5e-6)
+    np.testing.assert_allclose(g_nb, g_ref, rtol=0, atol=1e-5 * np.abs(g_ref).max())
+    # and the tolerance is below what products without the bfloat16 roundings give
+    g32 = reference.softmax_cost_grad(theta, X16.astype(np.float32), y, K, weight_decay=1e-3)[1]
+    assert np.abs(g32 - g_ref).max() > 1e-4 * np.abs(g_ref).max()
+
+
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=str)
+def test_softmax_reference_twin_is_close_to_float64(shape):
+    pytest.importorskip("ml_dtypes", reason="the bfloat16 twin needs ml-dtypes")
+    m, n, K = shape
+    theta, X, y = _softmax_problem(m, n, K, seed=1)
+    c64, g64 = reference.softmax_cost_grad(theta, X, y, K, weight_decay=1e-3)
+    c16, g16 = reference.softmax_cost_grad(theta, _bf16(X), y, K, weight_decay=1e-3)
+    assert c16 == pytest.approx(c64, rel=1e-2)
+    assert np.linalg.norm(g16 - g64) <= 2e-2 * np.linalg.norm(g64)
+
+
+@needs_mkl
+def test_softmax_bfloat16_gradient_checks_against_the_float64_objective():
+    from fastsae.kernels import softmax as numba_softmax
+
+    theta, X, y = _softmax_problem(400, 16, 4, seed=2)
+    X16 = _bf16(X)
+
+    def fun(t):
+        return (reference.softmax_cost_grad(t, X, y, 4, weight_decay=1e-3)[0],
+                numba_softmax.softmax_cost_grad(t, X16, y, 4, weight_decay=1e-3)[1])
+
+    assert check_gradient(fun, theta) < 1e-2
+    assert check_gradient(lambda t: (fun(t)[0], 1.05 * fun(t)[1]), theta) > 1e-2
+
+
+@needs_mkl
+def test_softmax_bfloat16_kernel_sees_every_sample():
+    from fastsae.kernels import softmax as numba_softmax
+
+    theta, X, y = _softmax_problem(1300, 6, 3, seed=3)          # several chunks and threads
+    X16 = _bf16(X)
+    total, g = numba_softmax.softmax_cost_grad(theta, X16, y, 3, weight_decay=0.0)
+    parts = [numba_softmax.softmax_cost_grad(theta, X16[i:i + 100], y[i:i + 100], 3,
+                                             weight_decay=0.0) for i in range(0, 1300, 100)]
+    assert total == pytest.approx(np.mean([p[0] for p in parts]), rel=1e-5)
+    np.testing.assert_allclose(g, np.mean([p[1] for p in parts], axis=0), rtol=1e-3, atol=1e-6)
+
+
+@needs_mkl
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_softmax_regression_bfloat16_reaches_the_float32_cost(backend):
+    _, X, y = _softmax_problem(3000, 40, 6, seed=5)
+    X += 3.0 * np.random.default_rng(6).standard_normal(X.shape)    # overlapping classes
+    kw = dict(weight_decay=1e-3, max_iter=60, backend=backend, random_state=0)
+    f32 = fastsae.SoftmaxRegression(dtype="float32", **kw).fit(X, y)
+    b16 = fastsae.SoftmaxRegression(dtype="bfloat16", **kw).fit(X, y)
+    assert 0 < b16.n_bfloat16_iter_ < b16.n_iter_ and f32.n_bfloat16_iter_ == 0
+    c32 = reference.softmax_cost_grad(f32._theta(), X, y, 6, weight_decay=1e-3)[0]
+    c16 = reference.softmax_cost_grad(b16._theta(), X, y, 6, weight_decay=1e-3)[0]
+    assert c16 <= 1.01 * c32, (c16, c32)
+    assert abs(b16.score(X, y) - f32.score(X, y)) <= 0.01
+    assert b16.predict_proba(X[:5]).dtype == np.float32
+    assert b16.cost(X, y) == pytest.approx(c16, rel=1e-4)        # float32 methods
+
+
+def test_softmax_regression_bfloat16_without_the_extra_names_it(no_extra):
+    X, y = _unit_data(100, 8), np.arange(100) % 3
+    with pytest.raises(fastsae.BackendUnavailableError, match=r'pip install "fastsae-audio\[mkl\]"'):
+        fastsae.SoftmaxRegression(dtype="bfloat16", max_iter=5).fit(X, y)
+
+
+def test_softmax_regression_bfloat16_refuses_a_dask_array():
+    da = pytest.importorskip("dask.array")
+    X = da.from_array(_unit_data(40, 4), chunks=(20, 4))
+    with pytest.raises(fastsae.ParameterError, match="dask array"):
+        fastsae.SoftmaxRegression(dtype="bfloat16").fit(X, np.arange(40) % 2)

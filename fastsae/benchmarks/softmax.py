@@ -222,6 +222,64 @@ def run_training(m=50_000, n=256, K=10, max_iter=100):
                 "iterations", ["run", "total s", "iterations", "final cost", "train accuracy"], rows)
 
 
+def torch_softmax_bf16(theta, X, y, K, torch):
+    """Softmax cost+grad in PyTorch with bfloat16 products (``X``, ``W`` and ``δ`` in
+    bfloat16, the softmax in float32), hand-written gradient."""
+    bf = torch.bfloat16
+    Xt, yt = torch.from_numpy(np.asarray(X, np.float32)).to(bf), torch.from_numpy(y)
+    m, n = X.shape
+    rows = torch.arange(m)
+
+    def run():
+        th = torch.from_numpy(theta)
+        W, b = th[:K * n].view(K, n), th[K * n:]
+        Z = torch.addmm(b.to(bf), Xt, W.to(bf).T).float()
+        Z = Z - Z.max(dim=1, keepdim=True).values
+        E = torch.exp(Z)
+        S = E.sum(dim=1)
+        cost = -(Z[rows, yt] - torch.log(S)).double().sum() / m \
+            + 0.5 * WEIGHT_DECAY * (W * W).sum()
+        D = E / S[:, None]
+        D[rows, yt] -= 1
+        gW = (D.to(bf).T @ Xt).double() / m + WEIGHT_DECAY * W
+        return float(cost), torch.cat([gW.ravel(), D.double().sum(0) / m]).numpy()
+    return run
+
+
+def run_bf16(quick=False, rounds=None):
+    """Softmax cost+grad in bfloat16 (the extra fastsae-audio[mkl]) against float32 and
+    PyTorch's bfloat16, one process, alternating blocks."""
+    from fastsae.core.bfloat16 import bfloat16_dtype
+    from fastsae.kernels import _mkl
+
+    if not _mkl.available():
+        print('\nsoftmax in bfloat16: oneMKL / ml-dtypes are not installed '
+              '(pip install "fastsae-audio[mkl]"): skipped')
+        return None
+    torch = torch_or_none()
+    name, m, n, K, _ = (QUICK_SOFTMAX if quick else SOFTMAX_CASES)[0]
+    theta, X, y = softmax_problem(m, n, K, np.float32)
+    X16 = X.astype(bfloat16_dtype())
+    kw = dict(weight_decay=WEIGHT_DECAY)
+    impls = {"numba float32": lambda: numba_softmax.softmax_cost_grad(theta, X, y, K, **kw),
+             "numba bfloat16": lambda: numba_softmax.softmax_cost_grad(theta, X16, y, K, **kw),
+             "numpy reference bfloat16": lambda: reference.softmax_cost_grad(theta, X16, y, K,
+                                                                             **kw)}
+    if torch is not None:
+        impls["pytorch CPU bfloat16, hand-written grad"] = torch_softmax_bf16(theta, X, y, K,
+                                                                               torch)
+    times = time_side_by_side(impls, rounds=rounds or (2 if quick else 3))
+    f32 = times["numba float32"][0]
+    ours = times["numba bfloat16"][0]
+    rows = [[impl, f"{t * 1e3:.2f}", f"{t / f32:.2f}", f"{t / ours:.2f}"]
+            for impl, (t, _) in times.items()]
+    print_table(f"Softmax cost+grad in bfloat16, {name} shape (n_samples={m:,}, n_features={n}, "
+                f"n_classes={K}); GEMMs = {4 * m * n * K / 1e9:.2f} GFLOP",
+                ["implementation", "median ms", "time / numba float32",
+                 "time / numba bfloat16"], rows)
+    return times
+
+
 def run(gemm_rates=None, quick=False, training=True, rounds=None):
     """Print the softmax and stacked tables (``gemm_rates`` is unused; for ``python -m bench``)."""
     torch = torch_or_none()
@@ -242,6 +300,7 @@ def run(gemm_rates=None, quick=False, training=True, rounds=None):
         net = "-".join(map(str, sizes + (K,)))
         print_table(f"Stacked autoencoder cost+grad, {name}: {net} network, n_samples={m:,}, "
                     f"{np.dtype(dtype).name}", HEADER, _rows(times, check_agreement(impls)))
+    run_bf16(quick=quick, rounds=rounds)
     if training:
         run_training(m=5_000 if quick else 50_000, max_iter=30 if quick else 100)
 

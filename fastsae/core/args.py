@@ -135,13 +135,16 @@ def check_labels(y, n_samples: int, n_classes: int) -> np.ndarray:
 
 
 def check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes=None,
-                        stack_weight_decay=0.0):
+                        stack_weight_decay=0.0, *, bfloat16=False):
     """Cheap checks shared by every softmax / stacked cost implementation.
 
     Shapes, label range and hyper-parameters; not the O(n) NaN scan of ``X``
     (the public entry points and the estimators do that once). The label
     range *is* checked on every call: a kernel indexing with an out-of-range
     label would read outside its buffers.
+
+    With ``bfloat16=True`` (the implementations that have a bfloat16 path), X
+    may also be an ml-dtypes bfloat16 array.
 
     Returns ``(n_classes, y as intp, layer_sizes as a tuple or None)``.
     """
@@ -150,8 +153,9 @@ def check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes=None,
     check_scalar(stack_weight_decay, "stack_weight_decay", low=0.0)
     if not isinstance(X, np.ndarray) or X.ndim != 2:
         raise ParameterError(f"X must be a 2-D array; got {getattr(X, 'shape', type(X))}")
-    if X.dtype not in FLOAT_DTYPES:
-        raise ParameterError(f"X must be float32 or float64; got dtype {X.dtype}")
+    if X.dtype not in FLOAT_DTYPES and not (bfloat16 and is_bfloat16(X.dtype)):
+        also = ", or bfloat16 (ml_dtypes.bfloat16)" if bfloat16 else ""
+        raise ParameterError(f"X must be float32 or float64{also}; got dtype {X.dtype}")
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ParameterError(f"X must have at least one row and one column; got shape {X.shape}")
     if layer_sizes is None:

@@ -263,3 +263,15 @@ def round_to_bf16(src, dst):
     for r in range(src.shape[0]):
         for j in range(src.shape[1]):
             dst[r, j] = to_bf16(np.float32(src[r, j]))
+
+
+@njit(cache=CACHE, nogil=True, fastmath=set(FASTMATH), error_model="numpy")
+def rows_to_bf16(A, O):
+    """``O`` (uint16, bfloat16 bits) <- float32 ``A`` rounded, row by row (2-D; jitted
+    code: the loop vectorises)."""
+    n, k = A.shape
+    for r in range(n):
+        a = A[r]
+        o = O[r]
+        for j in range(k):
+            o[j] = to_bf16(a[j])

@@ -44,7 +44,8 @@ from ..core.layouts import pack_sae_grad, unpack_sae
 from ..core.numerics import kl_sparsity
 from . import _mkl
 from ._blas import gemm, gemm_address
-from ._math import from_bf16, one, round_to_bf16, sigmoid, softplus, sumsq, to_bf16
+from ._math import (from_bf16, one, round_to_bf16, rows_to_bf16, sigmoid, softplus, sumsq,
+                    to_bf16)
 from ._mkl import gemm_bf16, mkl_threads_local
 from ._parallel import parallel_kernel, threads_for, workspace
 
@@ -212,17 +213,6 @@ BF16_CHUNK_ROWS = 512
 
 
 @njit(**JIT_OPTIONS)
-def _rows_to_bf16(A, O):
-    """O (bfloat16 bits) <- A (float32) rounded."""
-    n, k = A.shape
-    for r in range(n):
-        a = A[r]
-        o = O[r]
-        for j in range(k):
-            o[j] = to_bf16(a[j])
-
-
-@njit(**JIT_OPTIONS)
 def _delta_out_bf16(kind, Z, X, b, cost, gb, O):
     """O (bfloat16 bits) <- δ3 from Z3 (float32) and X (bfloat16 bits); cost += data terms,
     gb += Σ δ3 (float32 sums of the unrounded values)."""
@@ -330,7 +320,7 @@ def _backprop_bf16(fn, fn_threads, X, A2, W2, b2, s, kind, chunk, bufA16, bufZ, 
             A16 = bufA16[t, :n]
             Ac = A2[c0:c1]
             Xc = X[c0:c1]
-            _rows_to_bf16(Ac, A16)
+            rows_to_bf16(Ac, A16)
             gemm_bf16(fn, False, True, 1.0, A16, W2, 0.0, Z)         # Z3 = A2 W2ᵀ
             _delta_out_bf16(kind, Z, Xc, b2, part_cost, part_gb2, Z16)
             gemm_bf16(fn, True, False, 1.0, Z16, A16, 1.0, g2)       # gW2 += δ3ᵀ A2

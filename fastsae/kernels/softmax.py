@@ -15,6 +15,12 @@ contiguous share of rows in cache-sized chunks and, per chunk,
 ``X`` is thus read from memory once per evaluation (the reference reads it
 twice and writes three ``(n_samples × n_classes)`` temporaries). Partial
 gradients live in per-thread buffers and are summed once, in float64.
+
+bfloat16 (``X`` an ml-dtypes bfloat16 array): the same pass, both GEMMs in
+oneMKL's ``cblas_gemm_bf16bf16f32`` (bfloat16 operands, float32 accumulation);
+the logits and ``δ`` are float32, ``δ`` is rounded to bfloat16 for the second
+GEMM. The NumPy twin of this arithmetic is
+:func:`fastsae.reference.softmax.softmax_cost_grad` on a bfloat16 ``X``.
 """
 from __future__ import annotations
 
@@ -25,10 +31,13 @@ from ..core.config import JIT_OPTIONS
 from ..core.threads import scipy_blas_single_thread
 from ..core.layouts import unpack
 from ..core.args import check_proba_args, check_softmax_args
+from ..core.bfloat16 import is_bfloat16
 from ..core.layouts import softmax_layout
+from . import _mkl
 from ._blas import gemm, gemm_address
+from ._mkl import gemm_bf16, mkl_threads_local
 from ._parallel import parallel_kernel, threads_for, workspace
-from ._math import fexp, one, sumsq
+from ._math import fexp, one, round_to_bf16, rows_to_bf16, sumsq
 
 #: Rows per chunk. The pass is bound by reading X from memory; short chunks
 #: keep each one in L1/L2 between the two GEMMs that read it. Measured at
@@ -162,6 +171,40 @@ def _proba_chunks(fn, X, W, b, chunk, out, first, last):
                 p[k] *= inv
 
 
+@njit(**JIT_OPTIONS)
+def _softmax_share_bf16(fn, X, y, W, b, chunk, lo, hi, bufZ, bufZ16, bufV, G, gW):
+    """:func:`_softmax_share` with bfloat16 ``X`` and ``W`` (uint16 bits): float32 logits
+    and ``gW``, ``δ`` rounded to bfloat16 (``bufZ16``) for the second GEMM."""
+    K = W.shape[0]
+    gW[:, :] = 0.0
+    G[:, :] = 0.0
+    nll = 0.0
+    for c0 in range(lo, hi, chunk):
+        c1 = min(c0 + chunk, hi)
+        n = c1 - c0
+        Xc = X[c0:c1]
+        Z = bufZ[:K * n].reshape((K, n))
+        Z16 = bufZ16[:K * n].reshape((K, n))
+        gemm_bf16(fn, False, True, 1.0, W, Xc, 0.0, Z)             # Z = W Xcᵀ
+        nll += softmax_delta_t(Z, b, y[c0:c1], bufV[0], bufV[1], bufV[2], G)
+        rows_to_bf16(Z, Z16)
+        gemm_bf16(fn, False, False, 1.0, Z16, Xc, 1.0, gW)         # gW += δ Xc
+    return nll
+
+
+@parallel_kernel
+def _softmax_pass_bf16(fn, fn_threads, X, y, W, b, chunk, bufZ, bufZ16, bufV, G, gW, nll, t0,
+                       t1):
+    m = X.shape[0]
+    n_threads = gW.shape[0]
+    for t in range(t0, t1):
+        previous = mkl_threads_local(fn_threads, 1)
+        nll[t] = _softmax_share_bf16(fn, X, y, W, b, chunk, t * m // n_threads,
+                                     (t + 1) * m // n_threads, bufZ[t], bufZ16[t], bufV[t],
+                                     G[t], gW[t])
+        mkl_threads_local(fn_threads, previous)
+
+
 class _Workspace:
     """Buffers reused across calls with the same shapes."""
 
@@ -176,6 +219,20 @@ class _Workspace:
 
 
 
+class _WorkspaceBF16:
+    """Buffers of one bfloat16 call shape: bfloat16 arrays as uint16, GEMM outputs float32."""
+
+    def __init__(self, key):
+        m, n, K, _, n_threads, chunk = key
+        self.W = np.empty((K, n), np.uint16)
+        self.Z = np.empty((n_threads, K * chunk), np.float32)
+        self.Z16 = np.empty((n_threads, K * chunk), np.uint16)
+        self.V = np.empty((n_threads, 3, chunk), np.float32)
+        self.G = np.empty((n_threads, K, chunk))
+        self.gW = np.empty((n_threads, K, n), np.float32)
+        self.nll = np.empty(n_threads)
+
+
 def chunk_rows(n_features, itemsize):
     """Rows per chunk for the softmax pass."""
     return int(max(min(SOFTMAX_CHUNK_ROWS, SOFTMAX_CHUNK_BYTES // (n_features * itemsize)), 16))
@@ -187,27 +244,39 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     Same signature, objective and results as
     :func:`fastsae.reference.softmax_cost_grad` (see there): ``theta`` packs
     ``W (n_classes, n_features)`` then the bias ``b (n_classes,)``, which is
-    not weight-decayed. Computes in ``X.dtype``; returns
-    ``(float, float64 gradient)``.
+    not weight-decayed. Computes in ``X.dtype`` (bfloat16: oneMKL's bfloat16
+    GEMM with float32 accumulation, float32 elementwise work; needs the extra
+    ``fastsae-audio[mkl]``); returns ``(float, float64 gradient)``.
     """
-    n_classes, y, _ = check_softmax_args(theta, X, y, n_classes, weight_decay)
+    n_classes, y, _ = check_softmax_args(theta, X, y, n_classes, weight_decay, bfloat16=True)
     dt = X.dtype
     X = np.ascontiguousarray(X)
     m, n = X.shape
     K = n_classes
     W, b = unpack(theta, softmax_layout(K, n))
-    Wc = np.ascontiguousarray(W, dtype=dt)
-    bc = b.astype(dt)
     n_threads = threads_for(4.0 * m * n * K, m)
-    chunk = min(chunk_rows(n, dt.itemsize), -(-m // n_threads))
-    ws = workspace("softmax", (m, n, K, dt, n_threads, chunk), _Workspace)
-    with scipy_blas_single_thread():
-        _softmax_pass(n_threads)(gemm_address(dt), X, y, Wc, bc, chunk, ws.Z, ws.V, ws.G, ws.gW, ws.nll)
+    if is_bfloat16(dt):
+        mkl = _mkl.library()
+        chunk = min(chunk_rows(n, 2), -(-m // n_threads))
+        ws = workspace("softmax", (m, n, K, "bfloat16", n_threads, chunk), _WorkspaceBF16)
+        round_to_bf16(W, ws.W)
+        _softmax_pass_bf16(n_threads)(mkl.gemm, mkl.threads_local, X.view(np.uint16), y, ws.W,
+                                      b.astype(np.float32), chunk, ws.Z, ws.Z16, ws.V, ws.G,
+                                      ws.gW, ws.nll)
+        decay = sumsq(W)                           # of the float64 parameters
+    else:
+        Wc = np.ascontiguousarray(W, dtype=dt)
+        chunk = min(chunk_rows(n, dt.itemsize), -(-m // n_threads))
+        ws = workspace("softmax", (m, n, K, dt, n_threads, chunk), _Workspace)
+        with scipy_blas_single_thread():
+            _softmax_pass(n_threads)(gemm_address(dt), X, y, Wc, b.astype(dt), chunk, ws.Z, ws.V,
+                                     ws.G, ws.gW, ws.nll)
+        decay = sumsq(Wc)
 
     grad = np.empty(theta.size)
     grad[:K * n] = (ws.gW.sum(axis=0, dtype=np.float64) / m + weight_decay * W).ravel()
     grad[K * n:] = ws.G.sum(axis=(0, 2)) / m
-    cost = ws.nll.sum() / m + 0.5 * weight_decay * sumsq(Wc)
+    cost = ws.nll.sum() / m + 0.5 * weight_decay * decay
     return float(cost), grad
 
 

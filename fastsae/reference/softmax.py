@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.args import check_proba_args, check_softmax_args
+from ..core.bfloat16 import is_bfloat16
 from ..core.layouts import softmax_layout, unpack
 
 
@@ -42,7 +43,8 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     ----------
     theta : np.ndarray [shape=(n_classes * n_features + n_classes,), dtype=float64]
         ``W (n_classes, n_features)`` then ``b (n_classes,)``, C order.
-    X : np.ndarray [shape=(n_samples, n_features), dtype=float32 or float64]
+    X : np.ndarray [shape=(n_samples, n_features), dtype=float32, float64 or bfloat16]
+        bfloat16 (``ml_dtypes.bfloat16``): see :func:`_softmax_cost_grad_bfloat16`.
     y : np.ndarray [shape=(n_samples,), integer]
         Labels in ``0 .. n_classes-1``.
     n_classes : int >= 2
@@ -54,7 +56,9 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     cost : float
     grad : np.ndarray [shape=theta.shape, dtype=float64]
     """
-    n_classes, y, _ = check_softmax_args(theta, X, y, n_classes, weight_decay)
+    n_classes, y, _ = check_softmax_args(theta, X, y, n_classes, weight_decay, bfloat16=True)
+    if is_bfloat16(X.dtype):
+        return _softmax_cost_grad_bfloat16(theta, X, y, n_classes, weight_decay)
     dt = X.dtype
     m, n = X.shape
     W, b = (p.astype(dt) for p in unpack(theta, softmax_layout(n_classes, n)))
@@ -63,6 +67,34 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     gb = D.sum(axis=0) / m
     W64 = W.astype(np.float64)
     cost = data + 0.5 * weight_decay * np.sum(W64 * W64)
+    return float(cost), np.concatenate([gW.ravel(), gb]).astype(np.float64)
+
+
+def _softmax_cost_grad_bfloat16(theta, X, y, n_classes, weight_decay):
+    """The same objective with bfloat16 matrix products (the arithmetic of the compiled
+    bfloat16 kernel, written plainly).
+
+    Both products take bfloat16 operands and accumulate in float32: the logits
+    ``X Wᵀ`` (``W`` rounded to bfloat16 through float32) and ``δᵀ X`` (``δ =
+    P − onehot(y)`` computed in float32, then rounded). The bias, the
+    softmax and its log-likelihood are float32 (summed in float64); the bias
+    gradient sums the unrounded ``δ`` in float64; weight decay and the
+    returned gradient use the float64 parameters.
+    """
+    import ml_dtypes
+
+    f32 = np.float32
+
+    def rounded(a):                       # to bfloat16 (through float32), back as float32
+        return np.asarray(a, dtype=f32).astype(ml_dtypes.bfloat16).astype(f32)
+
+    m, n = X.shape
+    W, b = unpack(theta, softmax_layout(n_classes, n))
+    Xf = X.astype(f32)                    # exact
+    data, D = softmax_loss_delta(Xf @ rounded(W).T + b.astype(f32), y)
+    gW = (rounded(D).T @ Xf) / m + weight_decay * W
+    gb = D.sum(axis=0, dtype=np.float64) / m
+    cost = data + 0.5 * weight_decay * np.sum(W * W)
     return float(cost), np.concatenate([gW.ravel(), gb]).astype(np.float64)
 
 
