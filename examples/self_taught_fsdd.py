@@ -49,6 +49,7 @@ standard``, one fold named ``"standard"``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -149,13 +150,14 @@ def _subset(spectra, index):
     return [spectra[i] for i in index]
 
 
-def run_baseline(spectra, labels, tr, te, cfg, seed, n_jobs):
+def run_baseline(spectra, labels, tr, te, cfg, seed, n_jobs, dtype="float32"):
     X = _fixed_input(spectra, cfg)
     scaler = Standardizer().fit(X[tr])
     clf = fastsae.SoftmaxRegression(cfg["raw_weight_decay"], max_iter=cfg["softmax_iter"],
-                                    dtype="float32", random_state=seed, n_jobs=n_jobs)
+                                    dtype=dtype, random_state=seed, n_jobs=n_jobs)
     clf.fit(scaler.transform(X[tr]), labels[tr])
-    return {"baseline": clf.predict(scaler.transform(X[te]))}
+    key = "baseline" if dtype == "float32" else f"baseline_{dtype}"
+    return {key: clf.predict(scaler.transform(X[te]))}
 
 
 def run_default(spectra, labels, tr, te, cfg, seed, n_jobs):
@@ -173,13 +175,14 @@ def run_default(spectra, labels, tr, te, cfg, seed, n_jobs):
     return out
 
 
-def run_self_taught_0_1(spectra, labels, tr, te, cfg, seed, n_jobs):
+def run_self_taught_0_1(spectra, labels, tr, te, cfg, seed, n_jobs, dtype="float32"):
     features = SelfTaughtFeatures(**cfg["self_taught"], trim_db=cfg["trim_db"],
-                                  dtype="float32", random_state=seed, n_jobs=n_jobs)
+                                  dtype=dtype, random_state=seed, n_jobs=n_jobs)
     F = features.fit_transform(_subset(spectra, tr))
-    clf = fastsae.SoftmaxRegression(1e-2, max_iter=cfg["softmax_iter"], dtype="float32",
+    clf = fastsae.SoftmaxRegression(1e-2, max_iter=cfg["softmax_iter"], dtype=dtype,
                                     random_state=seed, n_jobs=n_jobs).fit(F, labels[tr])
-    return {"self_taught_0_1": clf.predict(features.transform(_subset(spectra, te)))}
+    key = "self_taught_0_1" if dtype == "float32" else f"self_taught_0_1_{dtype}"
+    return {key: clf.predict(features.transform(_subset(spectra, te)))}
 
 
 def run_stacked(spectra, labels, tr, te, cfg, seed, n_jobs):
@@ -211,7 +214,12 @@ def run_convnet2(spectra, labels, tr, te, cfg, seed, n_jobs):
 
 METHODS = {"baseline": run_baseline, "default": run_default,
            "self_taught_0_1": run_self_taught_0_1, "stacked": run_stacked,
-           "convnet2": run_convnet2}
+           "convnet2": run_convnet2,
+           # the same recipes with the autoencoder and softmax trained in bfloat16
+           # (needs pip install "fastsae-audio[mkl]")
+           "baseline_bfloat16": functools.partial(run_baseline, dtype="bfloat16"),
+           "self_taught_0_1_bfloat16": functools.partial(run_self_taught_0_1,
+                                                         dtype="bfloat16")}
 
 
 # -- the table --------------------------------------------------------------------
@@ -264,7 +272,8 @@ def main(argv=None):
     parser.add_argument("--cache-dir", default=None,
                         help="spectra cache folder (default: fastsae's); 'none': no cache")
     args = parser.parse_args(argv)
-    methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
+    methods = ([m for m in METHODS if not m.endswith("_bfloat16")] if args.methods == "all"
+               else args.methods.split(","))
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")

@@ -27,6 +27,7 @@ from typing import Self
 import numpy as np
 
 from . import backends
+from .core.bfloat16 import is_bfloat16
 from .core.threads import numba_threads
 from .core.checks import ACTIVATIONS, POOL_MODES, check_array, check_choice, check_int
 from .core.layouts import region_bounds
@@ -191,6 +192,11 @@ def _affine_of(preprocessing, n_inputs):
     return A, c
 
 
+def _work_dtype(sae):
+    """The dtype the features are computed in: the autoencoder's (float32 for a bfloat16 one)."""
+    return "float32" if is_bfloat16(sae.dtype) else sae.dtype
+
+
 class ConvolutionalFeatures(TransformerMixin, Estimator):
     """Clip-level features: a fitted autoencoder's filters slid over whole
     spectrograms, then pooled.
@@ -279,7 +285,7 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
                      dtype: DTypeLike | None = None) -> np.ndarray:
         """The maps of one input [shape=(n_filters, H - ph + 1, W - pw + 1)]."""
         F, b, path = self._prepare()
-        S = check_array(spectrogram, "spectrogram", dtype=dtype or self.sae.dtype)
+        S = check_array(spectrogram, "spectrogram", dtype=dtype or _work_dtype(self.sae))
         return self._maps(S[None], F, b, path)[0]
 
     def _maps(self, images, F, b, path, buffers=None):
@@ -331,7 +337,7 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
             spectrograms = list(spectrograms)
         if not isinstance(spectrograms, (list, tuple)) or not spectrograms:
             raise ParameterError("spectrograms must be a non-empty list of 2-D arrays")
-        dtype = np.dtype(self.sae.dtype)
+        dtype = np.dtype(_work_dtype(self.sae))
         clips = []
         for i, S in enumerate(spectrograms):
             S = check_array(S, f"spectrograms[{i}]", dtype=dtype)

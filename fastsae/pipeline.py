@@ -157,7 +157,13 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
     epsilon : float >= 0
         Whitening regulariser, added to the eigenvalues (in squared dB).
     backend : {"numba", "numpy", "cuda"}
-    dtype : {"float64", "float32"}
+    dtype : {"float64", "float32", "bfloat16"}
+        ``"bfloat16"``: the autoencoder trains in bfloat16
+        (:class:`~fastsae.SparseAutoencoder`'s ``dtype="bfloat16"``: its matrix
+        products in bfloat16, float32 for the last iterations; needs
+        ``backend="numba"`` or ``"numpy"`` and the extra ``fastsae-audio[mkl]``);
+        the windows, the whitening, the convolution, the pooling and the
+        features are float32.
     n_jobs : int or None
         Numba threads (None: all cores).
     random_state : int, Generator or None
@@ -216,6 +222,8 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
                  verbose=False):
         self._store_params(locals())
 
+    _bfloat16 = True           # the autoencoder's training; the rest runs in float32
+
     # -- checks -------------------------------------------------------------
     def _pool_modes(self):
         modes = (self.pool,) if isinstance(self.pool, str) else self.pool
@@ -260,7 +268,7 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
                                  f"{spectra[0].shape[0]} bands")
         if self.trim_db is not None:
             spectra = trim_silence(spectra, top_db=self.trim_db, min_frames=self.n_frames)
-        dt = check_dtype(self.dtype)
+        dt = check_dtype(self._work_dtype())
         if self.normalize_level:
             spectra = [S - S.mean(dtype=np.float64) for S in spectra]
         return [np.ascontiguousarray(S, dtype=dt) for S in pad_to(spectra, self.n_frames)]
@@ -359,7 +367,7 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         else:
             X = sample_patches(clips, (self.patch_bands, self.n_frames),
                                n_samples=self.n_windows, random_state=rng)
-        X = np.ascontiguousarray(X, dtype=check_dtype(self.dtype))
+        X = np.ascontiguousarray(X, dtype=check_dtype(self._work_dtype()))
         prep, decoder = self._preprocessor()
         Xp = prep.fit_transform(X)
         del X

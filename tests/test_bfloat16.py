@@ -392,3 +392,22 @@ def test_softmax_regression_bfloat16_refuses_a_dask_array():
     X = da.from_array(_unit_data(40, 4), chunks=(20, 4))
     with pytest.raises(fastsae.ParameterError, match="dask array"):
         fastsae.SoftmaxRegression(dtype="bfloat16").fit(X, np.arange(40) % 2)
+
+
+@needs_mkl
+def test_self_taught_features_train_their_autoencoder_in_bfloat16(tmp_path):
+    from fastsae import audio, datasets
+    from fastsae.pipeline import SelfTaughtFeatures
+
+    clips, labels = datasets.synthetic(n_per_class=12, random_state=0)
+    spectra = audio.Spectrogram("mel", 40, sr=8000).transform(clips)
+    kw = dict(n_hidden=12, n_windows=3000, max_iter=40, random_state=0)
+    f32 = SelfTaughtFeatures(dtype="float32", **kw)
+    b16 = SelfTaughtFeatures(dtype="bfloat16", **kw)
+    F32, F16 = f32.fit_transform(spectra), b16.fit_transform(spectra)
+    assert F16.dtype == np.float32 and F16.shape == F32.shape
+    assert b16.sae_.dtype == "bfloat16" and 0 < b16.sae_.n_bfloat16_iter_ < b16.sae_.n_iter_
+    assert b16.sae_.loss_curve_[-1] <= 1.01 * f32.sae_.loss_curve_[-1]
+    fastsae.save(b16, tmp_path / "features.npz")
+    again = fastsae.load(tmp_path / "features.npz")
+    np.testing.assert_array_equal(again.transform(spectra[:4]), b16.transform(spectra[:4]))
