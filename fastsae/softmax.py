@@ -139,13 +139,16 @@ class SoftmaxOutputMixin(ClassifierMixin):
         best = np.argmax(self._logits(self._top(X)), axis=1)
         return self.classes_[best]
 
-    def _fine_tune(self, fun, theta0, X, codes, val, *, callback, interrupted, elapsed):
+    def _fine_tune(self, fun, theta0, X, codes, val, *, callback, interrupted, elapsed,
+                   exact=None):
         """The last stage of a stacked model's ``fit``: the whole network trained from
-        ``theta0`` (its pretrained weights) on ``fun``, the fine-tuning objective."""
+        ``theta0`` (its pretrained weights) on ``fun``, the fine-tuning objective (with
+        ``exact``, ``fun`` is its bfloat16 form and the run follows the precision schedule)."""
         with numba_threads(self.n_jobs):
-            self.pretrain_cost_ = float(fun(theta0)[0])
+            self.pretrain_cost_ = float((exact or fun)(theta0)[0])
         result = self._run_lbfgs(fun, theta0, max_iter=self.finetune_iter, callback=callback,
-                                 desc="fine-tuning")
+                                 desc="fine-tuning", exact=exact)
+        self.n_bfloat16_iter_ = int(getattr(result, "n_fast_iter", 0))
         self._set_theta(result.theta)
         self.finetune_cost_ = float(result.cost)
         self.finetune_score_ = self._accuracy(X, codes, val)

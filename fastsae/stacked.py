@@ -14,6 +14,7 @@ from . import _dask, backends
 from .autoencoder import SparseAutoencoder
 from .base import Estimator, Timer, check_validation, say, unit_range_error
 from .core.args import check_softmax_args
+from .core.bfloat16 import bfloat16_dtype, is_bfloat16
 from .core.checks import (DECODERS, check_array, check_choice, check_dtype, check_int,
                           check_random_state, check_scalar)
 from .core.types import ArrayLike, Callback, DTypeLike, RandomState
@@ -35,7 +36,8 @@ def stacked_cost_grad(theta: ArrayLike, X: ArrayLike, y: ArrayLike,
     """
     X = check_array(X, "X")
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
-    check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes, stack_weight_decay)
+    check_softmax_args(theta, X, y, n_classes, weight_decay, layer_sizes, stack_weight_decay,
+                       bfloat16=backend != "cuda")
     fn = backends.get_function(backend, "stacked_cost_grad")
     return fn(theta, X, y, layer_sizes, n_classes, weight_decay=weight_decay,
               stack_weight_decay=stack_weight_decay)
@@ -88,7 +90,13 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
     pretrain_iter, softmax_iter, finetune_iter : int
         L-BFGS iterations for each autoencoder, the softmax and fine-tuning.
     backend : {"numba", "numpy", "cuda"}
-    dtype : {"float64", "float32"}
+    dtype : {"float64", "float32", "bfloat16"}
+        ``"bfloat16"`` (``backend="numba"`` or ``"numpy"``, NumPy input; the
+        extra ``fastsae-audio[mkl]``): every stage trains with bfloat16 matrix
+        products and float32 for its last iterations (the autoencoders' and
+        the softmax's ``dtype="bfloat16"``, and the fine-tuning objective's
+        bfloat16 kernel, :func:`fastsae.base.lbfgs_two_precisions`); inputs,
+        predictions and :meth:`cost` are float32.
     n_jobs : int or None
         Numba threads (None: all cores).
     random_state : int, Generator or None
@@ -189,8 +197,13 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         check_int(self.pretrain_iter, "pretrain_iter", low=1)
         check_int(self.softmax_iter, "softmax_iter", low=1)
         check_int(self.finetune_iter, "finetune_iter", low=1)
+        if is_bfloat16(self.dtype) and self.backend not in ("numba", "numpy"):
+            raise ParameterError(f"dtype='bfloat16' needs backend='numba' or 'numpy'; got "
+                                 f"backend={self.backend!r}")
         self._validate_common()
         return sizes
+
+    _bfloat16 = True
 
     def _check_X(self, X, name="X"):
         """Rows to predict from: fitted, and as many features as in ``fit``."""
@@ -251,6 +264,15 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         # fail now, not after pretraining, if the backend cannot fine-tune
         backends.get_function(self.backend, "stacked_cost_grad")
         on_cluster = _dask.is_dask_collection(X) or _dask.is_dask_collection(X_unlabeled)
+        bf16 = is_bfloat16(self.dtype)
+        if bf16:
+            if on_cluster:
+                raise ParameterError("dtype='bfloat16' trains on NumPy arrays, not dask "
+                                     "arrays; use dtype='float32' on a cluster")
+            if self.backend == "numba":         # the packages, before any work
+                from .kernels import _mkl
+                _mkl.ensure_available()
+            bfloat16_dtype()
         if on_cluster:      # nor if it has no distributed autoencoder
             _dask.stats_function(self.backend)
         X, lo_hi = self._check_training(X, "X")
@@ -268,7 +290,7 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         sizes_all = (n_features,) + sizes
         self._check_fit_memory(
             layout_size(stacked_layout(sizes_all, classes.size)),
-            2 * X.shape[0] * sum(sizes_all) * np.dtype(self.dtype).itemsize,
+            2 * X.shape[0] * sum(sizes_all) * X.dtype.itemsize + (X.nbytes // 2 if bf16 else 0),
             f" with hidden_sizes={sizes} on {n_features} features")
         rng = check_random_state(self.random_state)
         common = dict(backend=self.backend, dtype=self.dtype, n_jobs=self.n_jobs,
@@ -316,10 +338,11 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         self._set_theta(theta0)
         self.pretrain_score_ = self._accuracy(X, codes, val)
         fun = self._objective(X, codes, layer_sizes)
+        fast = self._objective(X.astype(bfloat16_dtype()), codes, layer_sizes) if bf16 else None
         say(self.verbose, f"StackedAutoencoder: fine-tuning {'-'.join(map(str, layer_sizes))}-"
                           f"{classes.size} on {X.shape[0]} labelled examples")
-        self._fine_tune(fun, theta0, X, codes, val, callback=callback,
-                        interrupted=interrupted, elapsed=elapsed)
+        self._fine_tune(fast or fun, theta0, X, codes, val, callback=callback,
+                        interrupted=interrupted, elapsed=elapsed, exact=fun if bf16 else None)
         return self
 
     def _objective(self, X, codes, layer_sizes):
@@ -393,7 +416,7 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         """
         if self._is_rows_on_cluster(X):
             return self._on_chunks(self.transform, X, self._n_features_out,
-                                   check_dtype(self.dtype))
+                                   check_dtype(self._work_dtype()))
         return self._top(X)
 
     def cost(self, X: ArrayLike, y: ArrayLike) -> float:

@@ -62,25 +62,28 @@ def _rehearse_stacked(dt):
     stacked_cost_grad(theta, X, np.array([0, 1, 0]), (4, 3), 2, weight_decay=1e-3)
 
 
-#: What ``compile_ahead`` can compile: area -> (kernel module, rehearsal)
+#: What ``compile_ahead`` can compile: area -> (kernel module, rehearsal, the drivers
+#: the rehearsal compiles)
 AREAS = {
-    "convae": ("fastsae.kernels.convae", _rehearse_convae),
-    "convnet": ("fastsae.kernels.convnet", _rehearse_convnet),
-    "stacked": ("fastsae.kernels.stacked", _rehearse_stacked),
+    "convae": ("fastsae.kernels.convae", _rehearse_convae, ("_conv_ae_pass",)),
+    "convnet": ("fastsae.kernels.convnet", _rehearse_convnet, ("_conv_net_pass",)),
+    "stacked": ("fastsae.kernels.stacked", _rehearse_stacked, ("_stacked_pass",)),
 }
 DTYPES = ("float32", "float64")
 
 
-def _drivers(module_name):
+def _drivers(area):
+    """The compiled drivers that ``area``'s rehearsal compiles."""
+    module_name, _, names = AREAS[area]
     module = sys.modules.get(module_name) or __import__(module_name, fromlist=["_"])
-    return [obj for obj in vars(module).values() if isinstance(obj, _parallel.ParallelKernel)]
+    return [getattr(module, name) for name in names]
 
 
-def _cached(module_name) -> bool:
-    """Whether every driver of the module has an index in Numba's disk cache."""
+def _cached(area) -> bool:
+    """Whether every driver of ``area`` has an index in Numba's disk cache."""
     try:
         return all(os.path.exists(k.kernel._cache._cache_file._index_path)
-                   for k in _drivers(module_name))
+                   for k in _drivers(area))
     except AttributeError:           # a Numba without these internals: compile here
         return True
 
@@ -158,7 +161,7 @@ def compile_ahead(areas: Sequence[str], *, dtype: str = "float32") -> CompileAhe
         check_choice(a, "areas", tuple(AREAS))
     check_choice(dtype, "dtype", DTYPES)
     todo = [a for a in dict.fromkeys(areas)
-            if AREAS[a][0] not in _parallel.AHEAD and not _cached(AREAS[a][0])]
+            if AREAS[a][0] not in _parallel.AHEAD and not _cached(a)]
     if not _config.CACHE or not todo:
         return _Nothing()
     return CompileAhead(todo, dtype)

@@ -196,8 +196,8 @@ def test_argument_checks_accept_bfloat16_only_where_asked():
     assert check_array(X16).dtype == X16.dtype              # kept as it is
     assert is_bfloat16(check_array(X, dtype="bfloat16").dtype)
     with pytest.raises(fastsae.ParameterError, match="X must be float32 or float64; got dtype bfloat16"):
-        fastsae.stacked_cost_grad(np.zeros(2 * 4 + 2 + 4 * 10 + 4 + 10 * 4 + 10), X16,
-                                  np.zeros(30, int), (10, 4), 2, weight_decay=1e-4)
+        fastsae.stacked_cost_grad(np.zeros(2 * 4 + 2 + 4 * 10 + 4), X16, np.zeros(30, int),
+                                  (10, 4), 2, weight_decay=1e-4, backend="cuda")
     with pytest.raises(fastsae.ParameterError, match="X must be float32 or float64; got dtype bfloat16"):
         fastsae.softmax_cost_grad(np.zeros(2 * 10 + 2), X16, np.zeros(30, int), 2,
                                   weight_decay=1e-4, backend="cuda")
@@ -244,12 +244,12 @@ def test_bfloat16_refused_clearly_where_it_is_not_offered():
     y = np.arange(60) % 2
     with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
         fastsae.SoftmaxRegression(dtype="bfloat16", backend="cuda").fit(X, y)
-    for est in (fastsae.StackedAutoencoder(hidden_sizes=(4,), dtype="bfloat16"),
-                fastsae.ConvolutionalAutoencoder(n_filters=2, patch_shape=(3, 3),
-                                                 dtype="bfloat16")):
-        with pytest.raises(fastsae.ParameterError,
-                           match="bfloat16 is available for SparseAutoencoder, SoftmaxRegression"):
-            est.fit(X.reshape(60, 1, 2, 4) if "Convolutional" in type(est).__name__ else X, y)
+    with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
+        fastsae.StackedAutoencoder(hidden_sizes=(4,), dtype="bfloat16", backend="cuda").fit(X, y)
+    with pytest.raises(fastsae.ParameterError,
+                       match="bfloat16 is available for SparseAutoencoder, SoftmaxRegression"):
+        fastsae.ConvolutionalAutoencoder(n_filters=2, patch_shape=(2, 2),
+                                         dtype="bfloat16").fit(X.reshape(60, 1, 2, 4))
     if HAVE_EXTRA:                        # convolve has no bfloat16 path: a clear refusal
         images = np.zeros((1, 8, 8)).astype(bfloat16_dtype())
         with pytest.raises(fastsae.ParameterError, match="float32 or float64"):
@@ -411,3 +411,114 @@ def test_self_taught_features_train_their_autoencoder_in_bfloat16(tmp_path):
     fastsae.save(b16, tmp_path / "features.npz")
     again = fastsae.load(tmp_path / "features.npz")
     np.testing.assert_array_equal(again.transform(spectra[:4]), b16.transform(spectra[:4]))
+
+
+# -- the stacked autoencoder in bfloat16 ----------------------------------------------
+
+STACKED_SHAPES = [((13, 6, 4), 200, 3), ((20,), 77, 2), ((9, 5), 1500, 4),
+                  ((31, 7, 5, 3), 333, 3)]             # (layer sizes, m, classes)
+
+
+def _stacked_problem(sizes, m, K, seed=0):
+    from fastsae.params import layout_size, stacked_layout
+
+    rng = np.random.default_rng(seed)
+    theta = 0.2 * rng.standard_normal(layout_size(stacked_layout(sizes, K)))
+    return theta, rng.random((m, sizes[0])), rng.integers(0, K, m)
+
+
+STACKED_KW = dict(weight_decay=1e-3, stack_weight_decay=1e-3)
+
+
+@needs_mkl
+@pytest.mark.parametrize("shape", STACKED_SHAPES, ids=str)
+def test_numba_stacked_bfloat16_equals_the_reference_twin(shape):
+    from fastsae.kernels import stacked as numba_stacked
+
+    sizes, m, K = shape
+    theta, X, y = _stacked_problem(sizes, m, K)
+    X16 = _bf16(X)
+    c_ref, g_ref = reference.stacked_cost_grad(theta, X16, y, sizes, K, **STACKED_KW)
+    c_nb, g_nb = numba_stacked.stacked_cost_grad(theta, X16, y, sizes, K, **STACKED_KW)
+    assert g_nb.dtype == np.float64 and g_nb.shape == theta.shape
+    assert c_nb == pytest.approx(c_ref, rel=5e-6)
+    np.testing.assert_allclose(g_nb, g_ref, rtol=0, atol=1e-5 * np.abs(g_ref).max())
+    g32 = reference.stacked_cost_grad(theta, X16.astype(np.float32), y, sizes, K,
+                                      **STACKED_KW)[1]
+    assert np.abs(g32 - g_ref).max() > 1e-4 * np.abs(g_ref).max()   # the tolerance can fail
+
+
+@pytest.mark.parametrize("shape", STACKED_SHAPES, ids=str)
+def test_stacked_reference_twin_is_close_to_float64(shape):
+    pytest.importorskip("ml_dtypes", reason="the bfloat16 twin needs ml-dtypes")
+    sizes, m, K = shape
+    theta, X, y = _stacked_problem(sizes, m, K, seed=1)
+    c64, g64 = reference.stacked_cost_grad(theta, X, y, sizes, K, **STACKED_KW)
+    c16, g16 = reference.stacked_cost_grad(theta, _bf16(X), y, sizes, K, **STACKED_KW)
+    assert c16 == pytest.approx(c64, rel=1e-2)
+    assert np.linalg.norm(g16 - g64) <= 2e-2 * np.linalg.norm(g64)
+
+
+@needs_mkl
+def test_stacked_bfloat16_gradient_checks_against_the_float64_objective():
+    from fastsae.kernels import stacked as numba_stacked
+
+    sizes, K = (12, 6, 5), 3
+    theta, X, y = _stacked_problem(sizes, 400, K, seed=2)
+    X16 = _bf16(X)
+
+    def fun(t):
+        return (reference.stacked_cost_grad(t, X, y, sizes, K, **STACKED_KW)[0],
+                numba_stacked.stacked_cost_grad(t, X16, y, sizes, K, **STACKED_KW)[1])
+
+    assert check_gradient(fun, theta) < 1e-2
+    assert check_gradient(lambda t: (fun(t)[0], 1.05 * fun(t)[1]), theta) > 1e-2
+
+
+@needs_mkl
+def test_stacked_bfloat16_kernel_sees_every_sample():
+    from fastsae.kernels import stacked as numba_stacked
+
+    sizes, K = (6, 5, 4), 3
+    theta, X, y = _stacked_problem(sizes, 1300, K, seed=3)      # several chunks and threads
+    X16 = _bf16(X)
+    kw = dict(weight_decay=0.0)
+    total, g = numba_stacked.stacked_cost_grad(theta, X16, y, sizes, K, **kw)
+    parts = [numba_stacked.stacked_cost_grad(theta, X16[i:i + 100], y[i:i + 100], sizes, K,
+                                             **kw) for i in range(0, 1300, 100)]
+    assert total == pytest.approx(np.mean([p[0] for p in parts]), rel=1e-5)
+    np.testing.assert_allclose(g, np.mean([p[1] for p in parts], axis=0), rtol=1e-3, atol=1e-6)
+
+
+@needs_mkl
+def test_stacked_autoencoder_bfloat16_reaches_the_float32_cost():
+    _, X, y = _softmax_problem(1500, 24, 4, seed=7)
+    X = (X - X.min()) / (X.max() - X.min())                      # in [0, 1]
+    kw = dict(hidden_sizes=(16, 8), pretrain_iter=30, softmax_iter=30, finetune_iter=40,
+              random_state=0)
+    f32 = fastsae.StackedAutoencoder(dtype="float32", **kw).fit(X, y)
+    b16 = fastsae.StackedAutoencoder(dtype="bfloat16", **kw).fit(X, y)
+    assert 0 < b16.n_bfloat16_iter_ < b16.n_iter_ and f32.n_bfloat16_iter_ == 0
+    assert all(s.dtype == "bfloat16" for s in b16.autoencoders_)
+    assert b16.softmax_.dtype == "bfloat16"
+    sizes = (24, 16, 8)
+    c32 = reference.stacked_cost_grad(f32._theta(), X, np.searchsorted(f32.classes_, y), sizes,
+                                      4, weight_decay=f32.softmax_weight_decay)[0]
+    c16 = reference.stacked_cost_grad(b16._theta(), X, np.searchsorted(b16.classes_, y), sizes,
+                                      4, weight_decay=b16.softmax_weight_decay)[0]
+    assert c16 <= 1.01 * c32, (c16, c32)
+    assert abs(b16.score(X, y) - f32.score(X, y)) <= 0.02
+    assert b16.transform(X[:5]).dtype == np.float32
+
+
+def test_stacked_autoencoder_bfloat16_without_the_extra_names_it(no_extra):
+    with pytest.raises(fastsae.BackendUnavailableError, match=r'pip install "fastsae-audio\[mkl\]"'):
+        fastsae.StackedAutoencoder(hidden_sizes=(4,), dtype="bfloat16").fit(
+            _unit_data(60, 8), np.arange(60) % 2)
+
+
+def test_stacked_autoencoder_bfloat16_refuses_a_dask_array():
+    da = pytest.importorskip("dask.array")
+    X = da.from_array(_unit_data(40, 4), chunks=(20, 4))
+    with pytest.raises(fastsae.ParameterError, match="dask arrays"):
+        fastsae.StackedAutoencoder(hidden_sizes=(3,), dtype="bfloat16").fit(X, np.arange(40) % 2)

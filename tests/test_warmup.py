@@ -21,7 +21,7 @@ def test_compile_ahead_refuses_unknown_areas_and_dtypes():
 
 
 def test_nothing_starts_when_the_kernels_are_cached(monkeypatch):
-    monkeypatch.setattr(warmup, "_cached", lambda module: True)
+    monkeypatch.setattr(warmup, "_cached", lambda area: True)
     with warmup.compile_ahead(["convae", "convnet", "stacked"]) as ahead:
         assert ahead.areas == [] and not _parallel.AHEAD
 
@@ -39,7 +39,7 @@ def test_a_kernel_waits_for_its_module_compiling_elsewhere(monkeypatch):
 
 
 def test_the_child_compiles_and_the_waiters_are_released(monkeypatch):
-    monkeypatch.setattr(warmup, "_cached", lambda module: False)
+    monkeypatch.setattr(warmup, "_cached", lambda area: False)
     ahead = warmup.compile_ahead(["stacked"], dtype="float64")
     try:
         assert isinstance(ahead, warmup.CompileAhead)
@@ -52,7 +52,7 @@ def test_the_child_compiles_and_the_waiters_are_released(monkeypatch):
 
 
 def test_close_stops_a_running_child(monkeypatch):
-    monkeypatch.setattr(warmup, "_cached", lambda module: False)
+    monkeypatch.setattr(warmup, "_cached", lambda area: False)
     real = subprocess.Popen
     monkeypatch.setattr(warmup.subprocess, "Popen", lambda cmd, **kw: real(
         [sys.executable, "-c", "import time; time.sleep(60)"], **kw))
@@ -72,7 +72,7 @@ def test_the_rehearsals_give_the_signatures_of_real_fits(tmp_path):
         from fastsae.recipes import default_conv_net
         for area in ("convae", "convnet", "stacked"):
             warmup.AREAS[area][1](np.dtype("float32"))
-        drivers = [k for m, _ in warmup.AREAS.values() for k in warmup._drivers(m)]
+        drivers = [k for area in warmup.AREAS for k in warmup._drivers(area)]
         before = {k.__name__: len(k.kernel.signatures) for k in drivers}
         rng = np.random.default_rng(0)
         X = rng.random((12, 1, 20, 14)).astype(np.float32)
@@ -91,3 +91,9 @@ def test_the_rehearsals_give_the_signatures_of_real_fits(tmp_path):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=env, timeout=600)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+def test_the_areas_name_compiled_drivers():
+    for area in warmup.AREAS:
+        drivers = warmup._drivers(area)
+        assert drivers and all(isinstance(k, _parallel.ParallelKernel) for k in drivers), area

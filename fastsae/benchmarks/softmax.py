@@ -273,11 +273,26 @@ def run_bf16(quick=False, rounds=None):
     ours = times["numba bfloat16"][0]
     rows = [[impl, f"{t * 1e3:.2f}", f"{t / f32:.2f}", f"{t / ours:.2f}"]
             for impl, (t, _) in times.items()]
+    header = ["implementation", "median ms", "time / numba float32", "time / numba bfloat16"]
     print_table(f"Softmax cost+grad in bfloat16, {name} shape (n_samples={m:,}, n_features={n}, "
-                f"n_classes={K}); GEMMs = {4 * m * n * K / 1e9:.2f} GFLOP",
-                ["implementation", "median ms", "time / numba float32",
-                 "time / numba bfloat16"], rows)
-    return times
+                f"n_classes={K}); GEMMs = {4 * m * n * K / 1e9:.2f} GFLOP", header, rows)
+
+    name, m, sizes, K, _ = (QUICK_STACKED if quick else STACKED_CASES)[0]
+    theta, X, y = stacked_problem(m, sizes, K, np.float32)
+    X16 = X.astype(bfloat16_dtype())
+    stacked = {"numba float32": lambda: numba_stacked.stacked_cost_grad(theta, X, y, sizes, K,
+                                                                        **kw),
+               "numba bfloat16": lambda: numba_stacked.stacked_cost_grad(theta, X16, y, sizes,
+                                                                         K, **kw),
+               "numpy reference bfloat16": lambda: reference.stacked_cost_grad(theta, X16, y,
+                                                                               sizes, K, **kw)}
+    s_times = time_side_by_side(stacked, rounds=rounds or (2 if quick else 3))
+    f32, ours = s_times["numba float32"][0], s_times["numba bfloat16"][0]
+    print_table(f"Stacked autoencoder cost+grad in bfloat16, {name}: "
+                f"{'-'.join(map(str, sizes + (K,)))} network, n_samples={m:,}", header,
+                [[impl, f"{t * 1e3:.2f}", f"{t / f32:.2f}", f"{t / ours:.2f}"]
+                 for impl, (t, _) in s_times.items()])
+    return times, s_times
 
 
 def run(gemm_rates=None, quick=False, training=True, rounds=None):

@@ -80,8 +80,8 @@ def check_dtype(dtype, name: str = "dtype", *, bfloat16: bool = False) -> np.dty
         if not bfloat16:
             raise ParameterError(
                 f"{name} must be 'float32' or 'float64' here; got 'bfloat16' (bfloat16 is "
-                "available for SparseAutoencoder, SoftmaxRegression, fastsae.sae_cost_grad and "
-                "fastsae.softmax_cost_grad only)")
+                "available for SparseAutoencoder, SoftmaxRegression, StackedAutoencoder, "
+                "SelfTaughtFeatures and their cost functions only)")
         return bfloat16_dtype()
     try:
         dt = np.dtype(dtype)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from scipy.special import expit
 
+import numpy as np
+
 from ..core.args import check_softmax_args
+from ..core.bfloat16 import is_bfloat16
 from ..core.layouts import stacked_layout, unpack
 from .softmax import network_cost_grad, softmax_loss_delta
 
@@ -43,7 +46,10 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
     grad : np.ndarray [shape=theta.shape, dtype=float64]
     """
     n_classes, y, sizes = check_softmax_args(theta, X, y, n_classes, weight_decay,
-                                              layer_sizes, stack_weight_decay)
+                                              layer_sizes, stack_weight_decay, bfloat16=True)
+    if is_bfloat16(X.dtype):
+        return _stacked_cost_grad_bfloat16(theta, X, y, sizes, n_classes, weight_decay,
+                                           stack_weight_decay)
     dt = X.dtype
     m = X.shape[0]
     views = unpack(theta, stacked_layout(sizes, n_classes))
@@ -67,3 +73,51 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
             delta = (delta @ W) * a * (1 - a)
     return network_cost_grad(data, Ws, weight_decay, [W for W, _ in stack], stack_weight_decay, grads,
                              layer_grads)
+
+
+def _stacked_cost_grad_bfloat16(theta, X, y, sizes, n_classes, weight_decay, stack_weight_decay):
+    """The same objective with bfloat16 matrix products (the arithmetic of the compiled
+    bfloat16 kernel, written plainly).
+
+    Every product takes bfloat16 operands and accumulates in float32: the
+    weights are rounded to bfloat16 (through float32), each layer's float32
+    activations are rounded before they feed the next layer and the weight
+    gradients, and each ``δ`` (float32, the softmax's ``P − onehot(y)`` and
+    the layers' deltas) is rounded before its products. The biases, sigmoids,
+    softmax and the derivatives ``a (1 − a)`` (of the float32 activations)
+    are float32; the bias gradients sum the unrounded ``δ`` in float64; the
+    sums are divided by ``m`` at the end; weight decay and the returned
+    gradient use the float64 parameters.
+    """
+    import ml_dtypes
+
+    f32 = np.float32
+
+    def rounded(a):                       # to bfloat16 (through float32), back as float32
+        return np.asarray(a, dtype=f32).astype(ml_dtypes.bfloat16).astype(f32)
+
+    m = X.shape[0]
+    views = unpack(theta, stacked_layout(sizes, n_classes))
+    Ws, bs = views[:2]
+    stack = [(views[i], views[i + 1]) for i in range(2, len(views), 2)]
+    acts, inputs = [], [X.astype(f32)]            # float32 activations; bfloat16 inputs
+    for W, b in stack:
+        A = expit(inputs[-1] @ rounded(W).T + b.astype(f32))
+        acts.append(A)
+        inputs.append(rounded(A))
+    data, D = softmax_loss_delta(inputs[-1] @ rounded(Ws).T + bs.astype(f32), y)
+    D16 = rounded(D)
+    grads = [(D16.T @ inputs[-1]) / m + weight_decay * Ws, D.sum(axis=0, dtype=np.float64) / m]
+    layer_grads = []
+    if stack:
+        delta = (D16 @ rounded(Ws)) * acts[-1] * (1 - acts[-1])
+    for layer in range(len(stack), 0, -1):
+        W, _ = stack[layer - 1]
+        d16 = rounded(delta)
+        layer_grads.append(((d16.T @ inputs[layer - 1]) / m + stack_weight_decay * W,
+                            delta.sum(axis=0, dtype=np.float64) / m))
+        if layer > 1:
+            a = acts[layer - 2]
+            delta = (d16 @ rounded(W)) * a * (1 - a)
+    return network_cost_grad(data, Ws, weight_decay, [W for W, _ in stack], stack_weight_decay,
+                             grads, layer_grads)
