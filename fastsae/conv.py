@@ -99,7 +99,9 @@ def convolve(W: ArrayLike, b: ArrayLike, images: ArrayLike, *, activation: str =
     Returns
     -------
     maps : np.ndarray [shape=(n_images, n_filters, H - ph + 1, W - pw + 1)]
-        In the dtype of ``images`` (float32 stays float32).
+        In the dtype of ``images`` (float32 stays float32); float32 for
+        bfloat16 images (``ml_dtypes.bfloat16``: the products in oneMKL's
+        bfloat16 GEMM with float32 accumulation, the extra ``fastsae-audio[mkl]``).
 
     Examples
     --------
@@ -112,6 +114,9 @@ def convolve(W: ArrayLike, b: ArrayLike, images: ArrayLike, *, activation: str =
     W = check_array(W, "W", ndim=3)
     b = check_array(b, "b", ndim=1)
     check_choice(activation, "activation", ACTIVATIONS)
+    if is_bfloat16(images.dtype) and backend == "cuda":
+        raise ParameterError("bfloat16 images need backend='numba' or 'numpy'; got "
+                             "backend='cuda'")
     fn = backends.get_function(backend, "convolve")
     if out is None:
         return fn(W, b, images, activation=activation)

@@ -250,10 +250,10 @@ def test_bfloat16_refused_clearly_where_it_is_not_offered():
                        match="bfloat16 is available for SparseAutoencoder, SoftmaxRegression"):
         fastsae.ConvolutionalAutoencoder(n_filters=2, patch_shape=(2, 2),
                                          dtype="bfloat16").fit(X.reshape(60, 1, 2, 4))
-    if HAVE_EXTRA:                        # convolve has no bfloat16 path: a clear refusal
+    if HAVE_EXTRA:                        # convolve has no CUDA bfloat16 path: a clear refusal
         images = np.zeros((1, 8, 8)).astype(bfloat16_dtype())
-        with pytest.raises(fastsae.ParameterError, match="float32 or float64"):
-            fastsae.convolve(np.ones((2, 3, 3)), np.zeros(2), images)
+        with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
+            fastsae.convolve(np.ones((2, 3, 3)), np.zeros(2), images, backend="cuda")
 
 
 def _fast_and_exact(n=20, seed=0):
@@ -522,3 +522,41 @@ def test_stacked_autoencoder_bfloat16_refuses_a_dask_array():
     X = da.from_array(_unit_data(40, 4), chunks=(20, 4))
     with pytest.raises(fastsae.ParameterError, match="dask arrays"):
         fastsae.StackedAutoencoder(hidden_sizes=(3,), dtype="bfloat16").fit(X, np.arange(40) % 2)
+
+
+# -- convolution in bfloat16 ----------------------------------------------------------
+
+@needs_mkl
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "linear"])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 3, 17, 23), (40, 8, 8, 2, 30, 31), (1, 1, 1, 1, 1, 1),
+                                   (7, 12, 8, 2, 40, 33)], ids=str)
+def test_numba_convolve_bfloat16_equals_the_reference_twin(shape, activation):
+    from fastsae.kernels import conv as numba_conv
+
+    K, ph, pw, N, H, W = shape
+    rng = np.random.default_rng(K)
+    F, b = rng.standard_normal((K, ph, pw)), rng.standard_normal(K)
+    images = _bf16(rng.standard_normal((N, H, W)))
+    ref = reference.convolve(F, b, images, activation=activation)
+    ours = numba_conv.convolve(F, b, images, activation=activation)
+    assert ours.dtype == ref.dtype == np.float32 and ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-6 * max(np.abs(ref).max(), 1.0))
+    # the filters really are rounded: float32 filters give other maps
+    exact = reference.convolve(F, b, images.astype(np.float32), activation=activation)
+    if activation == "linear" and K * ph * pw > 4:
+        assert np.abs(exact - ref).max() > 1e-4 * np.abs(ref).max()
+    out = np.empty_like(ours)
+    assert numba_conv.convolve(F, b, images, activation=activation, out=out) is out
+    np.testing.assert_array_equal(out, ours)
+
+
+def test_convolve_bfloat16_twin_is_close_to_float64():
+    pytest.importorskip("ml_dtypes", reason="the bfloat16 twin needs ml-dtypes")
+    rng = np.random.default_rng(0)
+    F, b = rng.standard_normal((6, 5, 4)), rng.standard_normal(6)
+    images = rng.standard_normal((3, 20, 18))
+    m64 = reference.convolve(F, b, images, activation="linear")
+    m16 = reference.convolve(F, b, _bf16(images), activation="linear")
+    assert np.linalg.norm(m16 - m64) <= 2e-2 * np.linalg.norm(m64)
+    with pytest.raises(fastsae.ParameterError, match="dtype float32"):
+        reference.convolve(F, b, _bf16(images), out=np.empty(m64.shape, np.float64))

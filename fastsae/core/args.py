@@ -61,14 +61,16 @@ def check_sae_options(theta, X, n_visible, n_hidden, sparsity, beta, weight_deca
     return n_visible, n_hidden
 
 
-def check_conv_args(W, b, images, activation):
-    """Cheap checks shared by every ``convolve`` implementation."""
+def check_conv_args(W, b, images, activation, *, bfloat16=False):
+    """Cheap checks shared by every ``convolve`` implementation (with ``bfloat16=True``,
+    the ones that have a bfloat16 path, images may also be ml-dtypes bfloat16)."""
     check_choice(activation, "activation", ACTIVATIONS)
     for name, arr, nd in (("W", W, 3), ("b", b, 1), ("images", images, 3)):
         if not isinstance(arr, np.ndarray) or arr.ndim != nd:
             raise ParameterError(f"{name} must be a {nd}-D array; got {getattr(arr, 'shape', type(arr))}")
-    if images.dtype not in FLOAT_DTYPES:
-        raise ParameterError(f"images must be float32 or float64; got dtype {images.dtype}")
+    if images.dtype not in FLOAT_DTYPES and not (bfloat16 and is_bfloat16(images.dtype)):
+        also = ", or bfloat16 (ml_dtypes.bfloat16)" if bfloat16 else ""
+        raise ParameterError(f"images must be float32 or float64{also}; got dtype {images.dtype}")
     K, ph, pw = W.shape
     if b.shape != (K,):
         raise ParameterError(f"b must have shape ({K},) for {K} filters; got {b.shape}")
@@ -80,16 +82,18 @@ def check_conv_args(W, b, images, activation):
 
 
 def check_conv_out(out, W, images):
-    """``out`` of ``convolve``: None, or a C-contiguous array of the maps' shape and dtype."""
+    """``out`` of ``convolve``: None, or a C-contiguous array of the maps' shape and dtype
+    (the images' dtype; float32 for bfloat16 images)."""
     if out is None:
         return None
     N, H, Wd = images.shape
     K, ph, pw = W.shape
     shape = (N, K, H - ph + 1, Wd - pw + 1)
+    dtype = np.dtype(np.float32) if is_bfloat16(images.dtype) else np.dtype(images.dtype)
     if not isinstance(out, np.ndarray):
         raise ParameterError(f"out must be a NumPy array of shape {shape}; got {type(out).__name__}")
-    if out.shape != shape or out.dtype != images.dtype:
-        raise ParameterError(f"out must have shape {shape} and dtype {np.dtype(images.dtype)}; "
+    if out.shape != shape or out.dtype != dtype:
+        raise ParameterError(f"out must have shape {shape} and dtype {dtype}; "
                              f"got shape {out.shape}, dtype {out.dtype}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ParameterError("out must be a writeable, C-contiguous array")

@@ -6,6 +6,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import expit
 
 from ..core.args import check_conv_args, check_conv_out, check_pool_args
+from ..core.bfloat16 import is_bfloat16
 
 
 def _activate(Z, activation):
@@ -29,7 +30,10 @@ def convolve(W, b, images, *, activation="sigmoid", out=None):
     ----------
     W : np.ndarray [shape=(n_filters, ph, pw)]
     b : np.ndarray [shape=(n_filters,)]
-    images : np.ndarray [shape=(n_images, H, W)], float32 or float64
+    images : np.ndarray [shape=(n_images, H, W)], float32, float64 or bfloat16
+        bfloat16 (``ml_dtypes.bfloat16``): the filters are rounded to bfloat16
+        too, the sums accumulate in float32 and the maps are float32 (the
+        arithmetic of the compiled kernel's bfloat16 GEMM).
     activation : {"sigmoid", "linear", "relu"}
     out : np.ndarray, optional
         Where to write the maps (C-contiguous, their shape and dtype), e.g. a
@@ -38,13 +42,20 @@ def convolve(W, b, images, *, activation="sigmoid", out=None):
     Returns
     -------
     maps : np.ndarray [shape=(n_images, n_filters, H - ph + 1, W - pw + 1)], ``images.dtype``
+        (float32 for bfloat16)
     """
-    check_conv_args(W, b, images, activation)
+    check_conv_args(W, b, images, activation, bfloat16=True)
     check_conv_out(out, W, images)
     dt = images.dtype
     ph, pw = W.shape[1:]
+    if is_bfloat16(dt):           # bfloat16 operands (W rounded through float32), float32 sums
+        Wd = W.astype(np.float32).astype(dt).astype(np.float32)
+        dt = np.dtype(np.float32)
+        images = images.astype(dt)
+    else:
+        Wd = W.astype(dt)
     patches = sliding_window_view(images, (ph, pw), axis=(1, 2))      # (N, oh, ow, ph, pw)
-    Z = np.tensordot(patches, W.astype(dt), axes=([3, 4], [1, 2]))    # (N, oh, ow, K)
+    Z = np.tensordot(patches, Wd, axes=([3, 4], [1, 2]))              # (N, oh, ow, K)
     Z = Z.transpose(0, 3, 1, 2) + b.astype(dt)[None, :, None, None]
     maps = _activate(Z, activation)
     if out is not None:
