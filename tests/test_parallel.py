@@ -102,3 +102,51 @@ def test_variants_are_compiled_and_cached_apart():
         index = {k.kernel._cache._cache_file._index_name for k in table.values()}
         assert len(index) == len(table)
         assert len({k.kernel for k in table.values()}) == len(table)
+
+
+def test_many_callers_with_different_thread_counts_share_the_pool():
+    import threading
+
+    from fastsae.kernels._parallel import _run_shares
+
+    errors, done = [], []
+
+    def kernel(out, t0, t1):
+        for t in range(t0, t1):
+            out[t] += 1
+
+    def caller(n):
+        try:
+            for _ in range(20):
+                out = np.zeros(n)
+                _run_shares(kernel, n, (out,))
+                assert np.all(out == 1)
+            done.append(n)
+        except Exception as e:            # noqa: BLE001 - collected and reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(2, 10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert sorted(done) == list(range(2, 10))
+
+
+def test_the_first_call_of_a_driver_runs_in_the_calling_thread_first():
+    import threading
+
+    from fastsae.kernels._parallel import _run_shares
+
+    calls = []
+
+    class Driver:                         # stands for a dispatcher with nothing compiled yet
+        overloads = {}
+
+        def __call__(self, t0, t1):
+            calls.append((t0, threading.current_thread() is threading.main_thread(), len(calls)))
+
+    _run_shares(Driver(), 3, ())
+    assert calls[0][:2] == (0, True)      # share 0, in this thread, before any other share
+    assert sorted(c[0] for c in calls) == [0, 1, 2]

@@ -40,16 +40,15 @@ _pool_pid = -1
 
 
 def _workers(n: int) -> ThreadPoolExecutor:
-    """A pool of at least ``n`` threads, created again after a fork (a forked
-    child has none of its parent's threads)."""
+    """A pool of at least ``n`` threads, made again after a fork (a forked child has none
+    of its parent's threads). A pool is never shut down: a caller may still be submitting
+    to the one it got while another makes a larger one."""
     global _pool, _pool_size, _pool_pid
     with _pool_lock:
         if _pool is None or _pool_size < n or _pool_pid != os.getpid():
-            old = _pool if _pool_pid == os.getpid() else None
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fastsae-kernel")
-            _pool_size, _pool_pid = n, os.getpid()
-            if old is not None:
-                old.shutdown(wait=False)
+            size = max(n, int(numba.config.NUMBA_NUM_THREADS) - 1)
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="fastsae-kernel")
+            _pool_size, _pool_pid = size, os.getpid()
         return _pool
 
 
@@ -81,8 +80,10 @@ class ParallelKernel:
         return ParallelKernel(copy)
 
     def __call__(self, n_threads: int):
-        if AHEAD and self.module in AHEAD:
-            AHEAD[self.module]()           # compiling elsewhere: wait, then load it from the cache
+        if AHEAD:
+            waiter = AHEAD.get(self.module)
+            if waiter is not None:
+                waiter()                   # compiling elsewhere: wait, then load it from the cache
         n_threads = int(n_threads)
         kernel = self.kernel
         if n_threads <= 1:
@@ -91,11 +92,20 @@ class ParallelKernel:
 
 
 def _run_shares(kernel, n_threads, args):
-    pool = _workers(n_threads - 1)
-    futures = [pool.submit(kernel, *args, t, t + 1) for t in range(1, n_threads)]
+    futures = []
+    first = 1
     interrupted = False
     try:
-        kernel(*args, 0, 1)
+        if not getattr(kernel, "overloads", True):
+            # the first call compiles (or loads) the driver: in this thread, so that
+            # a Ctrl-C or a compile error is this thread's, not a pool thread's
+            kernel(*args, 0, 1)
+            first = 0
+        pool = _workers(n_threads - 1)
+        for t in range(1, n_threads):
+            futures.append(pool.submit(kernel, *args, t, t + 1))
+        if first:
+            kernel(*args, 0, 1)
     finally:
         # Never return (or unwind into code that frees the buffers) while a
         # share is still writing: a Ctrl-C during the wait waits on, then
