@@ -21,12 +21,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from .core import config as _config
-from .core.checks import check_choice
+from .core.checks import check_choice, check_dtype
 from .exceptions import ParameterError
 from .kernels import _parallel
 
@@ -88,6 +88,40 @@ def _cached(area) -> bool:
         return True
 
 
+#: The longest a kernel's first call waits for the child (seconds); then the child is
+#: stopped and the kernel compiles here.
+WAIT_SECONDS = 600.0
+
+
+def _lock_cache_saves() -> bool:
+    """Make Numba's cache index updates exclusive across processes (an ``flock`` on a
+    file beside each index), so that two processes saving new signatures of one
+    function at once cannot lose an entry or point one at the other's code. Installed
+    once per process; False where ``fcntl`` is missing (then nothing is compiled ahead)."""
+    try:
+        import fcntl
+    except ImportError:                  # pragma: no cover - not POSIX
+        return False
+    from numba.core import caching
+
+    cls = caching.IndexDataCacheFile
+    if getattr(cls.save, "_fastsae_locked", False):
+        return True
+    original = cls.save
+
+    def save(self, key, data):
+        with open(self._index_path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return original(self, key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    save._fastsae_locked = True
+    cls.save = save
+    return True
+
+
 class CompileAhead:
     """A child process compiling ``areas``; :meth:`close` ends it (a context manager)."""
 
@@ -101,9 +135,13 @@ class CompileAhead:
             _parallel.AHEAD[m] = self.wait
 
     def wait(self) -> int | None:
-        """Wait for the child to end; returns its exit status."""
+        """Wait for the child to end (at most :data:`WAIT_SECONDS`, then stop it); returns
+        its exit status. Whatever it did not compile compiles here."""
         try:
-            code = self._proc.wait()
+            code = self._proc.wait(timeout=WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.close()
+            code = self._proc.returncode
         finally:
             if self._proc.poll() is not None:
                 self._release()
@@ -123,7 +161,7 @@ class CompileAhead:
     def _release(self):
         for m in self.modules:
             if _parallel.AHEAD.get(m) == self.wait:
-                del _parallel.AHEAD[m]
+                _parallel.AHEAD.pop(m, None)
 
     def __enter__(self):
         return self
@@ -155,16 +193,20 @@ def compile_ahead(areas: Sequence[str], *, dtype: str = "float32") -> CompileAhe
     caching is off, an object that does nothing); use it as a context
     manager, or call ``close()`` at the end of the run.
     """
-    if isinstance(areas, str) or not all(isinstance(a, str) for a in areas):
+    if isinstance(areas, (str, bytes)) or not isinstance(areas, Iterable) \
+            or not all(isinstance(a, str) for a in areas):
         raise ParameterError(f"areas must be a list of names from {sorted(AREAS)}; got {areas!r}")
     for a in areas:
         check_choice(a, "areas", tuple(AREAS))
-    check_choice(dtype, "dtype", DTYPES)
+    dtype = str(check_dtype(dtype))
     todo = [a for a in dict.fromkeys(areas)
             if AREAS[a][0] not in _parallel.AHEAD and not _cached(a)]
-    if not _config.CACHE or not todo:
+    if not _config.CACHE or not todo or not _lock_cache_saves():
         return _Nothing()
-    return CompileAhead(todo, dtype)
+    try:
+        return CompileAhead(todo, dtype)
+    except OSError:                     # no interpreter to start (a frozen program...)
+        return _Nothing()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("areas", nargs="+", choices=sorted(AREAS))
     args = parser.parse_args(argv)
+    _lock_cache_saves()
     for a in args.areas:
         AREAS[a][1](np.dtype(args.dtype))
     return 0

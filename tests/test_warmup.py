@@ -18,6 +18,27 @@ def test_compile_ahead_refuses_unknown_areas_and_dtypes():
         warmup.compile_ahead("convnet")
     with pytest.raises(ParameterError, match="dtype"):
         warmup.compile_ahead(["convnet"], dtype="float16")
+    with pytest.raises(ParameterError, match="areas"):
+        warmup.compile_ahead(None)
+
+
+def test_compile_ahead_takes_numpy_dtypes_and_survives_a_failed_start(monkeypatch):
+    monkeypatch.setattr(warmup, "_cached", lambda area: False)
+
+    def no_interpreter(*args, **kwargs):
+        raise OSError("no such file")
+
+    monkeypatch.setattr(warmup.subprocess, "Popen", no_interpreter)
+    for dtype in (np.float32, np.dtype("float64"), "float32"):
+        with warmup.compile_ahead(["stacked"], dtype=dtype) as ahead:   # compiles here instead
+            assert ahead.areas == [] and not _parallel.AHEAD
+
+
+def test_cache_index_updates_are_locked():
+    from numba.core import caching
+
+    assert warmup._lock_cache_saves() and warmup._lock_cache_saves()    # installed once
+    assert caching.IndexDataCacheFile.save._fastsae_locked
 
 
 def test_nothing_starts_when_the_kernels_are_cached(monkeypatch):
