@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .core.bfloat16 import is_bfloat16
 from .core.checks import check_output_path
 from .core.types import PathLike
 from .exceptions import ParameterError
@@ -133,6 +134,8 @@ class _Encoder:
             return self.encode(value.item(), where)
         if isinstance(value, np.ndarray):
             return self.array(value)
+        if is_bfloat16(value):                    # ml-dtypes' dtype or type: by name
+            return "bfloat16"
         if isinstance(value, np.dtype):
             return {"__dtype__": value.str}
         if isinstance(value, np.random.Generator):

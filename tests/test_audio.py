@@ -186,6 +186,8 @@ def test_mel_filterbank_and_frequencies_equal_librosa(sr, n_fft, n_bands, fmin, 
 def test_spectrum_rejects_an_unknown_window():
     with pytest.raises(ParameterError, match="window"):
         audio.spectrum(np.ones(400, np.float32), 8000, window="no-such-window")
+    with pytest.raises(ParameterError, match="window"):
+        audio.spectrum(np.ones(400, np.float32), 8000, window=np.hanning(256))
 
 
 def test_cqt_agrees_with_librosa(speechlike):

@@ -560,3 +560,11 @@ def test_convolve_bfloat16_twin_is_close_to_float64():
     assert np.linalg.norm(m16 - m64) <= 2e-2 * np.linalg.norm(m64)
     with pytest.raises(fastsae.ParameterError, match="dtype float32"):
         reference.convolve(F, b, _bf16(images), out=np.empty(m64.shape, np.float64))
+
+
+def test_a_bfloat16_dtype_object_saves_by_name(tmp_path):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    for dtype in (np.dtype(ml_dtypes.bfloat16), ml_dtypes.bfloat16):
+        clf = fastsae.SoftmaxRegression(dtype=dtype)
+        fastsae.save(clf, tmp_path / "m.npz")
+        assert fastsae.load(tmp_path / "m.npz").dtype == "bfloat16"

@@ -359,6 +359,9 @@ def spectrum(y: ArrayLike, sr: int, *, kind: str = "mel", n_fft: int | None = No
                  hint="use shorter clips, a lower sr, or a smaller n_fft")
     if y.size < n_fft:
         y = np.pad(y, (0, n_fft - y.size))
+    if not isinstance(window, str):
+        raise ParameterError(f"window must be a scipy.signal.get_window name (a string); got "
+                             f"{type(window).__name__}")
     X = _stft_magnitude(y, n_fft, hop, window)
     if kind == "fft":
         freqs = np.arange(n_fft // 2 + 1) * (sr / n_fft)

@@ -81,7 +81,7 @@ def check_dtype(dtype, name: str = "dtype", *, bfloat16: bool = False) -> np.dty
             raise ParameterError(
                 f"{name} must be 'float32' or 'float64' here; got 'bfloat16' (bfloat16 is "
                 "available for SparseAutoencoder, SoftmaxRegression, StackedAutoencoder, "
-                "SelfTaughtFeatures and their cost functions only)")
+                "SelfTaughtFeatures, their cost functions and convolve only)")
         return bfloat16_dtype()
     try:
         dt = np.dtype(dtype)

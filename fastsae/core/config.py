@@ -23,7 +23,7 @@ JIT_OPTIONS = dict(nogil=True, cache=CACHE, fastmath=set(FASTMATH), error_model=
 SAE_CHUNK_BYTES = 256 * 1024
 
 #: Below this many flops per thread a kernel runs in the calling thread only
-#: (about 0.2 ms of work: more than waking the thread team costs).
+#: (about 0.2 ms of work: more than waking threads costs).
 PARALLEL_MIN_FLOPS = 10_000_000
 
 #: The sparsity penalty reads the mean activation ρ̂ clipped to

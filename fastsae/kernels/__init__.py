@@ -4,7 +4,7 @@ Each module here has a twin with the same file name in :mod:`fastsae.reference`
 (NumPy) and :mod:`fastsae.cuda`, and each function a twin there with the same
 name and signature, tested against the reference (the table of names is
 :data:`fastsae.backends.KERNELS`). The private modules hold what the kernels
-share: :mod:`~fastsae.kernels._blas` (BLAS called from inside Numba threads),
+share: :mod:`~fastsae.kernels._blas` (BLAS called from inside the kernels' threads),
 :mod:`~fastsae.kernels._math` (vectorisable exp, sigmoid, softplus, sums) and
 :mod:`~fastsae.kernels._parallel` (serial or parallel drivers, buffers kept
 between calls).

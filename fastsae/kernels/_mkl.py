@@ -9,7 +9,7 @@ the PyPI package ``mkl`` (the optional extra ``fastsae-audio[mkl]``, with
 :class:`fastsae.BackendUnavailableError` naming the extra where it is missing.
 
 As with SciPy's BLAS in :mod:`fastsae.kernels._blas`, the fused kernels call
-the GEMM from inside their own Numba threads, each on its block of rows, so
+the GEMM from inside their own threads, each on its block of rows, so
 one thread pool does all the work. Each thread first sets MKL to one thread
 for itself (``MKL_Set_Num_Threads_Local``, a per-thread setting, restored
 afterwards): MKL never starts its own OpenMP team inside the kernels, and a
