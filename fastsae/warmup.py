@@ -7,8 +7,8 @@ a child process compiles those kernels into the on-disk cache (each on a
 few tiny inputs of the run's dtype, which gives the same signatures as the
 real data) while this process goes on with its first stages on another core.
 At its first call in this process, a kernel whose compilation is in flight
-waits for the child, then loads from the cache. When the cache already holds
-the kernels, or caching is off, nothing is started.
+waits for the child, then loads from the cache. When the cache already has
+an index for each of the kernels, or caching is off, nothing is started.
 
     >>> from fastsae.warmup import compile_ahead
     >>> with compile_ahead(["convae", "convnet"], dtype="float32"):   # doctest: +SKIP
@@ -80,7 +80,8 @@ def _drivers(area):
 
 
 def _cached(area) -> bool:
-    """Whether every driver of ``area`` has an index in Numba's disk cache."""
+    """Whether every driver of ``area`` has an index in Numba's disk cache (a cheap
+    test: an index for another dtype counts too; then the kernel compiles here)."""
     try:
         return all(os.path.exists(k.kernel._cache._cache_file._index_path)
                    for k in _drivers(area))

@@ -150,3 +150,10 @@ def test_the_first_call_of_a_driver_runs_in_the_calling_thread_first():
     _run_shares(Driver(), 3, ())
     assert calls[0][:2] == (0, True)      # share 0, in this thread, before any other share
     assert sorted(c[0] for c in calls) == [0, 1, 2]
+
+
+def test_a_second_variant_under_one_name_is_refused():
+    from fastsae.kernels.conv import _bias_linear, _convolve
+
+    with pytest.raises(ValueError, match="exists already"):
+        _convolve.variant("relu", BIAS_ACTIVATION=_bias_linear)

@@ -33,6 +33,9 @@ from ..core.config import JIT_OPTIONS
 #: :mod:`fastsae.warmup`): module name -> a callable that waits for it.
 AHEAD: dict = {}
 
+#: Qualified names of the variants made so far (see :meth:`ParallelKernel.variant`).
+_VARIANTS: dict = {}
+
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
@@ -50,6 +53,12 @@ def _workers(n: int) -> ThreadPoolExecutor:
             _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="fastsae-kernel")
             _pool_size, _pool_pid = size, os.getpid()
         return _pool
+
+
+def _name_of(obj):
+    """``module.qualname`` of a function or jitted function (else its repr)."""
+    fn = getattr(obj, "py_func", obj)
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
 class ParallelKernel:
@@ -72,6 +81,14 @@ class ParallelKernel:
         qualified name (``name_suffix``), which keys Numba's disk cache.
         """
         fn = self.py_func
+        qualname = f"{fn.__module__}.{fn.__qualname__}_{suffix}"
+        # Numba's disk cache keys a function by its qualified name and argument types,
+        # not by the globals bound here: two variants under one name would load each
+        # other's code.
+        binding = sorted((k, _name_of(v)) for k, v in names.items())
+        if _VARIANTS.setdefault(qualname, binding) != binding:
+            raise ValueError(f"a kernel variant named {qualname} exists already, with other "
+                             f"bindings ({_VARIANTS[qualname]})")
         copy = types.FunctionType(fn.__code__, {**fn.__globals__, **names},
                                   f"{fn.__name__}_{suffix}", fn.__defaults__, fn.__closure__)
         copy.__qualname__ = f"{fn.__qualname__}_{suffix}"
