@@ -197,8 +197,9 @@ def test_saturated_units_keep_the_sparsity_term_finite(backend, dtype, opts):
 def test_chunk_rows_bounded_by_the_rows_and_the_widest_layer():
     from fastsae.kernels.sae import chunk_rows
 
-    assert chunk_rows(512, 4) == chunk_rows(512, 4, 256) == 128       # the audio shape unchanged
+    assert chunk_rows(512, 4) == chunk_rows(512, 4, 256) == 256       # the audio shape
     assert chunk_rows(64, 8, 25) == 512
+    assert chunk_rows(4096, 4) == 128              # 256 rows would be 4 MB per buffer
     # 10**6 hidden units on 5 features: buffers of 128 rows, not 2048 (16 GB per thread)
     assert chunk_rows(5, 8, 10**6) == 128
     # and the kernel's buffers never hold more rows than X has (here 20, not 128)
