@@ -158,9 +158,6 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         check_bool(self.tied, "tied")
         check_int(self.max_iter, "max_iter", low=1)
         check_bool(self.warm_start, "warm_start")
-        if is_bfloat16(self.dtype) and self.backend not in ("numba", "numpy"):
-            raise ParameterError(f"dtype='bfloat16' needs backend='numba' or 'numpy'; got "
-                                 f"backend={self.backend!r}")
         self._validate_common()
         if self.loss == "cross_entropy" and self.decoder != "sigmoid":
             raise ParameterError(
@@ -183,9 +180,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
                                     n_features=self.n_features_in_)[0]
         self._validate_params()
         bf16 = is_bfloat16(self.dtype)
-        if bf16 and _dask.is_dask_collection(X):
-            raise ParameterError("dtype='bfloat16' trains on a NumPy array, not a dask array; "
-                                 "use dtype='float32' on a cluster")
+        self._refuse_bfloat16_on_cluster(_dask.is_dask_collection(X))
         X, lo_hi = self._check_rows(X, dtype=self._work_dtype(), dask=not bf16,
                                     device=not bf16, value_range=self._takes_unit_input())
         if lo_hi is not None and (lo_hi[0] < 0.0 or lo_hi[1] > 1.0):
@@ -230,12 +225,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         """
         X = self._check_X(X, fitting=True)          # the parameters first, then X
         n_visible = X.shape[1]
-        bf16 = is_bfloat16(self.dtype)
-        if bf16:                                     # the packages, before any work
-            if self.backend == "numba":
-                from .kernels import _mkl
-                _mkl.ensure_available()
-            bfloat16_dtype()
+        bf16 = self._require_bfloat16_packages()   # the packages, before any work
         # activations and deltas, each thread's chunk buffers and gradient copies; rows
         # of a dask array live on the workers (each checks its own shards' work)
         rows = 0 if _dask.is_dask_collection(X) else X.shape[0]

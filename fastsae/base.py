@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from . import _dask, backends
-from .core.bfloat16 import is_bfloat16
+from .core.bfloat16 import bfloat16_dtype, is_bfloat16
 from .core.checks import check_array, check_bool, check_dtype, check_n_jobs, check_scalar
 from .core.memory import check_memory, lbfgs_bytes
 from .core.threads import numba_threads
@@ -98,8 +98,28 @@ class Estimator(BaseEstimator):
         """The options every estimator has: backend, dtype, n_jobs, verbose."""
         backends.check_backend_name(self.backend)
         check_dtype(self.dtype, bfloat16=self._bfloat16)
+        if is_bfloat16(self.dtype) and self.backend not in ("numba", "numpy"):
+            raise ParameterError(f"dtype='bfloat16' needs backend='numba' or 'numpy'; got "
+                                 f"backend={self.backend!r}")
         check_n_jobs(self.n_jobs)
         check_bool(self.verbose, "verbose")
+
+    def _refuse_bfloat16_on_cluster(self, on_cluster):
+        """dtype='bfloat16' trains on NumPy arrays only: a ParameterError for dask input."""
+        if on_cluster and is_bfloat16(self.dtype):
+            raise ParameterError("dtype='bfloat16' trains on NumPy arrays, not dask arrays; "
+                                 "use dtype='float32' on a cluster")
+
+    def _require_bfloat16_packages(self):
+        """With dtype='bfloat16', before any work: oneMKL (the Numba backend's GEMM) and
+        ml-dtypes, else BackendUnavailableError naming the extra. Returns whether bfloat16."""
+        if not is_bfloat16(self.dtype):
+            return False
+        if self.backend == "numba":
+            from .kernels import _mkl
+            _mkl.ensure_available()
+        bfloat16_dtype()
+        return True
 
     def _work_dtype(self):
         """The dtype of checked input and of the results: the estimator's, float32

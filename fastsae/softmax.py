@@ -9,7 +9,7 @@ from sklearn.base import ClassifierMixin
 from . import _dask, backends
 from .base import Estimator, say
 from .core.args import check_softmax_args
-from .core.bfloat16 import bfloat16_dtype, is_bfloat16
+from .core.bfloat16 import bfloat16_dtype
 from .core.checks import check_array, check_dtype, check_int, check_random_state, check_scalar
 from .core.labels import encode_known_labels, encode_labels
 from .core.threads import numba_threads
@@ -265,9 +265,6 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
     def _validate_params(self):
         check_scalar(self.weight_decay, "weight_decay", low=0.0)
         check_int(self.max_iter, "max_iter", low=1)
-        if is_bfloat16(self.dtype) and self.backend not in ("numba", "numpy"):
-            raise ParameterError(f"dtype='bfloat16' needs backend='numba' or 'numpy'; got "
-                                 f"backend={self.backend!r}")
         self._validate_common()
 
     _dask_rows = True
@@ -275,9 +272,7 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
     def _check_X(self, X, *, fitting=False):
         if fitting:
             self._validate_params()
-            if is_bfloat16(self.dtype) and _dask.is_dask_collection(X):
-                raise ParameterError("dtype='bfloat16' trains on a NumPy array, not a dask "
-                                     "array; use dtype='float32' on a cluster")
+            self._refuse_bfloat16_on_cluster(_dask.is_dask_collection(X))
             return self._check_rows(X, dask=True)[0]
         self._check_fitted("coef_")
         return self._check_rows(X, dask=True, n_features=self.n_features_in_)[0]
@@ -313,12 +308,7 @@ class SoftmaxRegression(SoftmaxOutputMixin, Estimator):
         self : fitted; Ctrl-C ends training early with the best weights so far.
         """
         X = self._check_X(X, fitting=True)          # the parameters first, then X
-        bf16 = is_bfloat16(self.dtype)
-        if bf16:                                     # the packages, before any work
-            if self.backend == "numba":
-                from .kernels import _mkl
-                _mkl.ensure_available()
-            bfloat16_dtype()
+        bf16 = self._require_bfloat16_packages()   # the packages, before any work
         classes, codes = encode_labels_for(X, y)
         K, n = classes.size, X.shape[1]
         self._check_fit_memory(K * n + K, 3 * X.shape[0] * K * X.dtype.itemsize

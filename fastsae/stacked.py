@@ -14,7 +14,7 @@ from . import _dask, backends
 from .autoencoder import SparseAutoencoder
 from .base import Estimator, Timer, check_validation, say, unit_range_error
 from .core.args import check_softmax_args
-from .core.bfloat16 import bfloat16_dtype, is_bfloat16
+from .core.bfloat16 import bfloat16_dtype
 from .core.checks import (DECODERS, check_array, check_choice, check_dtype, check_int,
                           check_random_state, check_scalar)
 from .core.types import ArrayLike, Callback, DTypeLike, RandomState
@@ -197,9 +197,6 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         check_int(self.pretrain_iter, "pretrain_iter", low=1)
         check_int(self.softmax_iter, "softmax_iter", low=1)
         check_int(self.finetune_iter, "finetune_iter", low=1)
-        if is_bfloat16(self.dtype) and self.backend not in ("numba", "numpy"):
-            raise ParameterError(f"dtype='bfloat16' needs backend='numba' or 'numpy'; got "
-                                 f"backend={self.backend!r}")
         self._validate_common()
         return sizes
 
@@ -264,15 +261,8 @@ class StackedAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Soft
         # fail now, not after pretraining, if the backend cannot fine-tune
         backends.get_function(self.backend, "stacked_cost_grad")
         on_cluster = _dask.is_dask_collection(X) or _dask.is_dask_collection(X_unlabeled)
-        bf16 = is_bfloat16(self.dtype)
-        if bf16:
-            if on_cluster:
-                raise ParameterError("dtype='bfloat16' trains on NumPy arrays, not dask "
-                                     "arrays; use dtype='float32' on a cluster")
-            if self.backend == "numba":         # the packages, before any work
-                from .kernels import _mkl
-                _mkl.ensure_available()
-            bfloat16_dtype()
+        self._refuse_bfloat16_on_cluster(on_cluster)
+        bf16 = self._require_bfloat16_packages()       # the packages, before any work
         if on_cluster:      # nor if it has no distributed autoencoder
             _dask.stats_function(self.backend)
         X, lo_hi = self._check_training(X, "X")
