@@ -98,56 +98,51 @@ def _im2col_block(img, ph, pw, ow, p0, p1, col):
         p += n
 
 
+@njit(**JIT_OPTIONS)
+def _keep_threads(fn, n):
+    """What the float drivers bind for GEMM_THREADS: SciPy's BLAS is held to one thread
+    around the whole call (``scipy_blas_single_thread``), so there is nothing to set."""
+    return 0
+
+
+#: The GEMM :func:`_convolve` calls, and how it holds that GEMM to one thread per share
+#: (``GEMM_THREADS(fn_threads, n)`` returns the previous setting); the bfloat16 variants
+#: bind oneMKL's bfloat16 GEMM and its thread-local setting.
+GEMM = gemm
+GEMM_THREADS = _keep_threads
+
+
 @parallel_kernel
-def _convolve(fn, Wmat, b, images, out, ph, pw, block, n_threads, t0, t1):
+def _convolve(fn, fn_threads, Wmat, b, images, out, ph, pw, block, n_threads, t0, t1):
     N, H, Wd = images.shape
     ow = Wd - pw + 1
     n_pos = out.shape[2]
     n_blocks = (n_pos + block - 1) // block
     total = N * n_blocks
     for t in range(t0, t1):
+        previous = GEMM_THREADS(fn_threads, 1)
         col = np.empty((ph * pw, block), images.dtype)
         for task in range(t * total // n_threads, (t + 1) * total // n_threads):
             n = task // n_blocks
             p0 = (task - n * n_blocks) * block
             p1 = min(p0 + block, n_pos)
             _im2col_block(images[n], ph, pw, ow, p0, p1, col)
-            gemm(fn, False, False, 1.0, Wmat, col[:, :p1 - p0], 0.0, out[n, :, p0:p1])
+            GEMM(fn, False, False, 1.0, Wmat, col[:, :p1 - p0], 0.0, out[n, :, p0:p1])
             BIAS_ACTIVATION(out[n], b, p0, p1)
+        GEMM_THREADS(fn_threads, previous)
 
 
-@parallel_kernel
-def _convolve_bf16(fn, fn_threads, Wmat, b, images, out, ph, pw, block, n_threads, t0, t1):
-    """:func:`_convolve` with bfloat16 filters and images (uint16 bits) and float32 maps:
-    the column blocks are bfloat16 copies, the GEMM oneMKL's bfloat16 one."""
-    N, H, Wd = images.shape
-    ow = Wd - pw + 1
-    n_pos = out.shape[2]
-    n_blocks = (n_pos + block - 1) // block
-    total = N * n_blocks
-    for t in range(t0, t1):
-        previous = mkl_threads_local(fn_threads, 1)
-        col = np.empty((ph * pw, block), images.dtype)
-        for task in range(t * total // n_threads, (t + 1) * total // n_threads):
-            n = task // n_blocks
-            p0 = (task - n * n_blocks) * block
-            p1 = min(p0 + block, n_pos)
-            _im2col_block(images[n], ph, pw, ow, p0, p1, col)
-            gemm_bf16(fn, False, False, 1.0, Wmat, col[:, :p1 - p0], 0.0, out[n, :, p0:p1])
-            BIAS_ACTIVATION(out[n], b, p0, p1)
-        mkl_threads_local(fn_threads, previous)
-
-
-#: One compiled driver per activation, so that a run compiles only its own.
+#: One compiled driver per activation and precision, so that a run compiles only its
+#: own. bfloat16: filters and images as uint16 bits (the column blocks are bfloat16
+#: copies), float32 maps.
+_BF16 = dict(GEMM=gemm_bf16, GEMM_THREADS=mkl_threads_local)
 _CONVOLVE = {
-    SIGMOID: _convolve,
-    RELU: _convolve.variant("relu", BIAS_ACTIVATION=_bias_relu),
-    LINEAR: _convolve.variant("linear", BIAS_ACTIVATION=_bias_linear),
-}
-_CONVOLVE_BF16 = {
-    SIGMOID: _convolve_bf16,
-    RELU: _convolve_bf16.variant("relu", BIAS_ACTIVATION=_bias_relu),
-    LINEAR: _convolve_bf16.variant("linear", BIAS_ACTIVATION=_bias_linear),
+    (SIGMOID, False): _convolve,
+    (RELU, False): _convolve.variant("relu", BIAS_ACTIVATION=_bias_relu),
+    (LINEAR, False): _convolve.variant("linear", BIAS_ACTIVATION=_bias_linear),
+    (SIGMOID, True): _convolve.variant("bf16", **_BF16),
+    (RELU, True): _convolve.variant("relu_bf16", BIAS_ACTIVATION=_bias_relu, **_BF16),
+    (LINEAR, True): _convolve.variant("linear_bf16", BIAS_ACTIVATION=_bias_linear, **_BF16),
 }
 
 
@@ -178,7 +173,7 @@ def convolve(W, b, images, *, activation="sigmoid", out=None):
                else maps.reshape(N, K, oh * ow))
         block = conv_block(K, 4, oh * ow)
         n_threads = threads_for(2.0 * K * ph * pw * N * oh * ow, N * oh * ow)
-        _CONVOLVE_BF16[_ACT[activation]](n_threads)(
+        _CONVOLVE[_ACT[activation], True](n_threads)(
             mkl.gemm, mkl.threads_local, W16, b.astype(np.float32), images.view(np.uint16), out,
             ph, pw, block, n_threads)
         return out.reshape(N, K, oh, ow) if maps is None else maps
@@ -187,8 +182,8 @@ def convolve(W, b, images, *, activation="sigmoid", out=None):
     block = conv_block(K, dt.itemsize, oh * ow)
     n_threads = threads_for(2.0 * K * ph * pw * N * oh * ow, N * oh * ow)
     with scipy_blas_single_thread():
-        _CONVOLVE[_ACT[activation]](n_threads)(gemm_address(dt), Wmat, b.astype(dt), images, out,
-                                               ph, pw, block, n_threads)
+        _CONVOLVE[_ACT[activation], False](n_threads)(gemm_address(dt), 0, Wmat, b.astype(dt),
+                                                      images, out, ph, pw, block, n_threads)
     return out.reshape(N, K, oh, ow) if maps is None else maps
 
 
