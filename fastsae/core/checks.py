@@ -80,8 +80,9 @@ def check_dtype(dtype, name: str = "dtype", *, bfloat16: bool = False) -> np.dty
         if not bfloat16:
             raise ParameterError(
                 f"{name} must be 'float32' or 'float64' here; got 'bfloat16' (bfloat16 is "
-                "available for SparseAutoencoder, SoftmaxRegression, StackedAutoencoder, "
-                "SelfTaughtFeatures, their cost functions and convolve only)")
+                "available for the autoencoders, SoftmaxRegression, the stacked and "
+                "convolutional models, SelfTaughtFeatures, ClipClassifier, their cost functions "
+                "and convolve; preprocessing runs in float32 or float64)")
         return bfloat16_dtype()
     try:
         dt = np.dtype(dtype)

@@ -92,3 +92,12 @@ def _gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
     s = scal.ctypes.data
     _call13(fn, f, f + 1, i, i + 4, i + 8, s, B.ctypes.data, i + 12,
             A.ctypes.data, i + 16, s + isz, C.ctypes.data, i + 20)
+
+
+@njit(nogil=True, cache=CACHE)
+def keep_threads(fn, n):
+    """What the float kernels bind where the bfloat16 ones set oneMKL's thread count per
+    share (``GEMM_THREADS(fn_threads, n)``, returning the previous setting): SciPy's BLAS
+    is held to one thread around the whole call (``scipy_blas_single_thread``), so there
+    is nothing to set."""
+    return 0

@@ -257,6 +257,10 @@ def dot(a, b):
     return float(_dot_flat(a, b))
 
 
+#: 1.0 as bfloat16 bits (the rows of ones that carry biases through bfloat16 GEMMs).
+BF16_ONE = 0x3F80
+
+
 @njit(cache=CACHE, nogil=True, error_model="numpy")
 def round_to_bf16(src, dst):
     """``dst`` (uint16, bfloat16 bits) <- ``src`` rounded to float32, then to bfloat16 (2-D)."""

@@ -61,6 +61,32 @@ def _name_of(obj):
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
 
 
+def _rebound(fn, suffix, names):
+    """A copy of the Python function ``fn`` named ``name_suffix``, with some of its
+    module's global names bound to other objects."""
+    qualname = f"{fn.__module__}.{fn.__qualname__}_{suffix}"
+    # Numba's disk cache keys a function by its qualified name and argument types,
+    # not by the globals bound here: two variants under one name would load each
+    # other's code.
+    binding = sorted((k, _name_of(v)) for k, v in names.items())
+    if _VARIANTS.setdefault(qualname, binding) != binding:
+        raise ValueError(f"a kernel variant named {qualname} exists already, with other "
+                         f"bindings ({_VARIANTS[qualname]})")
+    copy = types.FunctionType(fn.__code__, {**fn.__globals__, **names},
+                              f"{fn.__name__}_{suffix}", fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = f"{fn.__qualname__}_{suffix}"
+    copy.__module__ = fn.__module__
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
+def jit_variant(dispatcher, suffix: str, **names):
+    """A helper jitted function (``@njit(**JIT_OPTIONS)``) compiled again with some of
+    its module's global names bound to other objects, as :meth:`ParallelKernel.variant`
+    does for drivers (a driver's variant binds the helper's variant in turn)."""
+    return njit(**JIT_OPTIONS)(_rebound(dispatcher.py_func, suffix, names))
+
+
 class ParallelKernel:
     """A driver compiled once; ``kernel(n_threads)(*args)`` runs its shares
     ``0 .. n_threads - 1`` on that many threads (the caller's among them)."""
@@ -80,21 +106,7 @@ class ParallelKernel:
         argument would compile every branch's callees. The copy has its own
         qualified name (``name_suffix``), which keys Numba's disk cache.
         """
-        fn = self.py_func
-        qualname = f"{fn.__module__}.{fn.__qualname__}_{suffix}"
-        # Numba's disk cache keys a function by its qualified name and argument types,
-        # not by the globals bound here: two variants under one name would load each
-        # other's code.
-        binding = sorted((k, _name_of(v)) for k, v in names.items())
-        if _VARIANTS.setdefault(qualname, binding) != binding:
-            raise ValueError(f"a kernel variant named {qualname} exists already, with other "
-                             f"bindings ({_VARIANTS[qualname]})")
-        copy = types.FunctionType(fn.__code__, {**fn.__globals__, **names},
-                                  f"{fn.__name__}_{suffix}", fn.__defaults__, fn.__closure__)
-        copy.__qualname__ = f"{fn.__qualname__}_{suffix}"
-        copy.__module__ = fn.__module__
-        copy.__doc__ = fn.__doc__
-        return ParallelKernel(copy)
+        return ParallelKernel(_rebound(self.py_func, suffix, names))
 
     def __call__(self, n_threads: int):
         if AHEAD:

@@ -24,7 +24,7 @@ from ..core.threads import scipy_blas_single_thread
 from ..core.args import check_conv_args, check_conv_out, check_pool_args
 from ..core.bfloat16 import is_bfloat16
 from . import _mkl
-from ._blas import gemm, gemm_address
+from ._blas import gemm, gemm_address, keep_threads
 from ._mkl import gemm_bf16, mkl_threads_local
 from ._parallel import parallel_kernel, threads_for
 from ._math import round_to_bf16, sigmoid
@@ -98,18 +98,11 @@ def _im2col_block(img, ph, pw, ow, p0, p1, col):
         p += n
 
 
-@njit(**JIT_OPTIONS)
-def _keep_threads(fn, n):
-    """What the float drivers bind for GEMM_THREADS: SciPy's BLAS is held to one thread
-    around the whole call (``scipy_blas_single_thread``), so there is nothing to set."""
-    return 0
-
-
 #: The GEMM :func:`_convolve` calls, and how it holds that GEMM to one thread per share
 #: (``GEMM_THREADS(fn_threads, n)`` returns the previous setting); the bfloat16 variants
 #: bind oneMKL's bfloat16 GEMM and its thread-local setting.
 GEMM = gemm
-GEMM_THREADS = _keep_threads
+GEMM_THREADS = keep_threads
 
 
 @parallel_kernel

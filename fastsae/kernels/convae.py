@@ -46,12 +46,15 @@ from numba import njit
 
 from ..core.config import JIT_OPTIONS
 from ..core.args import check_conv_ae_args
+from ..core.bfloat16 import is_bfloat16
 from ..core.layouts import unpack_conv_ae
 from ..core.numerics import kl_sparsity
 from ..core.threads import scipy_blas_single_thread
-from ._blas import gemm, gemm_address
+from ._blas import gemm, gemm_address, keep_threads
 from ._parallel import parallel_kernel, threads_for, workspace
-from ._math import one, sigmoid, sumsq
+from ._math import BF16_ONE, one, rows_to_bf16, sigmoid, sumsq
+from ._mkl import gemm_bf16, mkl_threads_local
+from . import _mkl
 
 
 @njit(**JIT_OPTIONS)
@@ -153,68 +156,132 @@ def _accumulate(acc, T):
             a[q] += t[q]
 
 
+@njit(**JIT_OPTIONS)
+def _same(src, dst):
+    """What the float driver binds for ROUND: its GEMM operands are the buffers themselves."""
+
+
+@njit(**JIT_OPTIONS)
+def _no_gemm(fn, trans_a, trans_b, alpha, A, B, beta, C):
+    """What the float driver binds for GEMM_LO: its weights are whole in one operand."""
+
+
+#: How :func:`_conv_ae_pass` makes a GEMM operand of a float buffer (``ROUND(src, dst)``),
+#: which GEMM it calls, the GEMM that adds the weights' low parts (``GEMM_LO``) and how
+#: it holds the GEMMs to one thread per share; the bfloat16 variant binds rounding to
+#: bfloat16 bits and oneMKL's bfloat16 GEMM for both.
+ROUND = _same
+GEMM = gemm
+GEMM_LO = _no_gemm
+GEMM_THREADS = keep_threads
+
+
 @parallel_kernel
-def _conv_ae_pass(fn, X, Wext, Vmat, cb, ph, pw, oh, ow, sigmoid_out,
-                  Q, R, A, D, Y, T1, T2, gW, gV, cost, gc, t0, t1):
+def _conv_ae_pass(fn, fn_threads, X, X16, Wext, Vmat, Wlo, Vlo, cb, ph, pw, oh, ow,
+                  sigmoid_out, Q, R, Rf, A, A16, D, D16, Y, Y16, T1, T2, gW, gV, cost, gc,
+                  t0, t1):
+    # Q, R, A16, D16, Y16: GEMM operands (the float buffers themselves in the float
+    # driver; bfloat16 bits in the bfloat16 one); Rf receives Vᵀ A (R itself in the
+    # float driver); the last rows of Q and R hold ones, set by the caller. Wlo, Vlo:
+    # the weights' low parts in the bfloat16 driver (weights = Wext + Wlo), unused in
+    # the float one.
     N = X.shape[0]
     n_threads = Q.shape[0]
     K, CK = Vmat.shape
     for t in range(t0, t1):
+        previous = GEMM_THREADS(fn_threads, 1)
         lo = t * N // n_threads
         hi = (t + 1) * N // n_threads
         Qt = Q[t]
         Rt = R[t]
+        Rft = Rf[t]
         At = A[t]
+        A16t = A16[t]
         Dt = D[t]
+        D16t = D16[t]
         Yt = Y[t]
+        Y16t = Y16[t]
         T1t = T1[t]
         T2t = T2[t]
-        ones_q = Qt[CK]
-        ones_r = Rt[CK]
-        for p in range(ones_q.shape[0]):
-            ones_q[p] = 1
-            ones_r[p] = 1
         gW[t] = 0.0
         gV[t] = 0.0
         cost[t] = 0.0
         gc[t] = 0.0
         for n in range(lo, hi):
-            Xn = X[n]
-            _im2col(Xn, ph, pw, oh, ow, Qt)
-            gemm(fn, False, False, 1.0, Wext, Qt, 0.0, At)              # Z = [W | b] [Q; 1]
+            _im2col(X16[n], ph, pw, oh, ow, Qt)
+            GEMM(fn, False, False, 1.0, Wext, Qt, 0.0, At)              # Z = [W | b] [Q; 1]
+            GEMM_LO(fn, False, False, 1.0, Wlo, Qt, 1.0, At)
             _activate_hidden(At, Dt, K)
-            gemm(fn, True, False, 1.0, Vmat, At, 0.0, Rt[:CK])         # Vᵀ A
-            _col2im(Rt, ph, pw, oh, ow, Yt)                              # + transposed conv
-            _output_delta(Yt, Xn, cb, sigmoid_out, cost[t], gc[t])       # Y <- E
-            _im2col(Yt, ph, pw, oh, ow, Rt)                              # R = [im2col(E); 1]
-            gemm(fn, False, True, 1.0, At, Rt, 0.0, T2t)                # [A Rᵀ | Σ_p A]
+            ROUND(At, A16t)
+            GEMM(fn, True, False, 1.0, Vmat, A16t, 0.0, Rft[:CK])      # Vᵀ A
+            GEMM_LO(fn, True, False, 1.0, Vlo, A16t, 1.0, Rft[:CK])
+            _col2im(Rft, ph, pw, oh, ow, Yt)                             # + transposed conv
+            _output_delta(Yt, X[n], cb, sigmoid_out, cost[t], gc[t])     # Y <- E
+            ROUND(Yt, Y16t)
+            _im2col(Y16t, ph, pw, oh, ow, Rt)                            # R = [im2col(E); 1]
+            GEMM(fn, False, True, 1.0, A16t, Rt, 0.0, T2t)             # [A Rᵀ | Σ_p A]
             _accumulate(gV[t], T2t)
-            gemm(fn, False, False, 1.0, Vmat, Rt[:CK], 0.0, Dt[:K])     # dA = V R
+            GEMM(fn, False, False, 1.0, Vmat, Rt[:CK], 0.0, Dt[:K])    # dA = V R
+            GEMM_LO(fn, False, False, 1.0, Vlo, Rt[:CK], 1.0, Dt[:K])
             _hidden_delta(Dt, K)
-            gemm(fn, False, True, 1.0, Dt, Qt, 0.0, T1t)                # [dA⊙A'; A'] [Q; 1]ᵀ
+            ROUND(Dt, D16t)
+            GEMM(fn, False, True, 1.0, D16t, Qt, 0.0, T1t)             # [dA⊙A'; A'] [Q; 1]ᵀ
             _accumulate(gW[t], T1t)
+        GEMM_THREADS(fn_threads, previous)
+
+
+#: bfloat16: the GEMM operands as bfloat16 bits (uint16), rounded from the float32
+#: activations and deltas, the weights as two bfloat16 parts (high and low: about 16
+#: significant bits, so three of the five products take two GEMMs); float32 GEMM
+#: outputs and elementwise work.
+_conv_ae_pass_bf16 = _conv_ae_pass.variant("bf16", ROUND=rows_to_bf16, GEMM=gemm_bf16,
+                                           GEMM_LO=gemm_bf16, GEMM_THREADS=mkl_threads_local)
+
+
+def split_bf16(M):
+    """float32 ``M`` (2-D) as two bfloat16 arrays (uint16 bits) ``hi + lo``: ``hi`` is ``M``
+    rounded, ``lo`` the rest rounded (their float32 sum has about 16 significant bits)."""
+    M = np.ascontiguousarray(M, dtype=np.float32)
+    hi = np.empty(M.shape, np.uint16)
+    lo = np.empty(M.shape, np.uint16)
+    rows_to_bf16(M, hi)
+    rest = M - (hi.astype(np.uint32) << 16).view(np.float32)
+    rows_to_bf16(rest, lo)
+    return hi, lo
 
 
 class _Workspace:
-    """Per-thread buffers reused across calls with the same shapes."""
+    """Per-thread buffers reused across calls with the same shapes (bfloat16: the GEMM
+    operands as uint16 bits beside the float32 buffers)."""
 
     def __init__(self, key):
         N, C, H, Wd, K, ph, pw, dtype, n_threads = key
         oh, ow = H - ph + 1, Wd - pw + 1
         P, CK = oh * ow, C * ph * pw
-        self.Q = np.empty((n_threads, CK + 1, P), dtype)
-        self.R = np.empty((n_threads, CK + 1, P), dtype)
-        self.A = np.empty((n_threads, K, P), dtype)
-        self.D = np.empty((n_threads, 2 * K, P), dtype)
-        self.Y = np.empty((n_threads, C, H * Wd), dtype)
-        self.T1 = np.empty((n_threads, 2 * K, CK + 1), dtype)
-        self.T2 = np.empty((n_threads, K, CK + 1), dtype)
+        bf16 = dtype == "bfloat16"
+        dt = np.dtype(np.float32 if bf16 else dtype)
+        op = np.uint16 if bf16 else dt             # the dtype of GEMM operands
+        one = BF16_ONE if bf16 else 1
+        self.Q = np.empty((n_threads, CK + 1, P), op)
+        self.R = np.empty((n_threads, CK + 1, P), op)
+        self.Q[:, CK] = one                        # the rows of ones (never overwritten)
+        self.R[:, CK] = one
+        self.A = np.empty((n_threads, K, P), dt)
+        self.D = np.empty((n_threads, 2 * K, P), dt)
+        self.Y = np.empty((n_threads, C, H * Wd), dt)
+        if bf16:
+            self.Rf = np.empty((n_threads, CK, P), dt)
+            self.A16 = np.empty((n_threads, K, P), op)
+            self.D16 = np.empty((n_threads, 2 * K, P), op)
+            self.Y16 = np.empty((n_threads, C, H * Wd), op)
+        else:
+            self.Rf, self.A16, self.D16, self.Y16 = self.R, self.A, self.D, self.Y
+        self.T1 = np.empty((n_threads, 2 * K, CK + 1), dt)
+        self.T2 = np.empty((n_threads, K, CK + 1), dt)
         self.gW = np.empty((n_threads, 2 * K, CK + 1))
         self.gV = np.empty((n_threads, K, CK + 1))
         self.cost = np.empty((n_threads, C, H * Wd))
         self.gc = np.empty((n_threads, C, H * Wd))
-
-
 
 
 def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weight_decay,
@@ -227,10 +294,22 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     ``c (C,)``). Computes in ``X.dtype``; returns ``(float, float64 gradient)``.
     Threads split the images, so a call on fewer images than threads uses
     fewer threads.
+
+    A bfloat16 ``X`` (``ml_dtypes.bfloat16``; the extra ``fastsae-audio[mkl]``)
+    runs the GEMMs in oneMKL's bfloat16 GEMM: the activations ``A``, the
+    output delta ``E`` and the rows ``[dA ⊙ A'; A']`` are rounded to
+    bfloat16 as they become GEMM operands, and the weights (with the
+    encoder's bias) are split into two bfloat16 parts, high and low, each
+    product with them taking two GEMMs (one bfloat16 part alone moves the
+    gradient by the Hessian times a 2⁻⁹ relative shift of every weight,
+    which near an optimum outgrows the gradient: weights shared by every
+    position make it large); everything else is float32 (the reference's
+    bfloat16 twin computes the same).
     """
     K, (ph, pw) = check_conv_ae_args(theta, X, n_filters, patch_shape, sparsity, beta,
-                                     weight_decay, decoder, tied)
-    dt = X.dtype
+                                     weight_decay, decoder, tied, bfloat16=True)
+    bf16 = is_bfloat16(X.dtype)
+    dt = np.dtype(np.float32) if bf16 else X.dtype       # of the elementwise work
     N, C, H, Wd = X.shape
     oh, ow = H - ph + 1, Wd - pw + 1
     P, CK = oh * ow, C * ph * pw
@@ -239,14 +318,26 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     Wext[:, :CK] = W.reshape(K, CK)
     Wext[:, CK] = b
     Vmat = np.ascontiguousarray(V.reshape(K, CK), dtype=dt)
-    Xf = np.ascontiguousarray(X).reshape(N, C, H * Wd)
+    X = np.ascontiguousarray(X).reshape(N, C, H * Wd)
 
     n_threads = threads_for(12.0 * N * oh * ow * K * (CK + 1), N)
-    ws = workspace("convae", (N, C, H, Wd, K, ph, pw, dt, n_threads), _Workspace)
-    with scipy_blas_single_thread():
-        _conv_ae_pass(n_threads)(gemm_address(dt), Xf, Wext, Vmat, c.astype(dt), ph, pw, oh, ow,
-                      decoder == "sigmoid", ws.Q, ws.R, ws.A, ws.D, ws.Y, ws.T1, ws.T2,
-                      ws.gW, ws.gV, ws.cost, ws.gc)
+    ws = workspace("convae", (N, C, H, Wd, K, ph, pw, "bfloat16" if bf16 else dt, n_threads),
+                   _Workspace)
+    if bf16:
+        mkl = _mkl.library()
+        W16, W16lo = split_bf16(Wext)
+        V16, V16lo = split_bf16(Vmat)
+        _conv_ae_pass_bf16(n_threads)(
+            mkl.gemm, mkl.threads_local, X.astype(dt), X.view(np.uint16), W16, V16, W16lo, V16lo,
+            c.astype(dt),
+            ph, pw, oh, ow, decoder == "sigmoid", ws.Q, ws.R, ws.Rf, ws.A, ws.A16, ws.D, ws.D16,
+            ws.Y, ws.Y16, ws.T1, ws.T2, ws.gW, ws.gV, ws.cost, ws.gc)
+    else:
+        with scipy_blas_single_thread():
+            _conv_ae_pass(n_threads)(
+                gemm_address(dt), 0, X, X, Wext, Vmat, Wext, Vmat, c.astype(dt), ph, pw, oh, ow,
+                decoder == "sigmoid", ws.Q, ws.R, ws.Rf, ws.A, ws.A16, ws.D, ws.D16, ws.Y, ws.Y16,
+                ws.T1, ws.T2, ws.gW, ws.gV, ws.cost, ws.gc)
 
     G = ws.gW.sum(axis=0)                      # [[G1 | g1], [G2 | g2]]
     GV = ws.gV.sum(axis=0)                     # [gV·N | Σ A]
@@ -254,9 +345,10 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     kl, dkl = kl_sparsity(sparsity, rho_hat)
     s = beta * dkl / P
     gWb = (G[:K] + s[:, None] * G[K:]) / N     # δ = (dA + s) ⊙ A'
-    # the same rounding to X.dtype as the reference applies to the weights
-    W_dt = W.astype(dt).astype(np.float64)
-    V_dt = V.astype(dt).astype(np.float64)
+    # the same rounding to X.dtype as the reference applies to the weights (bfloat16:
+    # the decay uses the float64 parameters)
+    W_dt = W if bf16 else W.astype(dt).astype(np.float64)
+    V_dt = V if bf16 else V.astype(dt).astype(np.float64)
     gW = gWb[:, :CK] + weight_decay * W_dt.reshape(K, CK)
     gV = GV[:, :CK] / N + weight_decay * V_dt.reshape(K, CK)
     gb = gWb[:, CK]

@@ -18,12 +18,15 @@ import numpy as np
 from numba import njit
 
 from ..core.args import check_conv_net_args
+from ..core.bfloat16 import is_bfloat16
 from ..core.config import JIT_OPTIONS
 from ..core.threads import scipy_blas_single_thread
-from ._blas import gemm, gemm_address
-from ._math import one, sigmoid, sumsq
-from ._parallel import parallel_kernel, threads_for, workspace
-from .convae import _col2im, _im2col
+from . import _mkl
+from ._blas import gemm, gemm_address, keep_threads
+from ._math import BF16_ONE, one, rows_to_bf16, sigmoid, sumsq
+from ._mkl import gemm_bf16, mkl_threads_local
+from ._parallel import jit_variant, parallel_kernel, threads_for, workspace
+from .convae import _col2im, _im2col, _no_gemm, _same, split_bf16
 
 # columns of the per-layer metadata table
 (_K, _C, _PH, _PW, _HIN, _WIN, _OH, _OW, _R, _S, _MODE, _WOFF, _BOFF, _QOFF, _AOFF, _POFF,
@@ -143,13 +146,29 @@ def _softmax_top(w, F, y, n_classes, z, gw, dF):
     return nll
 
 
+#: How :func:`_net_image` makes a GEMM operand of a float buffer (``ROUND(src, dst)``),
+#: the GEMM it calls, the GEMM that adds the filters' low parts (``GEMM_LO``) and the
+#: value of a row of ones in an operand; the bfloat16 variant binds rounding to
+#: bfloat16 bits, oneMKL's bfloat16 GEMM for both and 1.0's bits.
+ROUND = _same
+GEMM = gemm
+GEMM_LO = _no_gemm
+ONE = 1
+
+
 @njit(**JIT_OPTIONS)
-def _net_image(fn, Xn, yn, w, meta, bounds, n_classes, da_off, dcol_off, buf, ibuf, z, gw):
+def _net_image(fn, X16n, yn, w, wg, wlo, meta, bounds, n_classes, da_off, dcol_off, buf, buf16,
+               ibuf, z, gw):
     """Forward and backward for one image; returns its −log p(y | x).
 
     ``meta[l]`` holds layer ``l``'s shapes and its offsets into ``w`` (the
     weights, in theta's layout), ``buf`` (the image's per-layer buffers),
     ``ibuf`` (argmax of max pooling) and ``bounds`` (pooling regions).
+    ``wg``, ``buf16`` and ``X16n`` are what the GEMMs read: in the float
+    driver ``w``, ``buf`` and the image themselves; in the bfloat16 one their
+    bfloat16 bits (the patch matrices and the rounded deltas live in
+    ``buf16`` at the same offsets as in ``buf``), with ``wlo`` the low
+    bfloat16 parts of the weights (``w ≈ wg + wlo``; unused by the float driver).
     """
     L = meta.shape[0]
     for l in range(L):
@@ -158,19 +177,23 @@ def _net_image(fn, Xn, yn, w, meta, bounds, n_classes, da_off, dcol_off, buf, ib
         oh, ow, R, S = m[_OH], m[_OW], m[_R], m[_S]
         P, CK = oh * ow, C * ph * pw
         if l == 0:
-            src = Xn
+            src = X16n
         else:
             q0 = meta[l - 1, _POFF]
-            src = buf[q0:q0 + C * m[_HIN] * m[_WIN]].reshape((C, m[_HIN] * m[_WIN]))
-        Q = buf[m[_QOFF]:m[_QOFF] + (CK + 1) * P].reshape((CK + 1, P))
+            n_in = C * m[_HIN] * m[_WIN]
+            src = buf16[q0:q0 + n_in].reshape((C, m[_HIN] * m[_WIN]))
+            ROUND(buf[q0:q0 + n_in].reshape((C, m[_HIN] * m[_WIN])), src)
+        Q = buf16[m[_QOFF]:m[_QOFF] + (CK + 1) * P].reshape((CK + 1, P))
         _im2col(src, ph, pw, oh, ow, Q)
         ones = Q[CK]
         for p in range(P):
-            ones[p] = 1
+            ones[p] = ONE
         A = buf[m[_AOFF]:m[_AOFF] + K * P].reshape((K, P))
-        W = w[m[_WOFF]:m[_WOFF] + K * CK].reshape((K, CK))
-        Qtop = buf[m[_QOFF]:m[_QOFF] + CK * P].reshape((CK, P))
-        gemm(fn, False, False, 1.0, W, Qtop, 0.0, A)                 # Z = W Q
+        W = wg[m[_WOFF]:m[_WOFF] + K * CK].reshape((K, CK))
+        Qtop = buf16[m[_QOFF]:m[_QOFF] + CK * P].reshape((CK, P))
+        GEMM(fn, False, False, 1.0, W, Qtop, 0.0, A)                 # Z = W Q
+        GEMM_LO(fn, False, False, 1.0, wlo[m[_WOFF]:m[_WOFF] + K * CK].reshape((K, CK)), Qtop,
+                1.0, A)
         _bias_sigmoid_rows(A, w[m[_BOFF]:m[_BOFF] + K])
         r0, c0 = m[_ROFF], m[_COFF]
         _pool_forward(A, ow, bounds[r0:r0 + R], bounds[r0 + R:r0 + 2 * R],
@@ -195,35 +218,56 @@ def _net_image(fn, Xn, yn, w, meta, bounds, n_classes, da_off, dcol_off, buf, ib
                                bounds[c0:c0 + S], bounds[c0 + S:c0 + 2 * S], m[_MODE],
                                ibuf[m[_IOFF]:m[_IOFF] + K * R * S].reshape((K, R * S)),
                                buf[da_off:da_off + K * P].reshape((K, P)))   # A <- δ
-        Q = buf[m[_QOFF]:m[_QOFF] + (CK + 1) * P].reshape((CK + 1, P))
+        D = buf16[m[_AOFF]:m[_AOFF] + K * P].reshape((K, P))
+        ROUND(A, D)
+        Q = buf16[m[_QOFF]:m[_QOFF] + (CK + 1) * P].reshape((CK + 1, P))
         T = buf[m[_TOFF]:m[_TOFF] + K * (CK + 1)].reshape((K, CK + 1))
-        gemm(fn, False, True, 1.0, A, Q, 0.0, T)                     # [δ Qᵀ | Σ δ]
+        GEMM(fn, False, True, 1.0, D, Q, 0.0, T)                     # [δ Qᵀ | Σ δ]
         _accumulate_wb(gw, m[_WOFF], m[_BOFF], T)
         if l > 0:
-            W = w[m[_WOFF]:m[_WOFF] + K * CK].reshape((K, CK))
+            W = wg[m[_WOFF]:m[_WOFF] + K * CK].reshape((K, CK))
             dcol = buf[dcol_off:dcol_off + CK * P].reshape((CK, P))
-            gemm(fn, True, False, 1.0, W, A, 0.0, dcol)              # Wᵀ δ
+            GEMM(fn, True, False, 1.0, W, D, 0.0, dcol)              # Wᵀ δ
+            GEMM_LO(fn, True, False, 1.0, wlo[m[_WOFF]:m[_WOFF] + K * CK].reshape((K, CK)), D,
+                    1.0, dcol)
             d0 = meta[l - 1, _DPOFF]
             _col2im(dcol, ph, pw, oh, ow,
                     buf[d0:d0 + C * m[_HIN] * m[_WIN]].reshape((C, m[_HIN] * m[_WIN])))
     return nll
 
 
+#: The per-image step each driver calls (the bfloat16 driver binds the bfloat16 one), and
+#: how the driver holds its GEMM to one thread per share.
+NET_IMAGE = _net_image
+GEMM_THREADS = keep_threads
+
+
 @parallel_kernel
-def _conv_net_pass(fn, X, y, w, meta, bounds, n_classes, da_off, dcol_off, buf, ibuf, z, gw,
-                   nll, t0, t1):
-    N = X.shape[0]
+def _conv_net_pass(fn, fn_threads, X16, y, w, wg, wlo, meta, bounds, n_classes, da_off,
+                   dcol_off, buf, buf16, ibuf, z, gw, nll, t0, t1):
+    N = X16.shape[0]
     n_threads = buf.shape[0]
     for t in range(t0, t1):
+        previous = GEMM_THREADS(fn_threads, 1)
         lo = t * N // n_threads
         hi = (t + 1) * N // n_threads
         g = gw[t]
         g[:] = 0.0
         acc = 0.0
         for n in range(lo, hi):
-            acc += _net_image(fn, X[n], y[n], w, meta, bounds, n_classes, da_off, dcol_off,
-                              buf[t], ibuf[t], z[t], g)
+            acc += NET_IMAGE(fn, X16[n], y[n], w, wg, wlo, meta, bounds, n_classes, da_off,
+                             dcol_off, buf[t], buf16[t], ibuf[t], z[t], g)
         nll[t] = acc
+        GEMM_THREADS(fn_threads, previous)
+
+
+#: bfloat16: the GEMMs read bfloat16 bits (the filters in two parts, high and low; the
+#: patch matrices of the input and of the rounded pooled maps; the rounded deltas);
+#: float32 everywhere else.
+_net_image_bf16 = jit_variant(_net_image, "bf16", ROUND=rows_to_bf16, GEMM=gemm_bf16,
+                              GEMM_LO=gemm_bf16, ONE=BF16_ONE)
+_conv_net_pass_bf16 = _conv_net_pass.variant("bf16", NET_IMAGE=_net_image_bf16,
+                                             GEMM_THREADS=mkl_threads_local)
 
 
 def _net_tables(plan, n_features, n_classes):
@@ -264,7 +308,9 @@ def _net_tables(plan, n_features, n_classes):
 class _Workspace:
     def __init__(self, key):
         _, _, n_threads, n_classes, dtype, n_buf, n_ibuf, n_params = key
-        self.buf = np.empty((n_threads, n_buf), dtype)
+        bf16 = dtype == "bfloat16"
+        self.buf = np.empty((n_threads, n_buf), np.float32 if bf16 else dtype)
+        self.buf16 = np.empty((n_threads, n_buf), np.uint16) if bf16 else self.buf
         self.ibuf = np.zeros((n_threads, n_ibuf), np.int64)
         self.z = np.empty((n_threads, n_classes))
         self.gw = np.empty((n_threads, n_params))
@@ -280,22 +326,40 @@ def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_wei
     parallel pass over the images (threads take disjoint shares); computes
     in ``X.dtype`` (the softmax's logits in float64), partial gradients are
     summed in float64. Returns ``(float, float64 gradient)``.
+
+    A bfloat16 ``X`` (``ml_dtypes.bfloat16``; the extra ``fastsae-audio[mkl]``)
+    runs the layers' GEMMs in oneMKL's bfloat16 GEMM: the patches (of the
+    input, and of each layer's pooled maps) and the deltas are rounded to
+    bfloat16 as they become GEMM operands, the filters are split into two
+    bfloat16 parts (as in :func:`fastsae.kernels.convae.conv_ae_cost_grad`);
+    the activations, pooling and softmax are float32.
     """
     plan, n_features, y, layout = check_conv_net_args(theta, X, y, layers, n_classes,
-                                                      weight_decay, conv_weight_decay)
+                                                      weight_decay, conv_weight_decay,
+                                                      bfloat16=True)
     n_classes = int(n_classes)
-    dt = X.dtype
+    bf16 = is_bfloat16(X.dtype)
+    dt = np.dtype(np.float32) if bf16 else X.dtype
     N, C, H, Wd = X.shape
     meta, bounds, da_off, dcol_off, n_buf, n_ibuf, n_params = _net_tables(plan, n_features,
                                                                           n_classes)
     w = theta.astype(dt)
-    Xf = np.ascontiguousarray(X).reshape(N, C, H * Wd)
+    X = np.ascontiguousarray(X).reshape(N, C, H * Wd)
     n_threads = threads_for(6.0 * N * H * Wd * n_params, N)
-    key = (meta.tobytes(), N, n_threads, n_classes, dt, n_buf, n_ibuf, n_params)
+    key = (meta.tobytes(), N, n_threads, n_classes, "bfloat16" if bf16 else dt, n_buf, n_ibuf,
+           n_params)
     ws = workspace("convnet", key, _Workspace)
-    with scipy_blas_single_thread():
-        _conv_net_pass(n_threads)(gemm_address(dt), Xf, y, w, meta, bounds, n_classes, da_off, dcol_off,
-                       ws.buf, ws.ibuf, ws.z, ws.gw, ws.nll)
+    if bf16:
+        mkl = _mkl.library()
+        wg, wlo = split_bf16(w.reshape(1, -1))
+        _conv_net_pass_bf16(n_threads)(mkl.gemm, mkl.threads_local, X.view(np.uint16), y, w,
+                                       wg[0], wlo[0], meta, bounds, n_classes, da_off, dcol_off,
+                                       ws.buf, ws.buf16, ws.ibuf, ws.z, ws.gw, ws.nll)
+    else:
+        with scipy_blas_single_thread():
+            _conv_net_pass(n_threads)(gemm_address(dt), 0, X, y, w, w, w, meta, bounds, n_classes,
+                                      da_off, dcol_off, ws.buf, ws.buf16, ws.ibuf, ws.z, ws.gw,
+                                      ws.nll)
 
     grad = ws.gw.sum(axis=0) / N
     w64 = w.astype(np.float64)

@@ -17,6 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import expit
 
 from ..core.args import check_conv_ae_args
+from ..core.bfloat16 import is_bfloat16
 from ..core.layouts import unpack_conv_ae
 from .sae import kl_sparsity
 
@@ -87,7 +88,8 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     theta : np.ndarray [shape=(n_params,), dtype=float64]
         ``W (K, C, ph, pw)``, ``V (K, C, ph, pw)`` (absent when ``tied``),
         ``b (K,)``, ``c (C,)``, C order (see :func:`fastsae.core.layouts.conv_ae_layout`).
-    X : np.ndarray [shape=(n_images, n_channels, H, W), dtype=float32 or float64]
+    X : np.ndarray [shape=(n_images, n_channels, H, W), dtype=float32, float64 or bfloat16]
+        bfloat16 (``ml_dtypes.bfloat16``): see :func:`_conv_ae_cost_grad_bfloat16`.
     n_filters : int
         ``K``.
     patch_shape : (int, int)
@@ -107,7 +109,10 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     grad : np.ndarray [shape=(n_params,), dtype=float64]
     """
     K, (ph, pw) = check_conv_ae_args(theta, X, n_filters, patch_shape, sparsity, beta,
-                                     weight_decay, decoder, tied)
+                                     weight_decay, decoder, tied, bfloat16=True)
+    if is_bfloat16(X.dtype):
+        return _conv_ae_cost_grad_bfloat16(theta, X, K, (ph, pw), sparsity, beta, weight_decay,
+                                           decoder, tied)
     dt = X.dtype
     N, C, H, Wd = X.shape
     W, V, b, c = (p.astype(dt) for p in unpack_conv_ae(theta, K, C, (ph, pw), tied))
@@ -137,6 +142,74 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
 
     W64, V64 = W.astype(np.float64), V.astype(np.float64)
     cost = data + 0.5 * weight_decay * (np.sum(W64 ** 2) + np.sum(V64 ** 2)) + beta * kl
+    parts = [gW + gV] if tied else [gW, gV]
+    grad = np.concatenate([p.ravel() for p in parts + [gb, gc]])
+    return float(cost), grad.astype(np.float64)
+
+
+def _rounded(a):
+    """``a`` rounded to bfloat16 (through float32), back as float32."""
+    import ml_dtypes
+    return np.asarray(a, dtype=np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+
+
+def _two_parts(a):
+    """``a`` as the compiled kernels carry weights in bfloat16: ``hi + lo``, ``hi`` the
+    float32 value rounded to bfloat16 and ``lo`` the rest rounded (exact in float32)."""
+    a = np.asarray(a, dtype=np.float32)
+    hi = _rounded(a)
+    return hi + _rounded(a - hi)
+
+
+def _conv_ae_cost_grad_bfloat16(theta, X, K, patch_shape, sparsity, beta, weight_decay, decoder,
+                                tied):
+    """The same objective with bfloat16 products (the arithmetic of the compiled
+    bfloat16 kernel, written plainly).
+
+    The weights and the encoder's bias (which rides in the encoder's
+    product, on a row of ones) are carried as two bfloat16 parts
+    (:func:`_two_parts`: about 16 significant bits); the other operands of
+    the five products are rounded to bfloat16: the activations ``A``, the output delta ``E``, and
+    the two factors ``dA ⊙ A'`` and ``A'`` of the encoder's gradient (the
+    kernel multiplies both by the patches and adds the sparsity term after
+    the sum: ``gW = Σ [dA ⊙ A'] Qᵀ + s Σ [A'] Qᵀ``, with ``[·]`` rounding).
+    ``ρ̂`` is the mean of the rounded ``A`` (the kernel sums it in the same
+    product as the decoder's gradient). Everything else is float32, with the
+    sums of costs and biases in float64; weight decay and the returned
+    gradient use the float64 parameters.
+    """
+    f32 = np.float32
+    N, C, H, Wd = X.shape
+    W, V, b, c = unpack_conv_ae(theta, K, C, patch_shape, tied)
+    Wr, Vr = _two_parts(W), _two_parts(V)
+    Xf = X.astype(f32)                                        # exact
+    n_pos = (H - patch_shape[0] + 1) * (Wd - patch_shape[1] + 1)
+
+    A = expit(conv_forward(Wr, _two_parts(b), Xf))            # float32
+    Ar = _rounded(A)
+    Y = conv_transpose(Ar, Vr, (H, Wd)) + c.astype(f32)[None, :, None, None]
+    Xhat = expit(Y) if decoder == "sigmoid" else Y
+    diff = Xhat - Xf
+    data = 0.5 * np.sum(diff.astype(np.float64) ** 2) / N
+    E = diff * Xhat * (1 - Xhat) if decoder == "sigmoid" else diff
+    Er = _rounded(E)
+
+    rho_hat = Ar.astype(np.float64).mean(axis=(0, 2, 3))
+    kl, dkl = kl_sparsity(sparsity, rho_hat)
+    s = beta * dkl / n_pos
+
+    gV = conv_filter_grad(Ar, Er, patch_shape).astype(np.float64) / N + weight_decay * V
+    dA = conv_forward(Vr, np.zeros(K, f32), Er)
+    Ap = A * (1 - A)
+    D1, D2 = _rounded(dA * Ap), _rounded(Ap)
+    G1 = conv_filter_grad(D1, Xf, patch_shape).astype(np.float64)
+    G2 = conv_filter_grad(D2, Xf, patch_shape).astype(np.float64)
+    gW = (G1 + s[:, None, None, None] * G2) / N + weight_decay * W
+    gb = (D1.sum(axis=(0, 2, 3), dtype=np.float64)
+          + s * D2.sum(axis=(0, 2, 3), dtype=np.float64)) / N
+    gc = E.sum(axis=(0, 2, 3), dtype=np.float64) / N
+
+    cost = data + 0.5 * weight_decay * (np.sum(W ** 2) + np.sum(V ** 2)) + beta * kl
     parts = [gW + gV] if tied else [gW, gV]
     grad = np.concatenate([p.ravel() for p in parts + [gb, gc]])
     return float(cost), grad.astype(np.float64)

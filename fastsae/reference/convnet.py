@@ -12,9 +12,10 @@ import numpy as np
 from scipy.special import expit
 
 from ..core.args import check_conv_net_args
+from ..core.bfloat16 import is_bfloat16
 from ..core.layouts import unpack
 from .conv import pool_regions
-from .convae import conv_filter_grad, conv_forward, conv_transpose
+from .convae import _rounded, _two_parts, conv_filter_grad, conv_forward, conv_transpose
 from .softmax import network_cost_grad, softmax_loss_delta
 
 
@@ -79,7 +80,8 @@ def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_wei
         layer ``W_l (K_l, C_l, ph_l, pw_l)``, ``b_l (K_l,)`` (see
         :func:`fastsae.core.layouts.conv_net_layout`; ``C_1`` is the input's channels, ``C_l =
         K_{l−1}``).
-    X : np.ndarray [shape=(n_images, n_channels, H, W), dtype=float32 or float64]
+    X : np.ndarray [shape=(n_images, n_channels, H, W), dtype=float32, float64 or bfloat16]
+        bfloat16 (``ml_dtypes.bfloat16``): see :func:`_conv_net_cost_grad_bfloat16`.
     y : np.ndarray [shape=(n_images,), integer]
         Labels in ``0 .. n_classes-1``.
     layers : list of dict
@@ -97,7 +99,11 @@ def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_wei
     grad : np.ndarray [shape=theta.shape, dtype=float64]
     """
     plan, n_features, y, layout = check_conv_net_args(theta, X, y, layers, n_classes,
-                                                      weight_decay, conv_weight_decay)
+                                                      weight_decay, conv_weight_decay,
+                                                      bfloat16=True)
+    if is_bfloat16(X.dtype):
+        return _conv_net_cost_grad_bfloat16(theta, X, y, plan, layout, weight_decay,
+                                            conv_weight_decay)
     dt = X.dtype
     N = X.shape[0]
     views = unpack(theta, layout)
@@ -124,3 +130,48 @@ def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_wei
             dP = conv_transpose(delta, W, below.shape[2:])
     return network_cost_grad(data, Ws, weight_decay, [W for W, _ in params], conv_weight_decay, grads,
                              layer_grads)
+
+
+def _conv_net_cost_grad_bfloat16(theta, X, y, plan, layout, weight_decay, conv_weight_decay):
+    """The same objective with bfloat16 products in the layers (the arithmetic of the
+    compiled bfloat16 kernel, written plainly).
+
+    The filters are carried as two bfloat16 parts (high and low,
+    :func:`fastsae.reference.convae._two_parts`); the other operands of each
+    layer's three products are rounded to bfloat16: the layer's input (the
+    image, exact; or the pooled maps below) and the delta ``δ = dA ⊙ A'`` (its sum, the bias
+    gradient, too: the kernel forms it in the same product). Everything else
+    is float32: biases, activations, pooling, the softmax; weight decay uses
+    the float32 parameters.
+    """
+    f32 = np.float32
+    N = X.shape[0]
+    views = [v.astype(f32) for v in unpack(theta, layout)]
+    Ws, bs = views[:2]
+    params = [(views[i], views[i + 1]) for i in range(2, len(views), 2)]
+
+    inputs, acts = [], []
+    P = X.astype(f32)                                   # exact
+    for (W, b), step in zip(params, plan):
+        Pr = _rounded(P)
+        A = expit(conv_forward(_two_parts(W), b, Pr))
+        inputs.append(Pr)
+        P = pool_regions(A, *step["bounds"], mode=step["pool"])
+        acts.append((A, P))
+    F = P.reshape(N, -1)
+    data, D = softmax_loss_delta(F @ Ws.T + bs, y)
+    D /= N
+    grads = [D.T @ F + weight_decay * Ws, D.sum(axis=0)]
+
+    dP = (D @ Ws).reshape(P.shape)
+    layer_grads = []
+    for l in range(len(plan) - 1, -1, -1):
+        A, _ = acts[l]
+        W, _ = params[l]
+        delta = _rounded(pool_backward(dP, A, plan[l]["bounds"], plan[l]["pool"]) * A * (1 - A))
+        layer_grads.append((conv_filter_grad(delta, inputs[l], W.shape[2:])
+                            + conv_weight_decay * W, delta.sum(axis=(0, 2, 3))))
+        if l > 0:
+            dP = conv_transpose(delta, _two_parts(W), inputs[l].shape[2:])
+    return network_cost_grad(data, Ws, weight_decay, [W for W, _ in params], conv_weight_decay,
+                             grads, layer_grads)
