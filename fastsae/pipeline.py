@@ -146,6 +146,11 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         the maps are one band high: ``f`` counts as 1.
     normalize_level : bool
         Subtract each clip's mean level (dB) before anything else.
+    floor_db : float > 0 or None
+        First raise every value of a clip to at least its maximum minus
+        ``floor_db`` (dB): every recording gets the same noise floor relative
+        to its loudest sound, so that the background (the microphone, the
+        room) is not learned as part of a voice. None: no floor.
     standardize : bool
         Scale every feature to zero mean and unit variance over the clips seen
         in ``fit``.
@@ -212,14 +217,14 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
 
     #: What a model file written before a parameter existed meant by its absence
     #: (fastsae 0.1.0's recipe): :func:`fastsae.load` fills these in.
-    _legacy_params = {"patch_bands": None, "normalize_level": False}
+    _legacy_params = {"patch_bands": None, "normalize_level": False, "floor_db": None}
 
     def __init__(self, n_hidden=200, n_frames=8, n_windows=20000, normalization="pca",
                  sparsity=0.05, beta=3.0, weight_decay=1e-3, max_iter=200,
                  pool=("mean", "max"), n_pool_regions=((6, 4),), standardize=True,
                  trim_db=20.0, retain=0.99, epsilon=0.1, patch_bands=12, normalize_level=True,
-                 backend="numba", dtype="float64", n_jobs=None, random_state=None,
-                 verbose=False):
+                 floor_db=None, backend="numba", dtype="float64", n_jobs=None,
+                 random_state=None, verbose=False):
         self._store_params(locals())
 
     _bfloat16 = True           # the autoencoder's training; the rest runs in float32
@@ -247,6 +252,8 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
             raise ParameterError("n_windows=None (every window) needs full-height windows "
                                  "(patch_bands=None); give a number of patches")
         check_bool(self.normalize_level, "normalize_level")
+        if self.floor_db is not None:
+            check_scalar(self.floor_db, "floor_db", low=0.0, low_open=True)
         check_choice(self.normalization, "normalization", NORMALIZATIONS)
         self._check_sparsity_params()
         check_int(self.max_iter, "max_iter", low=1)
@@ -266,6 +273,8 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         if self.patch_bands is not None and self.patch_bands > spectra[0].shape[0]:
             raise ParameterError(f"patch_bands={self.patch_bands} is more than the spectra's "
                                  f"{spectra[0].shape[0]} bands")
+        if self.floor_db is not None:
+            spectra = [np.maximum(S, S.max() - self.floor_db) for S in spectra]
         if self.trim_db is not None:
             spectra = trim_silence(spectra, top_db=self.trim_db, min_frames=self.n_frames)
         dt = check_dtype(self._work_dtype())

@@ -6,11 +6,13 @@ trained on the clips and on copies of them warped along frequency
 (:func:`fastsae.audio.warp_bands`: vocal-tract-length perturbation, so that
 a few training voices stand for more), their log-probabilities averaged:
 
-1. for each of ``features`` (by default two
+1. for each of ``features`` (by default four
    :class:`~fastsae.pipeline.SelfTaughtFeatures`: sparse-autoencoder filters
    12 bands x 8 frames and 8 bands x 10 frames, learned without labels on the
    training clips, slid over frequency and time and pooled over 6 x 4
-   regions), a :class:`~fastsae.SoftmaxRegression` on the pooled features;
+   regions; each on the clips as they are and on the clips with a noise
+   floor 35 dB below their maximum), a :class:`~fastsae.SoftmaxRegression`
+   on the pooled features;
 2. a softmax on the clip's level-normalised spectrogram resampled to
    ``n_frames`` frames (``spectrogram_softmax``);
 3. ``conv_net``: a :class:`~fastsae.StackedConvolutionalAutoencoder`
@@ -41,12 +43,20 @@ from .pipeline import SelfTaughtFeatures
 from .softmax import SoftmaxRegression, accuracy
 
 
+#: The noise floor of the default recipe's floored feature sets (dB below each clip's maximum).
+FLOOR_DB = 35.0
+
+
 def default_features(dtype: DTypeLike = "float32",
                      random_state: int | None = None) -> list[SelfTaughtFeatures]:
-    """The two self-taught feature sets of the default recipe (see the module notes)."""
-    return [SelfTaughtFeatures(patch_bands=12, n_frames=8, dtype=dtype, random_state=random_state),
-            SelfTaughtFeatures(patch_bands=8, n_frames=10, dtype=dtype,
-                               random_state=None if random_state is None else random_state + 1)]
+    """The four self-taught feature sets of the default recipe (see the module notes):
+    filters 12 x 8 and 8 x 10, each on the clips as they are and on the clips with a
+    noise floor :data:`FLOOR_DB` below their maximum."""
+    second = None if random_state is None else random_state + 1
+    return [SelfTaughtFeatures(patch_bands=pb, n_frames=nf, floor_db=floor, dtype=dtype,
+                               random_state=seed)
+            for floor in (FLOOR_DB, None)
+            for pb, nf, seed in ((12, 8, random_state), (8, 10, second))]
 
 
 def default_conv_net(dtype: DTypeLike = "float32",
@@ -98,7 +108,8 @@ class ClipClassifier(ClassifierMixin, Estimator):
     ----------
     classes_ : np.ndarray [shape=(n_classes,)]
     members_ : list of (str, object)
-        Every fitted member by name: ``"features 12x8"`` and the like (a
+        Every fitted member by name: ``"features 12x8"``,
+        ``"features 12x8, floor 35 dB"`` and the like (a
         ``(SelfTaughtFeatures, SoftmaxRegression)`` pair), ``"spectrogram"``
         (a ``(StandardScaler, SoftmaxRegression)`` pair), ``"conv net"``.
     n_bands_ : int
@@ -234,12 +245,17 @@ class ClipClassifier(ClassifierMixin, Estimator):
 
     def _fit_members(self, feats, net, spectra, warped, codes, y_aug, rng, members):
         for f in feats:
-            say(self.verbose, f"ClipClassifier: features {f.patch_bands}x{f.n_frames}")
+            name = f"features {f.patch_bands}x{f.n_frames}"
+            if f.floor_db is not None:
+                name += f", floor {f.floor_db:g} dB"
+            taken = {n for n, _ in members}
+            name = next(f"{name} #{k}" if k else name for k in range(len(taken) + 1)
+                        if (f"{name} #{k}" if k else name) not in taken)
+            say(self.verbose, f"ClipClassifier: {name}")
             F = f.fit_transform(spectra)
             if warped:
                 F = np.concatenate([F, f.transform(warped)])
-            members.append((f"features {f.patch_bands}x{f.n_frames}",
-                            (f, self._softmax(rng).fit(F, y_aug))))
+            members.append((name, (f, self._softmax(rng).fit(F, y_aug))))
         if self.spectrogram_softmax:
             say(self.verbose, "ClipClassifier: spectrogram softmax")
             X = self._fixed(spectra + warped).reshape(len(spectra) + len(warped), -1)
@@ -312,4 +328,4 @@ class ClipClassifier(ClassifierMixin, Estimator):
                 for name, pred in self.member_predictions(spectra).items()}
 
 
-__all__ = ["ClipClassifier", "default_features", "default_conv_net"]
+__all__ = ["ClipClassifier", "FLOOR_DB", "default_features", "default_conv_net"]

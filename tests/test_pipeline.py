@@ -117,6 +117,16 @@ def test_level_normalisation_ignores_the_recording_gain(rng):
     assert not np.allclose(plain.transform(louder), plain.transform(spectra), atol=1e-3)
 
 
+def test_a_noise_floor_makes_the_background_the_same(rng):
+    spectra = _spectra(rng)
+    floored = SelfTaughtFeatures(**dict(LOCAL, floor_db=20.0), random_state=0).fit(spectra)
+    # below the floor nothing counts: a quieter background gives the same features
+    quieter = [np.where(S < S.max() - 20.0, S - 15.0, S) for S in spectra]
+    np.testing.assert_allclose(floored.transform(quieter), floored.transform(spectra), atol=1e-6)
+    plain = SelfTaughtFeatures(**LOCAL, random_state=0).fit(spectra)
+    assert not np.allclose(plain.transform(quieter), plain.transform(spectra), atol=1e-3)
+
+
 def test_options(rng):
     spectra = _spectra(rng, n=12)
     stf = SelfTaughtFeatures(n_hidden=4, n_frames=2, n_windows=None, max_iter=5, pool="max",
@@ -185,7 +195,7 @@ def test_bad_spectra_raise(bad):
     dict(backend="fortran"), dict(dtype="int8"), dict(n_jobs=0), dict(random_state="seed"),
     dict(patch_bands=0), dict(patch_bands=11),
     dict(patch_bands=4, n_windows=None), dict(patch_bands=4, n_pool_regions=((2, 0),)),
-    dict(normalize_level="yes"),
+    dict(normalize_level="yes"), dict(floor_db=0.0), dict(floor_db="loud"),
 ])
 def test_bad_parameters_raise(rng, params):
     spectra = _spectra(rng, n=6)

@@ -43,6 +43,18 @@ def test_every_member_classifies_and_the_ensemble_averages_them(clips):
     assert set(clf.predict(test)) <= set(y)
 
 
+def test_members_are_named_by_their_settings_and_never_twice(clips):
+    train, y, _, _ = clips
+    f = SelfTaughtFeatures(n_hidden=6, n_windows=800, max_iter=5, dtype="float32",
+                           random_state=0)
+    feats = [f, SelfTaughtFeatures(**dict(f.get_params(), floor_db=30.0)), f]
+    clf = _small(features=feats, conv_net=None, spectrogram_softmax=False, n_warps=0)
+    clf.fit(train, y)
+    assert [n for n, _ in clf.members_] == ["features 12x8", "features 12x8, floor 30 dB",
+                                            "features 12x8 #1"]
+    assert set(clf.member_scores(train, y)) == {n for n, _ in clf.members_} | {"ensemble"}
+
+
 def test_warped_copies_are_training_data(clips):
     train, y, _, _ = clips
     clf = _small(conv_net=None, features=[], n_warps=3).fit(train, y)
@@ -59,8 +71,11 @@ def test_save_and_load_give_the_same_predictions(clips, tmp_path):
 
 
 def test_defaults_are_the_documented_recipe():
-    a, b = default_features()
-    assert (a.patch_bands, a.n_frames, b.patch_bands, b.n_frames) == (12, 8, 8, 10)
+    feats = default_features(random_state=5)
+    assert [(f.patch_bands, f.n_frames, f.floor_db) for f in feats] == [
+        (12, 8, 35.0), (8, 10, 35.0), (12, 8, None), (8, 10, None)]
+    assert [f.random_state for f in feats] == [5, 6, 5, 6]
+    a = feats[0]
     assert a.n_pool_regions == ((6, 4),) and a.normalize_level
     net = default_conv_net()
     assert net.layers[0]["patch_shape"] == (12, 8)
