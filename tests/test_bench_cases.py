@@ -173,3 +173,31 @@ def test_compile_probe_counts_outermost_compilations_only():
     assert len(names) == 1 and listener.count[names[0]] == 2
     assert not any(n.endswith("_inner") for n in listener.seconds)
     assert listener.seconds[names[0]] > 0 and not listener.stack
+
+
+def test_convolutional_bfloat16_tables_time_what_they_name(monkeypatch, capsys):
+    from fastsae.benchmarks import convae as bc
+    from fastsae.benchmarks._util import record_tables
+    from fastsae.kernels import _mkl
+
+    if not _mkl.available():
+        pytest.skip('needs the mkl extra (pip install "fastsae-audio[mkl]")')
+    monkeypatch.setattr(bc, "QUICK_CASES", [("tiny", 4, 3, 3, 3, 1, 9, 10, np.float32)])
+    layers = [dict(n_filters=3, patch_shape=(3, 3), n_pool_regions=(2, 2))]
+    monkeypatch.setattr(bc, "QUICK_NET_CASES", [("tiny", layers, 3, (1, 9, 10), 3, np.float32)])
+    with record_tables() as tables:
+        bc.run_bf16(quick=True)
+    assert [t["title"].split(" cost+grad")[0] for t in tables] == [
+        "Convolutional autoencoder", "Convolutional network"]
+    names = [r["implementation"] for r in tables[0]["rows"]]
+    assert names[:3] == ["numba float32", "numba bfloat16", "numpy reference bfloat16"]
+    assert ("pytorch CPU bfloat16, autograd" in names) == (TORCH is not None)
+    for t in tables:
+        row = {r["implementation"]: r for r in t["rows"]}
+        assert row["numba bfloat16"]["time / numba bfloat16"] == "1.00"
+    if TORCH is not None:                  # the PyTorch column computes the same objective
+        theta, X = bc.convae_problem(4, 3, 3, 3, 1, 9, 10, np.float32)
+        c_ref, g_ref = bc._runner("numpy", theta, X.astype(np.float64), 4, 3, 3)()
+        c_t, g_t = bc.torch_conv_ae_bf16(theta, X, 4, 3, 3, TORCH)()
+        assert c_t == pytest.approx(c_ref, rel=1e-2)
+        assert np.linalg.norm(g_t - g_ref) <= 2e-2 * np.linalg.norm(g_ref)

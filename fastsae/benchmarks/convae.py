@@ -118,6 +118,82 @@ def run(quick=False):
             print(f"{'net ' + name:<24}{np.dtype(dtype).name:<9}{impl:<7}{t[impl] * 1e3:>8.1f}ms"
                   f"{'':>9}{t['numpy'] / t[impl]:>9.1f}x")
         print(f"{'':<24}max |grad numba - grad numpy| / max |grad| = {err:.1e}")
+    run_bf16(quick=quick)
+
+
+def torch_conv_ae_bf16(theta, X, K, ph, pw, torch):
+    """The same objective in PyTorch bfloat16 (conv2d, its transpose, autograd), or None."""
+    import torch.nn.functional as F
+
+    N, C, H, W = X.shape
+    n = K * C * ph * pw
+    th = torch.from_numpy(theta).float()
+    Xt = torch.from_numpy(X).to(torch.bfloat16)
+    rho, beta, lam = HYPER["sparsity"], HYPER["beta"], HYPER["weight_decay"]
+
+    def run():
+        params = [th[:n].view(K, C, ph, pw), th[n:2 * n].view(K, C, ph, pw),
+                  th[2 * n:2 * n + K], th[2 * n + K:]]
+        params = [p.clone().requires_grad_(True) for p in params]
+        Wt, Vt, b, c = params
+        A = torch.sigmoid(F.conv2d(Xt, Wt.bfloat16(), b.bfloat16()))
+        Xh = torch.sigmoid(F.conv_transpose2d(A, Vt.bfloat16(), c.bfloat16()))
+        rho_hat = A.float().mean(dim=(0, 2, 3))
+        kl = (rho * torch.log(rho / rho_hat)
+              + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+        cost = 0.5 * ((Xh.float() - Xt.float()) ** 2).sum() / N \
+            + 0.5 * lam * (Wt.pow(2).sum() + Vt.pow(2).sum()) + beta * kl
+        cost.backward()
+        grad = torch.cat([p.grad.ravel() for p in params]).double().numpy()
+        return float(cost.detach()), grad
+
+    return run
+
+
+def run_bf16(quick=False):
+    """The convolutional autoencoder and network cost+grad in bfloat16 (the extra
+    fastsae-audio[mkl]) against float32, the NumPy twin and PyTorch bfloat16."""
+    from fastsae.benchmarks._util import print_table, torch_or_none
+    from fastsae.core.bfloat16 import bfloat16_dtype
+    from fastsae.kernels import _mkl
+
+    if not _mkl.available():
+        print('\nconvolutional models in bfloat16: oneMKL / ml-dtypes are not installed '
+              '(pip install "fastsae-audio[mkl]"): skipped')
+        return None
+    torch = torch_or_none()
+    name, K, ph, pw, N, C, H, W, _ = (QUICK_CASES if quick else CONVAE_CASES)[0]
+    theta, X = convae_problem(K, ph, pw, N, C, H, W, np.float32)
+    X16 = X.astype(bfloat16_dtype())
+    cae = {"numba float32": _runner("numba", theta, X, K, ph, pw),
+           "numba bfloat16": _runner("numba", theta, X16, K, ph, pw),
+           "numpy reference bfloat16": _runner("numpy", theta, X16, K, ph, pw)}
+    if torch is not None:
+        cae["pytorch CPU bfloat16, autograd"] = torch_conv_ae_bf16(theta, X, K, ph, pw, torch)
+    for fn in cae.values():
+        fn()                                               # compile / warm up
+    t = time_alternating(cae, blocks=2 if quick else 3)
+    header = ["implementation", "median ms", "time / numba float32", "time / numba bfloat16"]
+    gflop = convae_flops(K, ph, pw, N, C, H, W) / 1e9
+    print_table(f"Convolutional autoencoder cost+grad in bfloat16, {name} ({N} inputs, {K} "
+                f"filters {ph}x{pw}; {gflop:.1f} GFLOP in float32, the weights' products twice "
+                "in bfloat16)", header,
+                [[impl, f"{v * 1e3:.1f}", f"{v / t['numba float32']:.2f}",
+                  f"{v / t['numba bfloat16']:.2f}"] for impl, v in t.items()])
+
+    name, layers, N, shape, n_classes, _ = (QUICK_NET_CASES if quick else NET_CASES)[0]
+    theta, X, y = net_problem(layers, N, shape, n_classes, np.float32)
+    X16 = X.astype(bfloat16_dtype())
+    net = {"numba float32": _net_runner("numba", layers, theta, X, y, n_classes),
+           "numba bfloat16": _net_runner("numba", layers, theta, X16, y, n_classes),
+           "numpy reference bfloat16": _net_runner("numpy", layers, theta, X16, y, n_classes)}
+    for fn in net.values():
+        fn()
+    tn = time_alternating(net, blocks=2 if quick else 3)
+    print_table(f"Convolutional network cost+grad in bfloat16, {name} ({N} inputs)", header,
+                [[impl, f"{v * 1e3:.1f}", f"{v / tn['numba float32']:.2f}",
+                  f"{v / tn['numba bfloat16']:.2f}"] for impl, v in tn.items()])
+    return t, tn
 
 
 if __name__ == "__main__":
