@@ -160,8 +160,8 @@ def run_baseline(spectra, labels, tr, te, cfg, seed, n_jobs, dtype="float32"):
     return {key: clf.predict(scaler.transform(X[te]))}
 
 
-def run_default(spectra, labels, tr, te, cfg, seed, n_jobs):
-    kw = dict(cfg["recipe"])
+def run_default(spectra, labels, tr, te, cfg, seed, n_jobs, dtype="float32"):
+    kw = dict(cfg["recipe"], dtype=dtype)
     if "quick_features" in cfg:
         kw["features"] = [SelfTaughtFeatures(**cfg["quick_features"], dtype="float32",
                                              random_state=seed)]
@@ -170,8 +170,9 @@ def run_default(spectra, labels, tr, te, cfg, seed, n_jobs):
     clf = ClipClassifier(**kw, random_state=seed, n_jobs=n_jobs)
     clf.fit(_subset(spectra, tr), labels[tr])
     preds = clf.member_predictions(_subset(spectra, te))
-    out = {"default": preds.pop("ensemble")}
-    out.update({f"default/{name}": pred for name, pred in preds.items()})
+    key = "default" if dtype == "float32" else f"default_{dtype}"
+    out = {key: preds.pop("ensemble")}
+    out.update({f"{key}/{name}": pred for name, pred in preds.items()})
     return out
 
 
@@ -218,6 +219,7 @@ METHODS = {"baseline": run_baseline, "default": run_default,
            # the same recipes with the autoencoder and softmax trained in bfloat16
            # (needs pip install "fastsae-audio[mkl]")
            "baseline_bfloat16": functools.partial(run_baseline, dtype="bfloat16"),
+           "default_bfloat16": functools.partial(run_default, dtype="bfloat16"),
            "self_taught_0_1_bfloat16": functools.partial(run_self_taught_0_1,
                                                          dtype="bfloat16")}
 
