@@ -38,3 +38,10 @@ def bfloat16_dtype() -> np.dtype:
             f"dtype='bfloat16' needs the packages mkl and ml-dtypes: {MKL_EXTRA_HINT}"
         ) from None
     return np.dtype(ml_dtypes.bfloat16)
+
+
+def bf16_rounded(a) -> np.ndarray:
+    """``a`` rounded to float32, then to bfloat16, back as float32: a GEMM operand of the
+    compiled bfloat16 kernels as the NumPy reference's bfloat16 twins write it."""
+    f32 = np.float32
+    return np.asarray(a, dtype=f32).astype(bfloat16_dtype()).astype(f32)

@@ -46,7 +46,7 @@ from numba import njit
 
 from ..core.config import JIT_OPTIONS
 from ..core.args import check_conv_ae_args
-from ..core.bfloat16 import is_bfloat16
+from ..core.bfloat16 import bfloat16_dtype, is_bfloat16
 from ..core.layouts import unpack_conv_ae
 from ..core.numerics import kl_sparsity
 from ..core.threads import scipy_blas_single_thread
@@ -245,7 +245,7 @@ def split_bf16(M):
     hi = np.empty(M.shape, np.uint16)
     lo = np.empty(M.shape, np.uint16)
     rows_to_bf16(M, hi)
-    rest = M - (hi.astype(np.uint32) << 16).view(np.float32)
+    rest = M - hi.view(bfloat16_dtype()).astype(np.float32)
     rows_to_bf16(rest, lo)
     return hi, lo
 

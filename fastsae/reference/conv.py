@@ -6,7 +6,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import expit
 
 from ..core.args import check_conv_args, check_conv_out, check_pool_args
-from ..core.bfloat16 import is_bfloat16
+from ..core.bfloat16 import bf16_rounded, is_bfloat16
 
 
 def _activate(Z, activation):
@@ -49,7 +49,7 @@ def convolve(W, b, images, *, activation="sigmoid", out=None):
     dt = images.dtype
     ph, pw = W.shape[1:]
     if is_bfloat16(dt):           # bfloat16 operands (W rounded through float32), float32 sums
-        Wd = W.astype(np.float32).astype(dt).astype(np.float32)
+        Wd = bf16_rounded(W)
         dt = np.dtype(np.float32)
         images = images.astype(dt)
     else:

@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import expit
 
 from ..core.args import check_conv_ae_args
-from ..core.bfloat16 import is_bfloat16
+from ..core.bfloat16 import bf16_rounded, is_bfloat16
 from ..core.layouts import unpack_conv_ae
 from .sae import kl_sparsity
 
@@ -147,18 +147,12 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     return float(cost), grad.astype(np.float64)
 
 
-def _rounded(a):
-    """``a`` rounded to bfloat16 (through float32), back as float32."""
-    import ml_dtypes
-    return np.asarray(a, dtype=np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
-
-
 def _two_parts(a):
     """``a`` as the compiled kernels carry weights in bfloat16: ``hi + lo``, ``hi`` the
     float32 value rounded to bfloat16 and ``lo`` the rest rounded (exact in float32)."""
     a = np.asarray(a, dtype=np.float32)
-    hi = _rounded(a)
-    return hi + _rounded(a - hi)
+    hi = bf16_rounded(a)
+    return hi + bf16_rounded(a - hi)
 
 
 def _conv_ae_cost_grad_bfloat16(theta, X, K, patch_shape, sparsity, beta, weight_decay, decoder,
@@ -186,13 +180,13 @@ def _conv_ae_cost_grad_bfloat16(theta, X, K, patch_shape, sparsity, beta, weight
     n_pos = (H - patch_shape[0] + 1) * (Wd - patch_shape[1] + 1)
 
     A = expit(conv_forward(Wr, _two_parts(b), Xf))            # float32
-    Ar = _rounded(A)
+    Ar = bf16_rounded(A)
     Y = conv_transpose(Ar, Vr, (H, Wd)) + c.astype(f32)[None, :, None, None]
     Xhat = expit(Y) if decoder == "sigmoid" else Y
     diff = Xhat - Xf
     data = 0.5 * np.sum(diff.astype(np.float64) ** 2) / N
     E = diff * Xhat * (1 - Xhat) if decoder == "sigmoid" else diff
-    Er = _rounded(E)
+    Er = bf16_rounded(E)
 
     rho_hat = Ar.astype(np.float64).mean(axis=(0, 2, 3))
     kl, dkl = kl_sparsity(sparsity, rho_hat)
@@ -201,7 +195,7 @@ def _conv_ae_cost_grad_bfloat16(theta, X, K, patch_shape, sparsity, beta, weight
     gV = conv_filter_grad(Ar, Er, patch_shape).astype(np.float64) / N + weight_decay * V
     dA = conv_forward(Vr, np.zeros(K, f32), Er)
     Ap = A * (1 - A)
-    D1, D2 = _rounded(dA * Ap), _rounded(Ap)
+    D1, D2 = bf16_rounded(dA * Ap), bf16_rounded(Ap)
     G1 = conv_filter_grad(D1, Xf, patch_shape).astype(np.float64)
     G2 = conv_filter_grad(D2, Xf, patch_shape).astype(np.float64)
     gW = (G1 + s[:, None, None, None] * G2) / N + weight_decay * W

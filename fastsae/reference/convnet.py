@@ -12,10 +12,10 @@ import numpy as np
 from scipy.special import expit
 
 from ..core.args import check_conv_net_args
-from ..core.bfloat16 import is_bfloat16
+from ..core.bfloat16 import bf16_rounded, is_bfloat16
 from ..core.layouts import unpack
 from .conv import pool_regions
-from .convae import _rounded, _two_parts, conv_filter_grad, conv_forward, conv_transpose
+from .convae import _two_parts, conv_filter_grad, conv_forward, conv_transpose
 from .softmax import network_cost_grad, softmax_loss_delta
 
 
@@ -153,7 +153,7 @@ def _conv_net_cost_grad_bfloat16(theta, X, y, plan, layout, weight_decay, conv_w
     inputs, acts = [], []
     P = X.astype(f32)                                   # exact
     for (W, b), step in zip(params, plan):
-        Pr = _rounded(P)
+        Pr = bf16_rounded(P)
         A = expit(conv_forward(_two_parts(W), b, Pr))
         inputs.append(Pr)
         P = pool_regions(A, *step["bounds"], mode=step["pool"])
@@ -168,7 +168,7 @@ def _conv_net_cost_grad_bfloat16(theta, X, y, plan, layout, weight_decay, conv_w
     for l in range(len(plan) - 1, -1, -1):
         A, _ = acts[l]
         W, _ = params[l]
-        delta = _rounded(pool_backward(dP, A, plan[l]["bounds"], plan[l]["pool"]) * A * (1 - A))
+        delta = bf16_rounded(pool_backward(dP, A, plan[l]["bounds"], plan[l]["pool"]) * A * (1 - A))
         layer_grads.append((conv_filter_grad(delta, inputs[l], W.shape[2:])
                             + conv_weight_decay * W, delta.sum(axis=(0, 2, 3))))
         if l > 0:

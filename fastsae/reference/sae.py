@@ -5,7 +5,7 @@ import numpy as np
 from scipy.special import expit
 
 from ..core.args import check_sae_options
-from ..core.bfloat16 import is_bfloat16
+from ..core.bfloat16 import bf16_rounded, is_bfloat16
 from ..core.config import RHO_HAT_EPS
 from ..core.layouts import unpack_sae
 
@@ -112,22 +112,17 @@ def _sae_cost_grad_bfloat16(theta, X, n_visible, n_hidden, sparsity, beta, weigh
     ``a2`` near 1 would lose every digit); weight decay and the returned
     gradient use the float64 parameters.
     """
-    import ml_dtypes
-
     f32 = np.float32
 
-    def rounded(a):                       # to bfloat16 (through float32), back as float32
-        return np.asarray(a, dtype=f32).astype(ml_dtypes.bfloat16).astype(f32)
-
     W1, W2, b1, b2 = unpack_sae(theta, n_visible, n_hidden, tied)
-    W1r, W2r = rounded(W1), rounded(W2)
+    W1r, W2r = bf16_rounded(W1), bf16_rounded(W2)
     b1f, b2f = b1.astype(f32), b2.astype(f32)
     Xf = X.astype(f32)                    # exact
     m = X.shape[0]
 
     A2 = expit(Xf @ W1r.T + b1f)                   # float32
     rho_hat = A2.astype(np.float64).mean(axis=0)
-    A2r = rounded(A2)
+    A2r = bf16_rounded(A2)
     Z3 = A2r @ W2r.T + b2f
     if loss == "squared":
         A3 = expit(Z3) if decoder == "sigmoid" else Z3
@@ -139,9 +134,9 @@ def _sae_cost_grad_bfloat16(theta, X, n_visible, n_hidden, sparsity, beta, weigh
         delta3 = expit(Z3) - Xf
 
     kl, dkl = kl_sparsity(sparsity, rho_hat)
-    delta3r = rounded(delta3)
+    delta3r = bf16_rounded(delta3)
     delta2 = (delta3r @ W2r + (beta * dkl).astype(f32)) * (A2 * (1 - A2))
-    gW1 = (rounded(delta2).T @ Xf) / m + weight_decay * W1
+    gW1 = (bf16_rounded(delta2).T @ Xf) / m + weight_decay * W1
     gW2 = (delta3r.T @ A2r) / m + weight_decay * W2
     gb1 = delta2.sum(axis=0, dtype=np.float64) / m
     gb2 = delta3.sum(axis=0, dtype=np.float64) / m

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.args import check_proba_args, check_softmax_args
-from ..core.bfloat16 import is_bfloat16
+from ..core.bfloat16 import bf16_rounded, is_bfloat16
 from ..core.layouts import softmax_layout, unpack
 
 
@@ -81,18 +81,13 @@ def _softmax_cost_grad_bfloat16(theta, X, y, n_classes, weight_decay):
     gradient sums the unrounded ``δ`` in float64; weight decay and the
     returned gradient use the float64 parameters.
     """
-    import ml_dtypes
-
     f32 = np.float32
-
-    def rounded(a):                       # to bfloat16 (through float32), back as float32
-        return np.asarray(a, dtype=f32).astype(ml_dtypes.bfloat16).astype(f32)
 
     m, n = X.shape
     W, b = unpack(theta, softmax_layout(n_classes, n))
     Xf = X.astype(f32)                    # exact
-    data, D = softmax_loss_delta(Xf @ rounded(W).T + b.astype(f32), y)
-    gW = (rounded(D).T @ Xf) / m + weight_decay * W
+    data, D = softmax_loss_delta(Xf @ bf16_rounded(W).T + b.astype(f32), y)
+    gW = (bf16_rounded(D).T @ Xf) / m + weight_decay * W
     gb = D.sum(axis=0, dtype=np.float64) / m
     cost = data + 0.5 * weight_decay * np.sum(W * W)
     return float(cost), np.concatenate([gW.ravel(), gb]).astype(np.float64)

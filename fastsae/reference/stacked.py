@@ -6,7 +6,7 @@ from scipy.special import expit
 import numpy as np
 
 from ..core.args import check_softmax_args
-from ..core.bfloat16 import is_bfloat16
+from ..core.bfloat16 import bf16_rounded, is_bfloat16
 from ..core.layouts import stacked_layout, unpack
 from .softmax import network_cost_grad, softmax_loss_delta
 
@@ -89,12 +89,7 @@ def _stacked_cost_grad_bfloat16(theta, X, y, sizes, n_classes, weight_decay, sta
     sums are divided by ``m`` at the end; weight decay and the returned
     gradient use the float64 parameters.
     """
-    import ml_dtypes
-
     f32 = np.float32
-
-    def rounded(a):                       # to bfloat16 (through float32), back as float32
-        return np.asarray(a, dtype=f32).astype(ml_dtypes.bfloat16).astype(f32)
 
     m = X.shape[0]
     views = unpack(theta, stacked_layout(sizes, n_classes))
@@ -102,22 +97,22 @@ def _stacked_cost_grad_bfloat16(theta, X, y, sizes, n_classes, weight_decay, sta
     stack = [(views[i], views[i + 1]) for i in range(2, len(views), 2)]
     acts, inputs = [], [X.astype(f32)]            # float32 activations; bfloat16 inputs
     for W, b in stack:
-        A = expit(inputs[-1] @ rounded(W).T + b.astype(f32))
+        A = expit(inputs[-1] @ bf16_rounded(W).T + b.astype(f32))
         acts.append(A)
-        inputs.append(rounded(A))
-    data, D = softmax_loss_delta(inputs[-1] @ rounded(Ws).T + bs.astype(f32), y)
-    D16 = rounded(D)
+        inputs.append(bf16_rounded(A))
+    data, D = softmax_loss_delta(inputs[-1] @ bf16_rounded(Ws).T + bs.astype(f32), y)
+    D16 = bf16_rounded(D)
     grads = [(D16.T @ inputs[-1]) / m + weight_decay * Ws, D.sum(axis=0, dtype=np.float64) / m]
     layer_grads = []
     if stack:
-        delta = (D16 @ rounded(Ws)) * acts[-1] * (1 - acts[-1])
+        delta = (D16 @ bf16_rounded(Ws)) * acts[-1] * (1 - acts[-1])
     for layer in range(len(stack), 0, -1):
         W, _ = stack[layer - 1]
-        d16 = rounded(delta)
+        d16 = bf16_rounded(delta)
         layer_grads.append(((d16.T @ inputs[layer - 1]) / m + stack_weight_decay * W,
                             delta.sum(axis=0, dtype=np.float64) / m))
         if layer > 1:
             a = acts[layer - 2]
-            delta = (d16 @ rounded(W)) * a * (1 - a)
+            delta = (d16 @ bf16_rounded(W)) * a * (1 - a)
     return network_cost_grad(data, Ws, weight_decay, [W for W, _ in stack], stack_weight_decay,
                              grads, layer_grads)
