@@ -252,8 +252,9 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
       :data:`CHECK_EVERY` iterations, and each time the fast gradient's norm
       has halved, the exact gradient is computed at the same point (one
       exact evaluation), and the run switches when they differ by more than
-      :data:`GRADIENT_AGREEMENT` of the exact one's norm. Rounding the weights to bfloat16 moves the point the fast
-      gradient is taken at by about ``2⁻⁹`` of each weight; near an optimum
+      :data:`GRADIENT_AGREEMENT` of the exact one's norm. Rounding the
+      weights to bfloat16 moves the point the fast gradient is taken at by
+      about ``2⁻⁹`` of each weight; near an optimum
       that shift's effect (the Hessian times it) outgrows the gradient
       itself, most of all for weights shared by many positions (the
       convolutional models);
