@@ -12,7 +12,8 @@ splits them into training and test clips, and runs every stage:
    training spectra without labels; its filters are slid over whole clips
    along frequency and time and pooled) with a softmax, a softmax on the
    spectrogram and a fine-tuned convolutional network, trained on the clips
-   and copies warped along frequency; each member alone and the ensemble;
+   and augmented copies (warped along frequency, stretched in time, through
+   random channels); each member alone and the ensemble;
 4. a stacked autoencoder on the fixed-length spectrogram, before and after
    fine-tuning (run before stage 3, reported after it).
 
@@ -171,7 +172,7 @@ def _run(output, fast, seed, n_jobs, backend, console):
                 rows.append([f"  recipe member: {name}", f"{np.mean(pred == y_test):.1%}", "",
                              notes.get(name, "")])
         record("default recipe (ClipClassifier): the ensemble", np.mean(preds["ensemble"] ==
-               y_test), seconds, "default", f"{cfg['n_warps']} warped copies")
+               y_test), seconds, "default", f"{cfg['n_warps']} augmented copies")
         metrics["default"]["members"] = {name: float(np.mean(pred == y_test))
                                          for name, pred in preds.items() if name != "ensemble"}
         features.plot_filters(out / "filters.png", sr=8000, max_filters=32)

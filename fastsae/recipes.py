@@ -4,7 +4,10 @@
 It is an ensemble of classifiers that see a clip in different ways, each
 trained on the clips and on copies of them warped along frequency
 (:func:`fastsae.audio.warp_bands`: vocal-tract-length perturbation, so that
-a few training voices stand for more), their log-probabilities averaged:
+a few training voices stand for more), stretched in time
+(:func:`fastsae.audio.stretch_frames`: other speaking rates) and passed
+through a random channel (a tilt and ripples along frequency: other
+microphones and rooms), their log-probabilities averaged:
 
 1. for each of ``features`` (by default four
    :class:`~fastsae.pipeline.SelfTaughtFeatures`: sparse-autoencoder filters
@@ -32,7 +35,8 @@ import numpy as np
 from sklearn.base import ClassifierMixin, clone
 from sklearn.preprocessing import StandardScaler
 
-from .audio._clips import check_spectra, fixed_length, trim_silence, warp_bands
+from .audio._clips import (check_spectra, fixed_length, random_channel, stretch_frames,
+                           trim_silence, warp_bands)
 from .base import Estimator, Timer, say
 from .convnet import StackedConvolutionalAutoencoder
 from .core.checks import check_bool, check_int, check_random_state, check_scalar
@@ -83,9 +87,18 @@ class ClipClassifier(ClassifierMixin, Estimator):
         A convolutional network on the fixed-length spectrogram, fitted with
         labels (pretrained, then fine-tuned). ``"default"``: :func:`default_conv_net`.
     n_warps : int >= 0
-        Copies of every training clip warped along frequency, for the softmaxes.
+        Augmented copies of every training clip (warped along frequency, stretched
+        in time, through a random channel), for the softmaxes.
     warp_range : (float, float)
         The warp factors, drawn uniformly per copy and clip.
+    tempo_range : (float, float)
+        Each warped copy is also stretched in time by a factor drawn uniformly
+        from this range (:func:`fastsae.audio.stretch_frames`); ``(1, 1)``: not.
+    tilt_db, ripple_db : float >= 0
+        Each warped copy also gets a random channel response added
+        (a microphone and room never heard): a tilt across the bands of up to
+        ``±tilt_db / 2`` at the ends, and three cosine ripples along frequency
+        of up to ``ripple_db`` each. 0 and 0: none.
     n_frames : int
         Frames of the fixed-length spectrogram (after trimming the silence).
     trim_db : float
@@ -129,12 +142,16 @@ class ClipClassifier(ClassifierMixin, Estimator):
     """
 
     _bfloat16 = True
+    #: Files saved before these settings existed were fitted without them.
+    _legacy_params = {"tempo_range": (1.0, 1.0), "tilt_db": 0.0, "ripple_db": 0.0}
 
     def __init__(self, *,
                  features: Sequence[SelfTaughtFeatures] | Literal["default"] | None = "default",
                  spectrogram_softmax: bool = True,
                  conv_net: StackedConvolutionalAutoencoder | Literal["default"] | None = "default",
                  n_warps: int = 4, warp_range: tuple[float, float] = (0.88, 1.12),
+                 tempo_range: tuple[float, float] = (0.88, 1.12), tilt_db: float = 6.0,
+                 ripple_db: float = 2.0,
                  n_frames: int = 32, trim_db: float = 20.0, weight_decay: float = 1e-2,
                  max_iter: int = 300, backend: str = "numba", dtype: DTypeLike = "float32",
                  n_jobs: int | None = None, random_state: RandomState = None,
@@ -176,16 +193,23 @@ class ClipClassifier(ClassifierMixin, Estimator):
                                  f"'default' or None; got {type(net).__name__}")
         return [clone(f) for f in feats], (None if net is None else clone(net))
 
+    @staticmethod
+    def _range(value, name):
+        try:
+            lo, hi = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ParameterError(f"{name} must be a pair (low, high); got {value!r}") from None
+        if not 0.0 < lo <= hi or not np.isfinite(hi):
+            raise ParameterError(f"{name} must satisfy 0 < low <= high; got {value!r}")
+        return lo, hi
+
     def _validate_params(self):
         check_bool(self.spectrogram_softmax, "spectrogram_softmax")
         check_int(self.n_warps, "n_warps", low=0)
-        try:
-            lo, hi = (float(v) for v in self.warp_range)
-        except (TypeError, ValueError):
-            raise ParameterError(f"warp_range must be a pair (low, high); got "
-                                 f"{self.warp_range!r}") from None
-        if not 0.0 < lo <= hi:
-            raise ParameterError(f"warp_range must satisfy 0 < low <= high; got {self.warp_range!r}")
+        self._range(self.warp_range, "warp_range")
+        self._range(self.tempo_range, "tempo_range")
+        check_scalar(self.tilt_db, "tilt_db", low=0.0)
+        check_scalar(self.ripple_db, "ripple_db", low=0.0)
         check_int(self.n_frames, "n_frames", low=1)
         check_scalar(self.trim_db, "trim_db", low=0.0, low_open=True)
         check_scalar(self.weight_decay, "weight_decay", low=0.0)
@@ -230,9 +254,7 @@ class ClipClassifier(ClassifierMixin, Estimator):
         spectra = check_spectra(spectra)
         self.classes_, codes = encode_labels(y, len(spectra))
         rng = check_random_state(self.random_state)
-        lo, hi = (float(v) for v in self.warp_range)
-        warped = [warp_bands(S, f) for _ in range(self.n_warps)
-                  for S, f in zip(spectra, rng.uniform(lo, hi, len(spectra)))]
+        warped = [C for _ in range(self.n_warps) for C in self._augmented(spectra, rng)]
         y_aug = np.tile(codes, self.n_warps + 1)
         members = []
         with warnings.catch_warnings():
@@ -242,6 +264,21 @@ class ClipClassifier(ClassifierMixin, Estimator):
         self.n_bands_ = spectra[0].shape[0]
         self.fit_time_ = elapsed()
         return self
+
+    def _augmented(self, spectra, rng):
+        """One augmented copy of every clip: warped along frequency, stretched in time,
+        through a random channel (as the settings ask)."""
+        n = len(spectra)
+        copies = [warp_bands(S, f) for S, f in zip(spectra, rng.uniform(*self._range(
+            self.warp_range, "warp_range"), n))]
+        tempo = self._range(self.tempo_range, "tempo_range")
+        if tempo != (1.0, 1.0):
+            copies = [stretch_frames(C, t) for C, t in zip(copies, rng.uniform(*tempo, n))]
+        if self.tilt_db > 0 or self.ripple_db > 0:
+            copies = [C + random_channel(C.shape[0], float(self.tilt_db), float(self.ripple_db),
+                                         rng)[:, None].astype(C.dtype, copy=False)
+                      for C in copies]
+        return copies
 
     def _fit_members(self, feats, net, spectra, warped, codes, y_aug, rng, members):
         for f in feats:

@@ -476,6 +476,32 @@ def test_warp_bands_moves_a_peak_along_frequency():
         audio.warp_bands(S, 0.0)
 
 
+def test_stretch_frames_resamples_time_and_keeps_the_ends():
+    rng = np.random.default_rng(1)
+    for dtype in (np.float32, np.float64):
+        S = rng.standard_normal((7, 23)).astype(dtype)
+        for factor in (0.8, 1.0, 1.37):
+            T = audio.stretch_frames(S, factor)
+            assert T.shape == (7, round(23 * factor)) and T.dtype == dtype
+            np.testing.assert_allclose(T[:, [0, -1]], S[:, [0, -1]], rtol=1e-6)
+        np.testing.assert_allclose(audio.stretch_frames(S, 1.0), S, rtol=1e-6)
+    ramp = np.arange(11.0)[None, :]                      # a ramp stays a ramp
+    np.testing.assert_allclose(audio.stretch_frames(ramp, 2.0)[0], np.linspace(0, 10, 22))
+    with pytest.raises(ParameterError, match="factor"):
+        audio.stretch_frames(S, -1.0)
+    with pytest.raises(ParameterError, match="spectrogram"):
+        audio.stretch_frames(np.zeros(5), 1.0)
+
+
+def test_random_channel_stays_within_its_bounds():
+    from fastsae.audio._clips import random_channel
+    rng = np.random.default_rng(0)
+    curves = np.array([random_channel(40, 6.0, 2.0, rng) for _ in range(200)])
+    assert np.abs(curves).max() <= 3.0 + 3 * 2.0
+    assert curves.std(axis=0).min() > 0.5                 # every band moves
+    np.testing.assert_array_equal(random_channel(40, 0.0, 0.0, rng), np.zeros(40))
+
+
 def test_band_frequencies_follow_the_spectrum_kinds():
     mel = audio.band_frequencies(8000, kind="mel", n_bands=40)
     assert mel.shape == (40,) and np.all(np.diff(mel) > 0) and mel[-1] < 4000

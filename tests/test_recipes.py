@@ -62,6 +62,56 @@ def test_warped_copies_are_training_data(clips):
     assert scaler.n_samples_seen_ == 4 * len(train)
 
 
+def test_copies_are_stretched_in_time_and_pass_through_random_channels(clips):
+    train, y, _, _ = clips
+    plain = _small(tempo_range=(1.0, 1.0), tilt_db=0.0, ripple_db=0.0)
+    rng = np.random.default_rng(0)
+    same = plain._augmented(train, rng)
+    assert [C.shape for C in same] == [S.shape for S in train]
+    slow = _small(tempo_range=(1.5, 1.5), tilt_db=0.0, ripple_db=0.0)._augmented(
+        train, np.random.default_rng(0))
+    assert [C.shape[1] for C in slow] == [round(1.5 * S.shape[1]) for S in train]
+    tilted = _small(tempo_range=(1.0, 1.0), tilt_db=6.0, ripple_db=0.0)._augmented(
+        train, np.random.default_rng(0))
+    slopes = [np.polyfit(np.arange(40), (T - P).mean(axis=1), 1)[0]
+              for T, P in zip(tilted, same)]
+    assert 1.0 < np.max(np.abs(slopes)) * 39 <= 6.0 + 1e-9   # a line: -3..+3 dB at the ends
+
+
+def test_files_saved_before_the_copies_had_tempo_and_channel_load_as_fitted(clips, tmp_path):
+    import json
+
+    from fastsae.io import _META
+    train, y, test, _ = clips
+    clf = _small(conv_net=None, features=[]).fit(train, y)
+    fastsae.save(clf, tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as npz:
+        arrays = dict(npz)
+    doc = json.loads(str(arrays[_META]))
+    text = json.dumps(doc)
+    for name in ("tempo_range", "tilt_db", "ripple_db"):       # as an older version wrote it
+        assert f'"{name}"' in text
+    params = next(v["params"] for v in _dicts(doc) if v.get("params", {}).get("n_warps") == 1)
+    for name in ("tempo_range", "tilt_db", "ripple_db"):
+        del params[name]
+    arrays[_META] = np.array(json.dumps(doc))
+    np.savez(tmp_path / "old.npz", **arrays)
+    back = fastsae.load(tmp_path / "old.npz")
+    assert (back.tempo_range, back.tilt_db, back.ripple_db) == ((1.0, 1.0), 0.0, 0.0)
+    np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), rtol=1e-6)
+
+
+def _dicts(node):
+    """Every dict inside a decoded JSON document."""
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _dicts(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _dicts(v)
+
+
 def test_save_and_load_give_the_same_predictions(clips, tmp_path):
     train, y, test, _ = clips
     clf = _small(conv_net=None).fit(train, y)
@@ -81,12 +131,15 @@ def test_defaults_are_the_documented_recipe():
     assert net.layers[0]["patch_shape"] == (12, 8)
     clf = ClipClassifier()
     assert clf.n_warps == 4 and clf.warp_range == (0.88, 1.12)
+    assert clf.tempo_range == (0.88, 1.12) and (clf.tilt_db, clf.ripple_db) == (6.0, 2.0)
 
 
 @pytest.mark.parametrize("params", [
     dict(n_warps=-1), dict(warp_range=(1.2, 0.9)), dict(warp_range=5), dict(n_frames=0),
     dict(features=["x"]), dict(conv_net="big"), dict(weight_decay=-1.0),
     dict(features=None, spectrogram_softmax=False, conv_net=None), dict(trim_db=0.0),
+    dict(tempo_range=(0.0, 1.1)), dict(tempo_range="fast"), dict(tilt_db=-1.0),
+    dict(ripple_db=float("nan")),
 ])
 def test_bad_parameters_are_refused_before_any_work(clips, params):
     train, y, _, _ = clips

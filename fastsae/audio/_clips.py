@@ -181,3 +181,41 @@ def warp_bands(spectrogram: ArrayLike, factor: float) -> np.ndarray:
     hi = np.minimum(lo + 1, H - 1)
     w = (src - lo).astype(S.dtype if S.dtype.kind == "f" else np.float64)[:, None]
     return S[lo] * (1 - w) + S[hi] * w
+
+
+def stretch_frames(spectrogram: ArrayLike, factor: float) -> np.ndarray:
+    """The spectrogram resampled along its frame axis to ``round(n_frames · factor)``
+    frames (at least 2; linear interpolation, first and last frames kept).
+
+    ``factor > 1`` mimics slower speech, ``< 1`` faster: tempo perturbation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stretch_frames(np.array([[0.0, 1.0, 2.0]]), 5 / 3)
+    array([[0. , 0.5, 1. , 1.5, 2. ]])
+    """
+    S = np.asarray(spectrogram)
+    if S.ndim != 2 or S.shape[1] < 1:
+        raise ParameterError(f"spectrogram must be 2-D (n_bands, n_frames); got shape {S.shape}")
+    factor = check_scalar(factor, "factor", low=0.0, low_open=True)
+    T = S.shape[1]
+    src = np.linspace(0.0, T - 1, max(2, int(round(T * factor))))
+    lo = np.floor(src).astype(np.intp)
+    hi = np.minimum(lo + 1, T - 1)
+    w = (src - lo).astype(S.dtype if S.dtype.kind == "f" else np.float64)[None, :]
+    return S[:, lo] * (1 - w) + S[:, hi] * w
+
+
+def random_channel(n_bands: int, tilt_db: float, ripple_db: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """A random microphone-and-room response across ``n_bands`` bands, in dB, to add
+    to a dB spectrogram: a tilt (a line across the bands, ``±tilt_db / 2`` at the
+    ends at most) plus three cosine ripples (1, 2 and 3 half-periods over the
+    bands, random phases, amplitudes up to ``ripple_db``)."""
+    x = np.linspace(-0.5, 0.5, n_bands)
+    response = rng.uniform(-tilt_db, tilt_db) * x
+    for k in (1, 2, 3):
+        amplitude, phase = rng.uniform(-ripple_db, ripple_db), rng.uniform(0.0, 2 * np.pi)
+        response += amplitude * np.cos(np.pi * k * (x + 0.5) + phase)
+    return response
