@@ -23,12 +23,14 @@ Methods (``--methods``, comma-separated; default ``baseline,default``):
   log-mel spectrogram trimmed to its loud part and resampled to 32 frames,
   every value standardised.
 - ``default``: :class:`fastsae.recipes.ClipClassifier` with its defaults, the
-  recipe ``fastsae classify`` uses: two sets of self-taught features
+  recipe ``fastsae classify`` uses: four sets of self-taught features
   (frequency-local sparse-autoencoder filters, 12 x 8 and 8 x 10, learned on
   the training clips without labels, slid over frequency and time, pooled
-  over 6 x 4 regions), a softmax on the spectrogram and a fine-tuned
+  over 6 x 4 regions; each shape on the clips as recorded and with a noise
+  floor 35 dB below each clip's maximum), a softmax on the spectrogram and a fine-tuned
   convolutional network, every softmax trained on the clips and four copies
-  warped along frequency, their log-probabilities averaged. Each member's own
+  warped along frequency, stretched in time and through random channels,
+  their log-probabilities averaged. Each member's own
   accuracy is reported too (``default/...``).
 - ``self_taught_0_1``: fastsae 0.1.0's recipe (full-height filters 40 x 8,
   pooled over time only) with a softmax.
