@@ -89,10 +89,10 @@ def test_files_saved_before_the_copies_had_tempo_and_channel_load_as_fitted(clip
         arrays = dict(npz)
     doc = json.loads(str(arrays[_META]))
     text = json.dumps(doc)
-    for name in ("tempo_range", "tilt_db", "ripple_db"):       # as an older version wrote it
+    for name in ("tempo_range", "tilt_db", "ripple_db"):       # a file of today holds them ...
         assert f'"{name}"' in text
     params = next(v["params"] for v in _dicts(doc) if v.get("params", {}).get("n_warps") == 1)
-    for name in ("tempo_range", "tilt_db", "ripple_db"):
+    for name in ("tempo_range", "tilt_db", "ripple_db"):       # ... an older one did not
         del params[name]
     arrays[_META] = np.array(json.dumps(doc))
     np.savez(tmp_path / "old.npz", **arrays)

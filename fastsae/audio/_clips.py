@@ -176,11 +176,17 @@ def warp_bands(spectrogram: ArrayLike, factor: float) -> np.ndarray:
         raise ParameterError(f"spectrogram must be 2-D (n_bands, n_frames); got shape {S.shape}")
     factor = check_scalar(factor, "factor", low=0.0, low_open=True)
     H = S.shape[0]
-    src = np.minimum(np.arange(H) * factor, H - 1)
+    return _interpolate(S, np.minimum(np.arange(H) * factor, H - 1), axis=0)
+
+
+def _interpolate(S, src, axis):
+    """``S`` read at the fractional positions ``src`` along ``axis`` (0 or 1) of a 2-D
+    array, by linear interpolation between neighbours."""
     lo = np.floor(src).astype(np.intp)
-    hi = np.minimum(lo + 1, H - 1)
-    w = (src - lo).astype(S.dtype if S.dtype.kind == "f" else np.float64)[:, None]
-    return S[lo] * (1 - w) + S[hi] * w
+    hi = np.minimum(lo + 1, S.shape[axis] - 1)
+    w = np.expand_dims((src - lo).astype(S.dtype if S.dtype.kind == "f" else np.float64),
+                       1 - axis)
+    return np.take(S, lo, axis=axis) * (1 - w) + np.take(S, hi, axis=axis) * w
 
 
 def stretch_frames(spectrogram: ArrayLike, factor: float) -> np.ndarray:
@@ -200,11 +206,7 @@ def stretch_frames(spectrogram: ArrayLike, factor: float) -> np.ndarray:
         raise ParameterError(f"spectrogram must be 2-D (n_bands, n_frames); got shape {S.shape}")
     factor = check_scalar(factor, "factor", low=0.0, low_open=True)
     T = S.shape[1]
-    src = np.linspace(0.0, T - 1, max(2, int(round(T * factor))))
-    lo = np.floor(src).astype(np.intp)
-    hi = np.minimum(lo + 1, T - 1)
-    w = (src - lo).astype(S.dtype if S.dtype.kind == "f" else np.float64)[None, :]
-    return S[:, lo] * (1 - w) + S[:, hi] * w
+    return _interpolate(S, np.linspace(0.0, T - 1, max(2, int(round(T * factor)))), axis=1)
 
 
 def random_channel(n_bands: int, tilt_db: float, ripple_db: float,
