@@ -81,14 +81,16 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         Precision of the computation (parameters are kept in float64).
         ``"bfloat16"`` (``backend="numba"`` or ``"numpy"``, NumPy input; needs
         ``pip install "fastsae-audio[mkl]"``, else ``fit`` raises
-        :class:`fastsae.BackendUnavailableError`) trains with the five matrix
+        :class:`fastsae.BackendUnavailableError`) trains with the matrix
         products in bfloat16 (oneMKL's bfloat16 GEMM, float32 accumulation; the
-        elementwise work in float32), several times faster than float32 on
-        CPUs with AVX512-BF16 or AMX, on a precision schedule: L-BFGS runs on
-        the bfloat16 objective while it makes progress, then switches to
-        float32 (keeping its curvature pairs) when a line search fails, when
-        10 iterations gain less than 1e-4 of the objective, or for the last
-        tenth of ``max_iter`` at the latest, so that the weights and the final
+        elementwise work in float32; the encoder's weights as two bfloat16
+        parts, so six GEMMs instead of five), faster than float32 on CPUs with
+        AMX, on a precision schedule: L-BFGS runs on the bfloat16 objective
+        while it makes progress, then switches to float32 (keeping its
+        curvature pairs) when a line search fails, when 10 iterations gain
+        less than 1e-4 of the objective, when the bfloat16 gradient is more
+        than 25 % off the float32 one (checked every 10 iterations), or for
+        the last tenth of ``max_iter`` at the latest, so that the weights and the final
         cost are float32 ones (:func:`fastsae.base.lbfgs_two_precisions`).
         ``transform`` and the other methods compute in float32. The training
         data is held in float32 and in bfloat16 during ``fit``.

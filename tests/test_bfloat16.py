@@ -55,7 +55,7 @@ def test_numba_bfloat16_equals_the_reference_twin(opts, shape):
     # the same roundings; only the order of the float32 sums (and an ulp of the
     # sigmoid, which may move a value to the next bfloat16) differ
     assert c_nb == pytest.approx(c_ref, rel=5e-6)
-    np.testing.assert_allclose(g_nb, g_ref, rtol=0, atol=1e-4 * np.abs(g_ref).max())
+    np.testing.assert_allclose(g_nb, g_ref, rtol=0, atol=4e-5 * np.abs(g_ref).max())
 
 
 @needs_mkl
@@ -65,7 +65,7 @@ def test_the_comparison_sees_a_wrong_bfloat16_kernel():
         theta, X = _problem(v, h, m, np.float64, OPTIONS[0])
         g_ref = reference.sae_cost_grad(theta, _bf16(X), v, h, **KW)[1]
         g32 = reference.sae_cost_grad(theta, _bf16(X).astype(np.float32), v, h, **KW)[1]
-        assert np.abs(g32 - g_ref).max() > 2e-4 * np.abs(g_ref).max()
+        assert np.abs(g32 - g_ref).max() > 6e-5 * np.abs(g_ref).max()
 
 
 @pytest.mark.parametrize("opts", OPTIONS, ids=_label)
@@ -115,6 +115,26 @@ def test_bfloat16_kernel_sees_every_sample():
     parts = [numba_sae.sae_cost_grad(theta, X[i:i + 100], v, h, **kw) for i in range(0, m, 100)]
     assert total == pytest.approx(np.mean([p[0] for p in parts]), rel=1e-5)
     np.testing.assert_allclose(g, np.mean([p[1] for p in parts], axis=0), rtol=1e-3, atol=1e-6)
+
+
+@needs_mkl
+def test_bfloat16_gradient_stays_close_to_float32_after_training():
+    # Part way through a fit, rounding the encoder's weights to one bfloat16 each
+    # moved this gradient by 3.6 % (22-126 % at the audio shape); carried as two
+    # parts they move it by about 0.1 %, so the fast phase can go on steering.
+    rng = np.random.default_rng(0)
+    v, h, m = 96, 48, 3000
+    patterns = rng.uniform(0, 1, (12, v))
+    X = np.clip(rng.dirichlet(np.full(12, 0.3), m) @ patterns
+                + 0.05 * rng.standard_normal((m, v)), 0, 1).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastsae.ConvergenceWarning)
+        sae = fastsae.SparseAutoencoder(n_hidden=h, max_iter=40, dtype="float32",
+                                        random_state=0, **KW).fit(X)
+    theta = sae._theta()
+    g32 = numba_sae.sae_cost_grad(theta, X, v, h, **KW)[1]
+    g16 = numba_sae.sae_cost_grad(theta, _bf16(X), v, h, **KW)[1]
+    assert np.linalg.norm(g16 - g32) < 5e-3 * np.linalg.norm(g32)
 
 
 @needs_mkl

@@ -45,3 +45,13 @@ def bf16_rounded(a) -> np.ndarray:
     compiled bfloat16 kernels as the NumPy reference's bfloat16 twins write it."""
     f32 = np.float32
     return np.asarray(a, dtype=f32).astype(bfloat16_dtype()).astype(f32)
+
+
+def bf16_two_parts(a) -> np.ndarray:
+    """``a`` as the compiled bfloat16 kernels carry some weights: ``hi + lo`` (float32),
+    ``hi`` the float32 value rounded to bfloat16 and ``lo`` the rest rounded (about 16
+    significant bits; the sum is exact in float32). A product with it is two bfloat16
+    GEMMs, one per part."""
+    a = np.asarray(a, dtype=np.float32)
+    hi = bf16_rounded(a)
+    return hi + bf16_rounded(a - hi)

@@ -269,6 +269,19 @@ def round_to_bf16(src, dst):
             dst[r, j] = to_bf16(np.float32(src[r, j]))
 
 
+@njit(cache=CACHE, nogil=True, error_model="numpy")
+def split_to_bf16(src, hi, lo):
+    """``hi`` and ``lo`` (uint16, bfloat16 bits) <- ``src`` (2-D) as two bfloat16 parts:
+    ``hi`` its float32 value rounded, ``lo`` the rest rounded (``hi + lo`` holds about 16
+    significant bits; a product with ``src`` is then two bfloat16 GEMMs)."""
+    for r in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            x = np.float32(src[r, j])
+            h = to_bf16(x)
+            hi[r, j] = h
+            lo[r, j] = to_bf16(x - from_bf16(h))
+
+
 @njit(cache=CACHE, nogil=True, fastmath=set(FASTMATH), error_model="numpy")
 def rows_to_bf16(A, O):
     """``O`` (uint16, bfloat16 bits) <- float32 ``A`` rounded, row by row (2-D; jitted

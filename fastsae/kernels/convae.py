@@ -46,13 +46,13 @@ from numba import njit
 
 from ..core.config import JIT_OPTIONS
 from ..core.args import check_conv_ae_args
-from ..core.bfloat16 import bfloat16_dtype, is_bfloat16
+from ..core.bfloat16 import is_bfloat16
 from ..core.layouts import unpack_conv_ae
 from ..core.numerics import kl_sparsity
 from ..core.threads import scipy_blas_single_thread
 from ._blas import gemm, gemm_address, keep_threads
 from ._parallel import parallel_kernel, threads_for, workspace
-from ._math import BF16_ONE, one, rows_to_bf16, sigmoid, sumsq
+from ._math import BF16_ONE, one, rows_to_bf16, sigmoid, split_to_bf16, sumsq
 from ._mkl import gemm_bf16, mkl_threads_local
 from . import _mkl
 
@@ -244,9 +244,7 @@ def split_bf16(M):
     M = np.ascontiguousarray(M, dtype=np.float32)
     hi = np.empty(M.shape, np.uint16)
     lo = np.empty(M.shape, np.uint16)
-    rows_to_bf16(M, hi)
-    rest = M - hi.view(bfloat16_dtype()).astype(np.float32)
-    rows_to_bf16(rest, lo)
+    split_to_bf16(M, hi, lo)
     return hi, lo
 
 

@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import expit
 
 from ..core.args import check_conv_ae_args
-from ..core.bfloat16 import bf16_rounded, is_bfloat16
+from ..core.bfloat16 import bf16_rounded, bf16_two_parts, is_bfloat16
 from ..core.layouts import unpack_conv_ae
 from .sae import kl_sparsity
 
@@ -147,14 +147,6 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     return float(cost), grad.astype(np.float64)
 
 
-def _two_parts(a):
-    """``a`` as the compiled kernels carry weights in bfloat16: ``hi + lo``, ``hi`` the
-    float32 value rounded to bfloat16 and ``lo`` the rest rounded (exact in float32)."""
-    a = np.asarray(a, dtype=np.float32)
-    hi = bf16_rounded(a)
-    return hi + bf16_rounded(a - hi)
-
-
 def _conv_ae_cost_grad_bfloat16(theta, X, K, patch_shape, sparsity, beta, weight_decay, decoder,
                                 tied):
     """The same objective with bfloat16 products (the arithmetic of the compiled
@@ -162,7 +154,7 @@ def _conv_ae_cost_grad_bfloat16(theta, X, K, patch_shape, sparsity, beta, weight
 
     The weights and the encoder's bias (which rides in the encoder's
     product, on a row of ones) are carried as two bfloat16 parts
-    (:func:`_two_parts`: about 16 significant bits); the other operands of
+    (:func:`~fastsae.core.bfloat16.bf16_two_parts`: about 16 significant bits); the other operands of
     the five products are rounded to bfloat16: the activations ``A``, the output delta ``E``, and
     the two factors ``dA ⊙ A'`` and ``A'`` of the encoder's gradient (the
     kernel multiplies both by the patches and adds the sparsity term after
@@ -175,11 +167,11 @@ def _conv_ae_cost_grad_bfloat16(theta, X, K, patch_shape, sparsity, beta, weight
     f32 = np.float32
     N, C, H, Wd = X.shape
     W, V, b, c = unpack_conv_ae(theta, K, C, patch_shape, tied)
-    Wr, Vr = _two_parts(W), _two_parts(V)
+    Wr, Vr = bf16_two_parts(W), bf16_two_parts(V)
     Xf = X.astype(f32)                                        # exact
     n_pos = (H - patch_shape[0] + 1) * (Wd - patch_shape[1] + 1)
 
-    A = expit(conv_forward(Wr, _two_parts(b), Xf))            # float32
+    A = expit(conv_forward(Wr, bf16_two_parts(b), Xf))            # float32
     Ar = bf16_rounded(A)
     Y = conv_transpose(Ar, Vr, (H, Wd)) + c.astype(f32)[None, :, None, None]
     Xhat = expit(Y) if decoder == "sigmoid" else Y

@@ -12,10 +12,10 @@ import numpy as np
 from scipy.special import expit
 
 from ..core.args import check_conv_net_args
-from ..core.bfloat16 import bf16_rounded, is_bfloat16
+from ..core.bfloat16 import bf16_rounded, bf16_two_parts, is_bfloat16
 from ..core.layouts import unpack
 from .conv import pool_regions
-from .convae import _two_parts, conv_filter_grad, conv_forward, conv_transpose
+from .convae import conv_filter_grad, conv_forward, conv_transpose
 from .softmax import network_cost_grad, softmax_loss_delta
 
 
@@ -137,7 +137,7 @@ def _conv_net_cost_grad_bfloat16(theta, X, y, plan, layout, weight_decay, conv_w
     compiled bfloat16 kernel, written plainly).
 
     The filters are carried as two bfloat16 parts (high and low,
-    :func:`fastsae.reference.convae._two_parts`); the other operands of each
+    :func:`fastsae.core.bfloat16.bf16_two_parts`); the other operands of each
     layer's three products are rounded to bfloat16: the layer's input (the
     image, exact; or the pooled maps below) and the delta ``δ = dA ⊙ A'`` (its sum, the bias
     gradient, too: the kernel forms it in the same product). Everything else
@@ -154,7 +154,7 @@ def _conv_net_cost_grad_bfloat16(theta, X, y, plan, layout, weight_decay, conv_w
     P = X.astype(f32)                                   # exact
     for (W, b), step in zip(params, plan):
         Pr = bf16_rounded(P)
-        A = expit(conv_forward(_two_parts(W), b, Pr))
+        A = expit(conv_forward(bf16_two_parts(W), b, Pr))
         inputs.append(Pr)
         P = pool_regions(A, *step["bounds"], mode=step["pool"])
         acts.append((A, P))
@@ -172,6 +172,6 @@ def _conv_net_cost_grad_bfloat16(theta, X, y, plan, layout, weight_decay, conv_w
         layer_grads.append((conv_filter_grad(delta, inputs[l], W.shape[2:])
                             + conv_weight_decay * W, delta.sum(axis=(0, 2, 3))))
         if l > 0:
-            dP = conv_transpose(delta, _two_parts(W), inputs[l].shape[2:])
+            dP = conv_transpose(delta, bf16_two_parts(W), inputs[l].shape[2:])
     return network_cost_grad(data, Ws, weight_decay, [W for W, _ in params], conv_weight_decay,
                              grads, layer_grads)

@@ -5,7 +5,7 @@ import numpy as np
 from scipy.special import expit
 
 from ..core.args import check_sae_options
-from ..core.bfloat16 import bf16_rounded, is_bfloat16
+from ..core.bfloat16 import bf16_rounded, bf16_two_parts, is_bfloat16
 from ..core.config import RHO_HAT_EPS
 from ..core.layouts import unpack_sae
 
@@ -104,7 +104,9 @@ def _sae_cost_grad_bfloat16(theta, X, n_visible, n_hidden, sparsity, beta, weigh
     bfloat16 kernels, written plainly).
 
     Every operand of the five products is rounded to bfloat16 (the weights
-    through float32; the hidden activations, ``δ3`` and ``δ2`` after they are
+    through float32, the encoder's ``W1`` as two bfloat16 parts, high and low
+    (:func:`fastsae.core.bfloat16.bf16_two_parts`: the compiled kernel's two
+    GEMMs); the hidden activations, ``δ3`` and ``δ2`` after they are
     computed in float32) and the products accumulate in float32 (a float32
     product of bfloat16 values is exactly that). Everything else is float32,
     with the sums of costs, biases and ``ρ̂`` in float64 (the derivative
@@ -115,7 +117,7 @@ def _sae_cost_grad_bfloat16(theta, X, n_visible, n_hidden, sparsity, beta, weigh
     f32 = np.float32
 
     W1, W2, b1, b2 = unpack_sae(theta, n_visible, n_hidden, tied)
-    W1r, W2r = bf16_rounded(W1), bf16_rounded(W2)
+    W1r, W2r = bf16_two_parts(W1), bf16_rounded(W2)
     b1f, b2f = b1.astype(f32), b2.astype(f32)
     Xf = X.astype(f32)                    # exact
     m = X.shape[0]
