@@ -87,9 +87,10 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         parts, so six GEMMs instead of five), faster than float32 on CPUs with
         AMX, on a precision schedule: L-BFGS runs on the bfloat16 objective
         while it makes progress, then switches to float32 (keeping its
-        curvature pairs) when a line search fails, when 10 iterations gain
-        less than 1e-4 of the objective, when the bfloat16 gradient is more
-        than 25 % off the float32 one (checked every 10 iterations), or for
+        curvature pairs) when a line search fails or stops converged, when
+        10 iterations gain less than 1e-4 of the objective, when the bfloat16
+        gradient is more than 25 % off the float32 one (checked every 10
+        iterations and whenever its norm halves), or for
         the last tenth of ``max_iter`` at the latest, so that the weights and the final
         cost are float32 ones (:func:`fastsae.base.lbfgs_two_precisions`).
         ``transform`` and the other methods compute in float32. The training

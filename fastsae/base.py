@@ -252,12 +252,13 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
       :data:`CHECK_EVERY` iterations, and each time the fast gradient's norm
       has halved, the exact gradient is computed at the same point (one
       exact evaluation), and the run switches when they differ by more than
-      :data:`GRADIENT_AGREEMENT` of the exact one's norm. Rounding the
-      weights to bfloat16 moves the point the fast gradient is taken at by
-      about ``2⁻⁹`` of each weight; near an optimum
-      that shift's effect (the Hessian times it) outgrows the gradient
-      itself, most of all for weights shared by many positions (the
-      convolutional models);
+      :data:`GRADIENT_AGREEMENT` of the exact one's norm. Rounding a
+      weight to one bfloat16 moves the point the fast gradient is taken at
+      by about ``2⁻⁹`` of it; near an optimum that shift's effect (the
+      Hessian times it) outgrows the gradient itself, most of all for
+      weights shared by many positions or feeding every unit (which is why
+      the convolutional filters and the autoencoder's encoder are carried as
+      two bfloat16 parts, about ``2⁻¹⁷``; the other weights are not);
     * only the last :data:`EXACT_FRACTION` of ``max_iter`` remains (at least
       one iteration: the returned point and cost are always exact ones).
 

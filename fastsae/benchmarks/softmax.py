@@ -79,9 +79,13 @@ def torch_stacked(theta, X, y, sizes, K, torch, bfloat16=False):
     if bfloat16:
         dt = torch.float32
         X = np.asarray(X, np.float32)
+        X16 = torch.from_numpy(X).to(torch.bfloat16)        # converted once, as ours is
+
+        def bf(A):
+            return X16 if A is Xt else A.to(torch.bfloat16)
 
         def mm(A, B):
-            return (A.to(torch.bfloat16) @ B.to(torch.bfloat16)).float()
+            return (bf(A) @ bf(B)).float()
 
         def affine(b, A, B):
             return mm(A, B) + b

@@ -170,6 +170,8 @@ def workspace(kind: str, key, build):
     """The buffers of kernel ``kind`` for ``key``, built by ``build(key)`` when ``key`` changes.
 
     ``key`` holds what the buffers' shapes depend on (sizes, dtype, threads).
+    The bfloat16 variants use their own ``kind`` (``"sae bfloat16"``), so that
+    a precision schedule's float32 checks do not free the bfloat16 buffers.
     They are kept per calling thread between calls (no page faults, no
     allocation in the optimizer's inner loop) until :func:`clear_workspace`.
     """

@@ -319,8 +319,8 @@ def conv_ae_cost_grad(theta, X, n_filters, patch_shape, *, sparsity, beta, weigh
     X = np.ascontiguousarray(X).reshape(N, C, H * Wd)
 
     n_threads = threads_for(12.0 * N * oh * ow * K * (CK + 1), N)
-    ws = workspace("convae", (N, C, H, Wd, K, ph, pw, "bfloat16" if bf16 else dt, n_threads),
-                   _Workspace)
+    ws = workspace("convae bfloat16" if bf16 else "convae",
+                   (N, C, H, Wd, K, ph, pw, "bfloat16" if bf16 else dt, n_threads), _Workspace)
     if bf16:
         mkl = _mkl.library()
         W16, W16lo = split_bf16(Wext)

@@ -348,7 +348,7 @@ def conv_net_cost_grad(theta, X, y, layers, n_classes, *, weight_decay, conv_wei
     n_threads = threads_for(6.0 * N * H * Wd * n_params, N)
     key = (meta.tobytes(), N, n_threads, n_classes, "bfloat16" if bf16 else dt, n_buf, n_ibuf,
            n_params)
-    ws = workspace("convnet", key, _Workspace)
+    ws = workspace("convnet bfloat16" if bf16 else "convnet", key, _Workspace)
     if bf16:
         mkl = _mkl.library()
         wg, wlo = split_bf16(w.reshape(1, -1))

@@ -33,7 +33,8 @@ about 16 significant bits), so ``X W1ᵀ`` takes two GEMMs (six in all): with
 iterations on FSDD-like data was 22-126 % off the float32 one, almost all of
 it from that one product (rounding ``W2``, ``X``, ``A2`` and the deltas moved
 it by under 3 %), which made the precision schedule leave bfloat16 within
-~16 iterations; with the two parts it is 0.3-3 % off.
+~16 iterations; with the two parts it is 0.3-3 % off. With tied weights the
+decoder's ``W1ᵀ`` is still one bfloat16 each (as ``W2`` is).
 bfloat16 arrays travel as uint16 views.
 The NumPy twin of this arithmetic is
 :func:`fastsae.reference.sae.sae_cost_grad` on a bfloat16 ``X``.
@@ -372,7 +373,7 @@ def _passes_bf16(theta, X, v, h, sparsity, beta, kind, tied):
     W1, W2, b1, b2 = unpack_sae(theta, v, h, tied)
     n_threads = threads_for(10.0 * m * v * h, m)
     chunk = min(BF16_CHUNK_ROWS, -(-m // n_threads))
-    ws = workspace("sae", (m, v, h, "bfloat16", n_threads, chunk), _WorkspaceBF16)
+    ws = workspace("sae bfloat16", (m, v, h, "bfloat16", n_threads, chunk), _WorkspaceBF16)
     split_to_bf16(W1, ws.W1, ws.W1lo)
     round_to_bf16(W2, ws.W2)
     b1c = b1.astype(np.float32)

@@ -258,7 +258,7 @@ def softmax_cost_grad(theta, X, y, n_classes, *, weight_decay):
     if is_bfloat16(dt):
         mkl = _mkl.library()
         chunk = min(chunk_rows(n, 2), -(-m // n_threads))
-        ws = workspace("softmax", (m, n, K, "bfloat16", n_threads, chunk), _WorkspaceBF16)
+        ws = workspace("softmax bfloat16", (m, n, K, "bfloat16", n_threads, chunk), _WorkspaceBF16)
         round_to_bf16(W, ws.W)
         _softmax_pass_bf16(n_threads)(mkl.gemm, mkl.threads_local, X.view(np.uint16), y, ws.W,
                                       b.astype(np.float32), chunk, ws.Z, ws.Z16, ws.V, ws.G,

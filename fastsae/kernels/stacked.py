@@ -297,7 +297,7 @@ def stacked_cost_grad(theta, X, y, layer_sizes, n_classes, *, weight_decay,
         mkl = _mkl.library()
         w = theta.astype(np.float32)
         chunk = min(chunk_rows(sizes, K, 4), -(-m // n_threads))
-        ws = workspace("stacked", (m, sizes, K, "bfloat16", n_threads, chunk, theta.size),
+        ws = workspace("stacked bfloat16", (m, sizes, K, "bfloat16", n_threads, chunk, theta.size),
                        _WorkspaceBF16)
         round_to_bf16(theta[None], ws.w16)
         _stacked_pass_bf16(n_threads)(mkl.gemm, mkl.threads_local, X.view(np.uint16), y,
