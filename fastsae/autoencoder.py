@@ -90,9 +90,9 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         curvature pairs) when a line search fails or stops converged, when
         10 iterations gain less than 1e-4 of the objective, when the bfloat16
         gradient is more than 25 % off the float32 one (checked every 10
-        iterations and whenever its norm halves), or for
-        the last tenth of ``max_iter`` at the latest, so that the weights and the final
-        cost are float32 ones (:func:`fastsae.base.lbfgs_two_precisions`).
+        iterations and whenever its norm halves), or for the last tenth of
+        ``max_iter`` at the latest, so that the weights and the final cost
+        are float32 ones (:func:`fastsae.base.lbfgs_two_precisions`).
         ``transform`` and the other methods compute in float32. The training
         data is held in float32 and in bfloat16 during ``fit``.
     n_jobs : int or None

@@ -154,8 +154,9 @@ def _conv_ae_cost_grad_bfloat16(theta, X, K, patch_shape, sparsity, beta, weight
 
     The weights and the encoder's bias (which rides in the encoder's
     product, on a row of ones) are carried as two bfloat16 parts
-    (:func:`~fastsae.core.bfloat16.bf16_two_parts`: about 16 significant bits); the other operands of
-    the five products are rounded to bfloat16: the activations ``A``, the output delta ``E``, and
+    (:func:`~fastsae.core.bfloat16.bf16_two_parts`: about 16 significant bits);
+    the other operands of the five products are rounded to bfloat16: the
+    activations ``A``, the output delta ``E``, and
     the two factors ``dA ⊙ A'`` and ``A'`` of the encoder's gradient (the
     kernel multiplies both by the patches and adds the sparsity term after
     the sum: ``gW = Σ [dA ⊙ A'] Qᵀ + s Σ [A'] Qᵀ``, with ``[·]`` rounding).
