@@ -52,8 +52,8 @@ from ..core.layouts import pack_sae_grad, unpack_sae
 from ..core.numerics import kl_sparsity
 from . import _mkl
 from ._blas import gemm, gemm_address
-from ._math import (from_bf16, one, round_to_bf16, rows_to_bf16, sigmoid, softplus,
-                    split_to_bf16, sumsq, to_bf16)
+from ._math import (fexp, from_bf16, log1p_unit, one, round_to_bf16, rows_to_bf16, sigmoid,
+                    softplus, split_to_bf16, sumsq, to_bf16)
 from ._mkl import gemm_bf16, mkl_threads_local
 from ._parallel import parallel_kernel, threads_for, workspace
 
@@ -68,9 +68,9 @@ def _bias_sigmoid_colsum(A, b, colsum):
     for r in range(n):
         row = A[r]
         for j in range(k):
-            a = sigmoid(row[j] + b[j])
-            row[j] = a
-            colsum[j] += a
+            row[j] = sigmoid(row[j] + b[j])
+        for j in range(k):          # apart: a float64 sum in the loop above unvectorises it
+            colsum[j] += row[j]
 
 
 @njit(**JIT_OPTIONS)
@@ -80,7 +80,9 @@ def _delta_out_sigmoid_squared(Z, X, b, cost, gb):
         z = Z[r]
         x = X[r]
         for j in range(k):
-            a = sigmoid(z[j] + b[j])
+            z[j] = sigmoid(z[j] + b[j])
+        for j in range(k):          # apart, as in _bias_sigmoid_colsum
+            a = z[j]
             d = a - x[j]
             cost[j] += d * d
             d = d * a * (one(a) - a)
@@ -104,16 +106,20 @@ def _delta_out_linear_squared(Z, X, b, cost, gb):
 @njit(**JIT_OPTIONS)
 def _delta_out_sigmoid_cross_entropy(Z, X, b, cost, gb):
     n, k = Z.shape
+    terms = np.empty(k, Z.dtype)
     for r in range(n):
         z = Z[r]
         x = X[r]
         for j in range(k):
             zz = z[j] + b[j]
-            # -[x log σ(z) + (1-x) log(1-σ(z))] = softplus(z) - x z
-            cost[j] += softplus(zz) - x[j] * zz
-            d = sigmoid(zz) - x[j]
-            z[j] = d
-            gb[j] += d
+            # -[x log σ(z) + (1-x) log(1-σ(z))] = softplus(z) - x z; both from e^-|z|
+            e = fexp(-abs(zz))
+            inv = one(e) / (one(e) + e)
+            terms[j] = max(zz, zz * 0) + log1p_unit(e) - x[j] * zz
+            z[j] = (inv if zz >= 0 else e * inv) - x[j]
+        for j in range(k):          # apart, as in _bias_sigmoid_colsum
+            cost[j] += terms[j]
+            gb[j] += z[j]
 
 
 @njit(**JIT_OPTIONS)
@@ -135,9 +141,9 @@ def _delta_hidden(D, A, s, gb):
         d = D[r]
         a = A[r]
         for j in range(k):
-            dd = (d[j] + s[j]) * a[j] * (one(a[j]) - a[j])
-            d[j] = dd
-            gb[j] += dd
+            d[j] = (d[j] + s[j]) * a[j] * (one(a[j]) - a[j])
+        for j in range(k):          # apart, as in _bias_sigmoid_colsum
+            gb[j] += d[j]
 
 
 @parallel_kernel
@@ -230,8 +236,10 @@ def _delta_out_bf16(kind, Z, X, b, cost, gb, O):
         x = X[r]
         o = O[r]
         if kind == SIGMOID_SQUARED:
+            for j in range(k):      # the sigmoids apart, as in _bias_sigmoid_colsum
+                z[j] = sigmoid(z[j] + b[j])
             for j in range(k):
-                a = sigmoid(z[j] + b[j])
+                a = z[j]
                 d = a - from_bf16(x[j])
                 cost[j] += d * d
                 d = d * a * (np.float32(1.0) - a)
