@@ -37,6 +37,27 @@ def timeit(fn, *, repeat=7, warmup=1, min_time=0.0, settle=SETTLE_SECONDS):
     return float(np.median(times)), float(np.min(times))
 
 
+def time_side_by_side(impls, *, rounds=3, per_block=5):
+    """Median and min seconds per implementation, timed in alternating blocks.
+
+    Each round times every implementation once, in turn, so that a slow spell of
+    a shared machine falls on all of them alike rather than on whichever was
+    timed then: the ratios between them hold better than their absolute times.
+    """
+    for fn in impls.values():
+        fn()                                        # compile / warm up
+    times = {name: [] for name in impls}
+    for _ in range(rounds):
+        for name, fn in impls.items():
+            time.sleep(SETTLE_SECONDS)              # the previous block's pools go idle
+            fn()                                    # first call of a block: pools wake up
+            for _ in range(per_block):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+    return {name: (float(np.median(t)), float(np.min(t))) for name, t in times.items()}
+
+
 def gemm_rate(dtype, n=2048, repeat=5):
     """GFLOP/s of NumPy's BLAS on an n x n x n product (all its threads)."""
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ from fastsae.core.bfloat16 import bfloat16_dtype
 from fastsae.kernels import _mkl
 from fastsae.kernels import conv as numba_conv
 
-from ._util import print_table, timeit, torch_or_none
+from ._util import print_table, time_side_by_side, timeit, torch_or_none
 from .cases import (CONV_SHAPES, CONV_SHAPES_QUICK, POOL_SHAPES, POOL_SHAPES_QUICK, conv_flops)
 
 
@@ -78,7 +78,8 @@ def run_conv(gemm_rates, quick=False):
         flops = conv_flops(K, ph, pw, N, H, W)
         big = flops > 5e9
         impls = conv_impls(F, b, images, include_reference=True)
-        times = {k: timeit(fn, repeat=3 if big else 7, warmup=1)[0] for k, fn in impls.items()}
+        times = {k: t for k, (t, _) in time_side_by_side(impls, rounds=3,
+                                                          per_block=1 if big else 3).items()}
         rate = gemm_rates[np.dtype(dtype)]
         rows = []
         for impl, t in times.items():

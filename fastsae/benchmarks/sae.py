@@ -12,7 +12,8 @@ from fastsae.autoencoder import SparseAutoencoder
 from fastsae.params import init_params
 from fastsae.kernels import sae as numba_sae
 
-from ._util import keep_freed_memory, print_table, timeit, torch_or_none, torch_weights
+from ._util import (keep_freed_memory, print_table, time_side_by_side, torch_or_none,
+                    torch_weights)
 from .cases import (SAE_HYPER, SAE_OPTION_SHAPES, SAE_OPTIONS, SAE_SHAPES, SAE_SHAPES_QUICK,
                     sae_flops)
 
@@ -97,7 +98,10 @@ def sae_rows(v, h, m, dtype, gemm_rates, repeat=7, options=None):
     torch = torch_or_none()
     impls = sae_impls(theta, X, v, h, options, torch)
     torch = torch if TORCH in impls else None
-    times = {name: timeit(fn, repeat=repeat)[0] for name, fn in impls.items()}
+    # side by side: the ratios to the floor and to PyTorch come from the same spells
+    per_block = max(1, repeat // 3)
+    times = {name: t for name, (t, _) in time_side_by_side(impls, rounds=3,
+                                                           per_block=per_block).items()}
     rate = gemm_rates[np.dtype(dtype)]
     rows = []
     for name, t in times.items():

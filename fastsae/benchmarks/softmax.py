@@ -23,7 +23,7 @@ from fastsae.kernels import softmax as numba_softmax
 from fastsae.kernels import stacked as numba_stacked
 from fastsae.params import layout_size, stacked_layout
 
-from ._util import SETTLE_SECONDS, print_table
+from ._util import print_table, time_side_by_side
 from .cases import QUICK_SOFTMAX, QUICK_STACKED, SOFTMAX_CASES, STACKED_CASES  # noqa: F401
 
 WEIGHT_DECAY = 1e-4
@@ -161,22 +161,6 @@ def stacked_impls(theta, X, y, sizes, K, torch=None):
 
 
 # -- timing and tables ----------------------------------------------------------
-
-def time_side_by_side(impls, *, rounds=3, per_block=5):
-    """Median and min seconds per implementation, timed in alternating blocks."""
-    for fn in impls.values():
-        fn()                                        # compile / warm up
-    times = {name: [] for name in impls}
-    for _ in range(rounds):
-        for name, fn in impls.items():
-            time.sleep(SETTLE_SECONDS)              # the previous block's pools go idle
-            fn()                                    # first call of a block: pools wake up
-            for _ in range(per_block):
-                t = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t)
-    return {name: (float(np.median(t)), float(np.min(t))) for name, t in times.items()}
-
 
 def check_agreement(impls):
     """Every implementation's (cost, grad) against the reference: max relative differences."""
