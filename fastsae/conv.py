@@ -27,6 +27,7 @@ from typing import Self
 import numpy as np
 
 from . import backends
+from .core.args import check_pool_mode
 from .core.bfloat16 import is_bfloat16
 from .core.threads import numba_threads
 from .core.checks import ACTIVATIONS, POOL_MODES, check_array, check_choice, check_int
@@ -149,7 +150,8 @@ def pool(maps: ArrayLike, pool_shape: tuple[int, int] | None = None, *,
     n_regions : (int, int), optional
         A fixed number of regions along each axis instead (for inputs of
         varying length).
-    mode : {"mean", "max"}
+    mode : {"mean", "max"} or tuple of them
+        A tuple pools by each mode, in that order, in one read of the maps.
     remainder : {"drop", "partial"}
         What to do with a remainder that does not fill a region of ``pool_shape``.
     backend : {"numba", "numpy", "cuda"}
@@ -157,6 +159,7 @@ def pool(maps: ArrayLike, pool_shape: tuple[int, int] | None = None, *,
     Returns
     -------
     pooled : np.ndarray [shape=(..., R, C)]
+        With a tuple ``mode``, of shape ``(len(mode), ..., R, C)``.
 
     Examples
     --------
@@ -166,7 +169,12 @@ def pool(maps: ArrayLike, pool_shape: tuple[int, int] | None = None, *,
            [13., 15.]])
     """
     maps = check_array(maps, "maps", ndim=max(np.ndim(maps), 2))
-    check_choice(mode, "mode", POOL_MODES)
+    check_pool_mode(mode)
+    return _pool_checked(maps, pool_shape, n_regions, mode, remainder, backend)
+
+
+def _pool_checked(maps, pool_shape, n_regions, mode, remainder, backend):
+    """:func:`pool` of maps already checked (or made here: no second scan for NaN)."""
     shape, regions = _pair(pool_shape, "pool_shape"), _pair(n_regions, "n_regions")
     if (shape is None) == (regions is None):
         raise ParameterError("give exactly one of pool_shape and n_regions")
@@ -363,10 +371,10 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
                     by_shape.setdefault(S.shape, []).append(j)
                 for shape, idx in by_shape.items():
                     maps = self._maps(np.stack([batch[j] for j in idx]), F, b, path, buffers)
-                    feats = [pool(maps, self.pool_shape, n_regions=regions, mode=m,
-                                  remainder=self.remainder, backend=self.backend)
-                             for m in modes]
-                    feats = np.concatenate([f.reshape(len(idx), -1) for f in feats], axis=1)
+                    # every mode in one read of the maps (made from checked clips)
+                    pooled = _pool_checked(maps, self.pool_shape, regions, modes,
+                                           self.remainder, self.backend)
+                    feats = np.concatenate([f.reshape(len(idx), -1) for f in pooled], axis=1)
                     if out is None:
                         out = np.empty((len(clips), feats.shape[1]), dtype)
                     elif feats.shape[1] != out.shape[1]:

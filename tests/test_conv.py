@@ -194,6 +194,8 @@ def test_filters_weights_round_trip():
 
 
 def pool_by_hand(maps, rows, cols, mode):
+    if not isinstance(mode, str):
+        return np.stack([pool_by_hand(maps, rows, cols, m) for m in mode])
     f = np.mean if mode == "mean" else np.max
     out = np.empty(maps.shape[:2] + (len(rows), len(cols)), maps.dtype)
     for n in range(maps.shape[0]):
@@ -216,7 +218,8 @@ POOL_CASES = [  # (H, W, pool_shape, n_regions, remainder, rows, cols)
 
 
 @pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: f"{c[0]}x{c[1]}-{c[2] or c[3]}-{c[4]}")
-@pytest.mark.parametrize("mode", ["mean", "max"])
+@pytest.mark.parametrize("mode", ["mean", "max", ("mean", "max"), ("max", "mean"), ("max",)],
+                         ids=str)
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pool_equals_hand_loop(case, mode, backend, dtype):
@@ -226,7 +229,9 @@ def test_pool_equals_hand_loop(case, mode, backend, dtype):
     cs, ce = (np.array(a) for a in zip(*cols))
     impl = numba_conv.pool_regions if backend == "numba" else reference.pool_regions
     got = impl(maps, rs, re, cs, ce, mode=mode)
-    np.testing.assert_allclose(got, pool_by_hand(maps, rows, cols, mode), **tol(dtype))
+    expected = pool_by_hand(maps, rows, cols, mode)
+    assert got.shape == expected.shape and got.dtype == dtype
+    np.testing.assert_allclose(got, expected, **tol(dtype))
     if backend == "numba":
         pub = pool(maps, shape, n_regions=regions, mode=mode, remainder=remainder, backend="numba")
         np.testing.assert_allclose(pub, got, **tol(dtype))
@@ -293,6 +298,11 @@ def test_convolve_and_pool_errors():
         pool(np.ones((1, 1, 4, 4)))
     with pytest.raises(ParameterError, match="mode"):
         pool(np.ones((1, 1, 4, 4)), (2, 2), mode="sum")
+    for bad in [(), ("mean", "mean"), ("mean", "sum"), ["max", 1], 3]:
+        with pytest.raises(ParameterError, match="mode"):
+            pool(np.ones((1, 1, 4, 4)), (2, 2), mode=bad)
+        with pytest.raises(ParameterError, match="mode"):
+            numba_conv.pool_regions(np.ones((1, 1, 4, 4)), [0], [4], [0], [4], mode=bad)
 
 
 @pytest.mark.parametrize("zca,center", [(False, "feature"), (True, "feature"), (False, "example")])

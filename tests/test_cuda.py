@@ -490,6 +490,12 @@ def test_pool_regions_equals_reference(mode, dtype):
     # a single map, from the device
     one = cu.pool_regions(cu.to_device(maps[0, 0]), rs, re, cs, ce, mode=mode)
     np.testing.assert_allclose(one, ref[0, 0], rtol=_tol(dtype), atol=_tol(dtype))
+    # several modes at once, stacked in their order
+    other = "max" if mode == "mean" else "mean"
+    both = cu.pool_regions(maps, rs, re, cs, ce, mode=(mode, other))
+    assert both.shape == (2, 2, 3, 3, 2)
+    np.testing.assert_allclose(both, reference.pool_regions(maps, rs, re, cs, ce, mode=(mode, other)),
+                               rtol=_tol(dtype), atol=_tol(dtype))
 
 
 # ---------------------------------------------------------------------------

@@ -102,8 +102,22 @@ def check_conv_out(out, W, images):
     return out
 
 
+def check_pool_mode(mode):
+    """``mode``: "mean", "max", or a non-empty tuple of them without repeats."""
+    if isinstance(mode, str):
+        check_choice(mode, "mode", POOL_MODES)
+        return
+    if not isinstance(mode, (tuple, list)) or not mode:
+        raise ParameterError(f"mode must be 'mean', 'max' or a non-empty tuple of them; "
+                             f"got {mode!r}")
+    for m in mode:
+        check_choice(m, "mode", POOL_MODES)
+    if len(set(mode)) != len(mode):
+        raise ParameterError(f"mode must not repeat a mode; got {mode!r}")
+
+
 def check_pool_args(maps, row_starts, row_ends, col_starts, col_ends, mode):
-    check_choice(mode, "mode", POOL_MODES)
+    check_pool_mode(mode)
     if not isinstance(maps, np.ndarray) or maps.ndim < 2:
         raise ParameterError(f"maps must be an array of at least 2 dimensions; got {getattr(maps, 'shape', None)}")
     if maps.dtype not in FLOAT_DTYPES:

@@ -86,6 +86,10 @@ def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean
     the result is a NumPy array."""
     ensure_available()
     check_pool_args(shape_proxy(maps), row_starts, row_ends, col_starts, col_ends, mode)
+    if not isinstance(mode, str):
+        maps = device_input(maps)               # copied to the device once for every mode
+        return np.stack([pool_regions(maps, row_starts, row_ends, col_starts, col_ends, mode=m)
+                         for m in mode])
     c = cuda()
     lead = tuple(maps.shape[:-2])
     H, W = maps.shape[-2:]

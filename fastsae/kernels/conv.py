@@ -11,8 +11,9 @@ bias and activation while the block is still in cache. Blocks of all inputs
 are spread over the threads, so one long input or many short ones both use
 every core.
 
-Pooling reads each map once: for every band of rows it combines the rows
-elementwise (vectorised across columns), then reduces each column region.
+Pooling reads each map once, for the mean and the max together: for every
+band of rows it combines the rows elementwise (vectorised across columns), then
+reduces each column region.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from . import _mkl
 from ._blas import gemm, gemm_address, keep_threads
 from ._mkl import gemm_bf16, mkl_threads_local
 from ._parallel import parallel_kernel, threads_for
-from ._math import round_to_bf16, sigmoid
+from ._math import one, round_to_bf16, sigmoid
 
 SIGMOID, LINEAR, RELU = 0, 1, 2
 _ACT = {"sigmoid": SIGMOID, "linear": LINEAR, "relu": RELU}
@@ -181,71 +182,98 @@ def convolve(W, b, images, *, activation="sigmoid", out=None):
 
 
 @njit(**JIT_OPTIONS)
-def _reduce_columns(acc, cs, ce, mode, scale, out_row):
-    """out_row[c] = mean or max of acc[cs[c]:ce[c]] (mean: sum * scale[c])."""
-    for c in range(cs.shape[0]):
-        a, b = cs[c], ce[c]
-        seg = acc[a:b]
-        n = b - a
-        if mode == MEAN:
-            # two accumulators: half the dependency chain of a region's sum
-            s0 = scale[c] * 0                    # a zero of the dtype (seg[0] * 0: NaN for inf)
-            s1 = scale[c] * 0
-            j = 0
-            while j + 1 < n:
-                s0 += seg[j]
-                s1 += seg[j + 1]
-                j += 2
-            if j < n:
-                s0 += seg[j]
-            out_row[c] = (s0 + s1) * scale[c]
-        else:
-            v = seg[0]
-            for j in range(1, n):
-                v = max(v, seg[j])
+def _pool_band(plane, r0, r1, cs, ce, acc, kind, out_row):
+    """``out_row[c]`` <- the mean (``kind`` MEAN) or max of ``plane[r0:r1, cs[c]:ce[c]]``:
+    the band's rows combined elementwise into ``acc`` (vectorised across columns), then
+    each column region reduced."""
+    W = acc.shape[0]
+    first = plane[r0]
+    for j in range(W):                           # a loop, not acc[:] = ...: a slice copy
+        acc[j] = first[j]                        # compiles a shape-error message
+    if kind == MEAN:
+        for i in range(r0 + 1, r1):
+            row = plane[i]
+            for j in range(W):
+                acc[j] += row[j]
+        for c in range(cs.shape[0]):
+            a, b = cs[c], ce[c]
+            s = one(acc[a]) - one(acc[a])        # a zero of the dtype (acc[a] * 0: NaN for inf)
+            for j in range(a, b):
+                s += acc[j]
+            out_row[c] = s / ((r1 - r0) * (b - a))
+    else:
+        for i in range(r0 + 1, r1):
+            row = plane[i]
+            for j in range(W):
+                acc[j] = max(acc[j], row[j])
+        for c in range(cs.shape[0]):
+            a, b = cs[c], ce[c]
+            v = acc[a]
+            for j in range(a + 1, b):
+                v = max(v, acc[j])
             out_row[c] = v
 
 
+@njit(**JIT_OPTIONS)
+def _pool_band_both(plane, r0, r1, cs, ce, acc, acc_max, mean_row, max_row):
+    """:func:`_pool_band` for the mean and the max at once, the band read once."""
+    W = acc.shape[0]
+    first = plane[r0]
+    for j in range(W):
+        acc[j] = first[j]
+        acc_max[j] = first[j]
+    for i in range(r0 + 1, r1):
+        row = plane[i]
+        for j in range(W):
+            v = row[j]
+            acc[j] += v
+            acc_max[j] = max(acc_max[j], v)
+    for c in range(cs.shape[0]):
+        a, b = cs[c], ce[c]
+        s = one(acc[a]) - one(acc[a])
+        v = acc_max[a]
+        for j in range(a, b):
+            s += acc[j]
+            v = max(v, acc_max[j])
+        mean_row[c] = s / ((r1 - r0) * (b - a))
+        max_row[c] = v
+
+
 @parallel_kernel
-def _pool(planes, rs, re, cs, ce, mode, out, n_threads, t0, t1):
+def _pool(planes, rs, re, cs, ce, modes, out, n_threads, t0, t1):
+    """``out[k, p]`` <- plane ``p`` pooled by ``modes[k]`` (MEAN or MAX); a mean and a max
+    together read each plane once."""
     P, H, W = planes.shape
-    R = rs.shape[0]
-    inv = np.empty((R, cs.shape[0]), planes.dtype)
-    for r in range(R):
-        for c in range(cs.shape[0]):
-            inv[r, c] = 1.0 / ((re[r] - rs[r]) * (ce[c] - cs[c]))
+    both = modes.shape[0] == 2 and modes[0] != modes[1]
+    i_mean = 0 if modes[0] == MEAN else 1
     for t in range(t0, t1):
-        acc = np.empty(W, planes.dtype)          # one row buffer per thread
+        acc = np.empty(W, planes.dtype)          # row buffers, one set per thread
+        acc_max = np.empty(W, planes.dtype)
         for p in range(t * P // n_threads, (t + 1) * P // n_threads):
             plane = planes[p]
-            for r in range(R):
-                if re[r] - rs[r] == 1:           # one row: reduce it where it lies
-                    _reduce_columns(plane[rs[r]], cs, ce, mode, inv[r], out[p, r])
-                    continue
-                first = plane[rs[r]]
-                for j in range(W):                   # a loop, not acc[:] = ...: a slice
-                    acc[j] = first[j]                # copy compiles a shape-error message
-                for i in range(rs[r] + 1, re[r]):
-                    row = plane[i]
-                    if mode == MEAN:
-                        for j in range(W):
-                            acc[j] += row[j]
-                    else:
-                        for j in range(W):
-                            acc[j] = max(acc[j], row[j])
-                _reduce_columns(acc, cs, ce, mode, inv[r], out[p, r])
+            for r in range(rs.shape[0]):
+                if both:
+                    _pool_band_both(plane, rs[r], re[r], cs, ce, acc, acc_max,
+                                    out[i_mean, p, r], out[1 - i_mean, p, r])
+                else:
+                    for k in range(modes.shape[0]):
+                        _pool_band(plane, rs[r], re[r], cs, ce, acc, modes[k], out[k, p, r])
 
 
 def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean"):
     """Mean or max over rectangular regions (Numba); same as
-    :func:`fastsae.reference.pool_regions`."""
+    :func:`fastsae.reference.pool_regions`. Several modes (a tuple) are pooled in one
+    read of the maps."""
     check_pool_args(maps, row_starts, row_ends, col_starts, col_ends, mode)
     lead = maps.shape[:-2]
     H, W = maps.shape[-2:]
     planes = np.ascontiguousarray(maps).reshape(-1, H, W)
     idx = [np.ascontiguousarray(a, dtype=np.int64)
            for a in (row_starts, row_ends, col_starts, col_ends)]
-    out = np.empty((planes.shape[0], len(idx[0]), len(idx[2])), maps.dtype)
+    modes = (mode,) if isinstance(mode, str) else tuple(mode)
+    codes = np.array([MEAN if m == "mean" else MAX for m in modes], np.int64)
+    out = np.empty((len(modes), planes.shape[0], len(idx[0]), len(idx[2])), maps.dtype)
     n_threads = threads_for(30.0 * planes.size, planes.shape[0])   # memory-bound: a few flops per byte
-    _pool(n_threads)(planes, *idx, MEAN if mode == "mean" else MAX, out, n_threads)
-    return out.reshape(lead + out.shape[1:])
+    _pool(n_threads)(planes, *idx, codes, out, n_threads)
+    shape = lead + out.shape[2:]
+    return out[0].reshape(shape) if isinstance(mode, str) else out.reshape((len(modes),) + shape)

@@ -75,13 +75,18 @@ def pool_regions(maps, row_starts, row_ends, col_starts, col_ends, *, mode="mean
     maps : np.ndarray [shape=(..., H, W)]
     row_starts, row_ends : np.ndarray [shape=(R,)], int
     col_starts, col_ends : np.ndarray [shape=(C,)], int
-    mode : {"mean", "max"}
+    mode : {"mean", "max"} or tuple of them
+        A tuple pools by each mode, in that order.
 
     Returns
     -------
     pooled : np.ndarray [shape=(..., R, C)], ``maps.dtype``
+        With a tuple ``mode``, of shape ``(len(mode), ..., R, C)``.
     """
     check_pool_args(maps, row_starts, row_ends, col_starts, col_ends, mode)
+    if not isinstance(mode, str):
+        return np.stack([pool_regions(maps, row_starts, row_ends, col_starts, col_ends, mode=m)
+                         for m in mode])
     reduce = np.mean if mode == "mean" else np.max
     out = np.empty(maps.shape[:-2] + (len(row_starts), len(col_starts)), maps.dtype)
     for r, (r0, r1) in enumerate(zip(row_starts, row_ends)):
