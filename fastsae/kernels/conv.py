@@ -244,7 +244,7 @@ def _pool(planes, rs, re, cs, ce, modes, out, n_threads, t0, t1):
     """``out[k, p]`` <- plane ``p`` pooled by ``modes[k]`` (MEAN or MAX); a mean and a max
     together read each plane once."""
     P, H, W = planes.shape
-    both = modes.shape[0] == 2 and modes[0] != modes[1]
+    both = modes.shape[0] == 2                   # a mean and a max (check_pool_mode: no repeats)
     i_mean = 0 if modes[0] == MEAN else 1
     for t in range(t0, t1):
         acc = np.empty(W, planes.dtype)          # row buffers, one set per thread
