@@ -235,7 +235,8 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
         A fixed number of regions instead: clips of any length give the same
         number of features. Default ``(1, 4)`` if neither is given.
     batch_size : int
-        Clips per batch: memory stays bounded by one batch of feature maps.
+        Clips per call of the convolution kernel (each call takes clips of one
+        shape): memory stays bounded by one batch of feature maps.
     backend : {"numba", "numpy", "cuda"}
     n_jobs : int, optional
         Numba threads.
@@ -360,17 +361,18 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
             clips.append(S)
         if len({S.shape[0] for S in clips}) > 1 and ph == clips[0].shape[0]:
             raise ParameterError("spectrograms must all have the same number of bands")
+        # same-shaped clips go through the kernel together, in batches of at most
+        # batch_size (clips of a few lengths: few large calls rather than many small ones)
+        by_shape = {}
+        for i, S in enumerate(clips):
+            by_shape.setdefault(S.shape, []).append(i)
         out = None
         buffers = {}
         with numba_threads(self.n_jobs):
-            for start in range(0, len(clips), self.batch_size):
-                batch = clips[start:start + self.batch_size]
-                # same-shaped clips go through the kernel together
-                by_shape = {}
-                for j, S in enumerate(batch):
-                    by_shape.setdefault(S.shape, []).append(j)
-                for shape, idx in by_shape.items():
-                    maps = self._maps(np.stack([batch[j] for j in idx]), F, b, path, buffers)
+            for shape, members in by_shape.items():
+                for start in range(0, len(members), self.batch_size):
+                    idx = members[start:start + self.batch_size]
+                    maps = self._maps(np.stack([clips[j] for j in idx]), F, b, path, buffers)
                     # every mode in one read of the maps (made from checked clips)
                     pooled = _pool_checked(maps, self.pool_shape, regions, modes,
                                            self.remainder, self.backend)
@@ -379,9 +381,9 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
                         out = np.empty((len(clips), feats.shape[1]), dtype)
                     elif feats.shape[1] != out.shape[1]:
                         raise ParameterError(
-                            "clips of different lengths give different numbers of features with "
-                            "pool_shape; use n_pool_regions for clips of varying length")
-                    out[[start + j for j in idx]] = feats
+                            "clips of different lengths give different numbers of features "
+                            "with pool_shape; use n_pool_regions for clips of varying length")
+                    out[idx] = feats
         return out
 
     def fit(self, spectrograms: Sequence[ArrayLike] | np.ndarray | None = None,

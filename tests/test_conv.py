@@ -90,11 +90,32 @@ def test_convolutional_features_reuse_one_buffer_and_match(monkeypatch):
     monkeypatch.setattr(backends.get_backend("numba"), "convolve", spy)
     conv = ConvolutionalFeatures(sae, patch_shape=(4, 3), pool="max", n_pool_regions=(1, 2),
                                  batch_size=2)
-    F = conv.transform(clips)                  # batches of 2, 2, 2 (two lengths) and 1 clips
+    F = conv.transform(clips)                  # length 30 in calls of 2, 2, 1; 25 in one
     assert len(seen) == 4 and all(o is not None for o in seen)
     assert all(np.shares_memory(seen[0], o) for o in seen[1:])   # one buffer for all of them
     F1 = np.concatenate([conv.transform([c]) for c in clips])
     np.testing.assert_allclose(F, F1, rtol=1e-12)
+
+
+def test_convolutional_features_group_clips_of_one_shape_across_batches(monkeypatch):
+    # interleaved lengths: one kernel call per length (batch_size allowing), rows in input order
+    rng = np.random.default_rng(1)
+    sae = SparseAutoencoder(n_hidden=4, max_iter=3, random_state=0).fit(rng.uniform(0, 1, (200, 6)))
+    clips = [rng.uniform(0, 1, (5, n)) for n in (20, 17, 20, 17, 20, 17, 23)]
+    sizes = []
+    real = numba_conv.convolve
+
+    def spy(F, b, images, *args, **kw):
+        sizes.append(images.shape)
+        return real(F, b, images, *args, **kw)
+    from fastsae import backends
+    monkeypatch.setattr(backends.get_backend("numba"), "convolve", spy)
+    conv = ConvolutionalFeatures(sae, patch_shape=(3, 2), pool=("mean", "max"),
+                                 n_pool_regions=(2, 2), batch_size=3)
+    F = conv.transform(clips)
+    assert sizes == [(3, 5, 20), (3, 5, 17), (1, 5, 23)]
+    F1 = np.concatenate([conv.transform([c]) for c in clips])
+    np.testing.assert_array_equal(F, F1)
 
 
 def test_reference_is_correlation_by_hand():
