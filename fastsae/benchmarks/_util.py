@@ -95,7 +95,17 @@ def machine_summary():
                      for i in threadpool_info() if i.get("user_api") == "blas")
     cpu, isa = cpu_model_and_isa()
     return (f"{cpu}, {os.cpu_count()} cores, {isa} | numpy {np.__version__}, scipy {scipy.__version__}, "
-            f"numba {numba.__version__} ({numba.get_num_threads()} threads) | BLAS: {blas}")
+            f"numba {numba.__version__} ({numba.get_num_threads()} threads) | BLAS: {blas} | "
+            f"kernels' float GEMMs: {_kernel_blas()}")
+
+
+def _kernel_blas():
+    from ..exceptions import BackendUnavailableError, ParameterError
+    from ..kernels import _blas
+    try:
+        return _blas.describe()
+    except (BackendUnavailableError, ParameterError) as exc:            # a bad FASTSAE_BLAS: say so, the header still prints
+        return f"unavailable ({exc})"
 
 
 #: the instruction sets the benchmarks depend on, as /proc/cpuinfo names them

@@ -3,11 +3,12 @@
 On a machine with few cores, NumPy's OpenBLAS, SciPy's OpenBLAS and Numba's
 OpenMP team each keep threads spinning after their work; when a computation
 alternates between them, the pools steal each other's cores and every switch
-costs milliseconds. fastsae's Numba kernels therefore call SciPy's BLAS from
-inside their own threads with that BLAS set to one thread, and L-BFGS-B (whose
-linear algebra also uses SciPy's BLAS) runs with it set to one thread too. The
-limits are set and restored around each call, so a user's own SciPy code keeps
-its settings; this works whatever was imported first.
+costs milliseconds. fastsae's Numba kernels therefore call BLAS (SciPy's, or
+oneMKL: :mod:`fastsae.kernels._blas`) from inside their own threads with that
+BLAS set to one thread, and L-BFGS-B (whose linear algebra also uses SciPy's
+BLAS) runs with it set to one thread too. The limits are set and restored
+around each call (oneMKL's per calling thread), so a user's own SciPy code
+keeps its settings; this works whatever was imported first.
 """
 from __future__ import annotations
 
@@ -41,9 +42,22 @@ def _scipy_blas_controllers():
     return _scipy_blas
 
 
+#: Functions called on entering :func:`scipy_blas_single_thread` (outermost level) that
+#: hold another BLAS to one thread and return a callable undoing it, or None; the
+#: kernels register oneMKL's per-thread setting here (:mod:`fastsae.kernels._blas`).
+_HOLDS: list = []
+
+
+def register_single_thread_hold(hold):
+    """Add ``hold`` to what :func:`scipy_blas_single_thread` does (once per function)."""
+    if hold not in _HOLDS:
+        _HOLDS.append(hold)
+
+
 @contextlib.contextmanager
 def scipy_blas_single_thread():
-    """Run the block with SciPy's BLAS on one thread (re-entrant, cheap when nested)."""
+    """Run the block with SciPy's BLAS on one thread, and oneMKL too (for the calling
+    thread) where it is the kernels' BLAS (re-entrant, cheap when nested)."""
     depth = getattr(_state, "depth", 0)
     if depth:
         _state.depth = depth + 1
@@ -56,6 +70,7 @@ def scipy_blas_single_thread():
     saved = [c.get_num_threads() for c in ctrls]
     for c in ctrls:
         c.set_num_threads(1)
+    restores = [hold() for hold in _HOLDS]     # oneMKL's, for this thread only
     _state.depth = 1
     try:
         yield
@@ -63,6 +78,9 @@ def scipy_blas_single_thread():
         _state.depth = 0
         for c, n in zip(ctrls, saved):
             c.set_num_threads(n)
+        for restore in restores:
+            if restore is not None:
+                restore()
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ the PyPI package ``mkl`` (the optional extra ``fastsae-audio[mkl]``, with
 :func:`library` finds and opens the library on first use, and raises
 :class:`fastsae.BackendUnavailableError` naming the extra where it is missing.
 
-As with SciPy's BLAS in :mod:`fastsae.kernels._blas`, the fused kernels call
+As with the float BLAS in :mod:`fastsae.kernels._blas`, the fused kernels call
 the GEMM from inside their own threads, each on its block of rows, so
 one thread pool does all the work. Each thread first sets MKL to one thread
 for itself (``MKL_Set_Num_Threads_Local``, a per-thread setting, restored

@@ -27,6 +27,7 @@ import numba
 from numba import njit
 
 from ..core import config as _config
+from . import _blas
 from ..core.config import JIT_OPTIONS
 
 #: Kernel modules being compiled ahead in another process (see
@@ -132,7 +133,7 @@ def _run_shares(kernel, n_threads, args):
             first = 0
         pool = _workers(n_threads - 1)
         for t in range(1, n_threads):
-            futures.append(pool.submit(kernel, *args, t, t + 1))
+            futures.append(pool.submit(_share, kernel, args, t))
         if first:
             kernel(*args, 0, 1)
     finally:
@@ -149,6 +150,17 @@ def _run_shares(kernel, n_threads, args):
         raise KeyboardInterrupt
     for f in futures:
         f.result()                     # re-raise a share's error, if any
+
+
+_pool_thread = threading.local()
+
+
+def _share(kernel, args, t):
+    """Share ``t`` on a pool thread; oneMKL, where it is the kernels' BLAS, is held to one
+    thread there (a per-thread setting; the pool's threads run nothing else)."""
+    if not getattr(_pool_thread, "blas_pinned", False):
+        _pool_thread.blas_pinned = _blas.mkl_thread_local(1) is not None
+    kernel(*args, t, t + 1)
 
 
 def parallel_kernel(fn):

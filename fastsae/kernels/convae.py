@@ -32,7 +32,7 @@ two-pass scheme, with no ``(N × K × P)`` storage and one im2col of ``X``.
 Each per-image GEMM result is added into float64 per-thread accumulators
 (``O(K·CK)`` per image, negligible next to the ``O(K·CK·P)`` GEMMs), so
 float32 runs sum over images in float64; the partial gradients of the
-threads are merged once. GEMMs are SciPy's BLAS called from inside the Numba
+threads are merged once. GEMMs are BLAS called from inside the Numba
 threads (:mod:`fastsae.kernels._blas`), with that BLAS kept to one thread.
 
 Buffers are per image (``(CK+1) × P`` for im2col), so very long single

@@ -13,9 +13,9 @@ through its own contiguous share of rows in cache-sized chunks:
    small per-thread buffer, turns that into ``δ2`` and accumulates
    ``gW1 += δ2ᵀ X``.
 
-The five GEMMs are SciPy's BLAS on one thread per kernel thread; partial
-gradients live in per-thread buffers and are summed once at the end (in
-float64). Every elementwise loop is written to vectorise (see ``_math``).
+The five GEMMs are BLAS calls (:mod:`fastsae.kernels._blas`) on one thread
+per kernel thread; partial gradients live in per-thread buffers and are
+summed once at the end (in float64). Every elementwise loop is written to vectorise (see ``_math``).
 The KL term needs ``ρ̂`` before any ``δ2`` can be formed, which is why there
 are two passes rather than one.
 

@@ -16,7 +16,7 @@ contiguous share of rows in cache-sized chunks and, per chunk,
    GEMM ``[P; Q] += [D ⊙ a2' | a2']ᵀ Xc`` accumulates both ``P`` and ``Q``
    (without sparsity the buffer is ``rows × h`` and only ``P`` is formed).
 
-The building blocks — GEMM through SciPy's BLAS, the bias/sigmoid and
+The building blocks — GEMM through the kernels' BLAS, the bias/sigmoid and
 output-delta loops, the chunk size — are those of the single-machine kernel;
 partial sums live in per-thread buffers and are added once, in float64.
 """
