@@ -328,6 +328,13 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
         H_act = self.sae.transform(self.preprocessing.transform(X))
         return np.ascontiguousarray(H_act.reshape(n, oh, ow, -1).transpose(0, 3, 1, 2))
 
+    def _n_regions(self, shape):
+        """Pooling regions (rows, columns) of the maps of a clip of ``shape`` with pool_shape."""
+        ph, pw = self.patch_shape
+        size = _pair(self.pool_shape, "pool_shape")
+        return tuple(len(region_bounds(n - p + 1, size=k, remainder=self.remainder)[0])
+                     for n, p, k in zip(shape, (ph, pw), size))
+
     def transform(self, spectrograms: Sequence[ArrayLike] | np.ndarray) -> np.ndarray:
         """Pooled features of every input.
 
@@ -366,6 +373,12 @@ class ConvolutionalFeatures(TransformerMixin, Estimator):
         by_shape = {}
         for i, S in enumerate(clips):
             by_shape.setdefault(S.shape, []).append(i)
+        if self.pool_shape is not None and len(by_shape) > 1:
+            counts = {self._n_regions(shape) for shape in by_shape}
+            if len(counts) > 1:                # before any work, not after the first shape
+                raise ParameterError(
+                    "clips of different lengths give different numbers of features "
+                    "with pool_shape; use n_pool_regions for clips of varying length")
         out = None
         buffers = {}
         with numba_threads(self.n_jobs):

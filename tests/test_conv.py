@@ -76,18 +76,23 @@ def test_pool_kernel_keeps_infinities(mode):
     assert not np.isnan(got).any()
 
 
+def _spy_convolve(monkeypatch, record):
+    """The Numba backend's convolve, calling ``record(images, out)`` first."""
+    from fastsae import backends
+    real = numba_conv.convolve
+
+    def spy(F, b, images, *args, out=None, **kw):
+        record(images, out)
+        return real(F, b, images, *args, out=out, **kw)
+    monkeypatch.setattr(backends.get_backend("numba"), "convolve", spy)
+
+
 def test_convolutional_features_reuse_one_buffer_and_match(monkeypatch):
     rng = np.random.default_rng(0)
     sae = SparseAutoencoder(n_hidden=5, max_iter=3, random_state=0).fit(rng.uniform(0, 1, (200, 12)))
     clips = [rng.uniform(0, 1, (4, n)) for n in (30, 30, 30, 30, 25, 25, 30)]
     seen = []
-    real = numba_conv.convolve
-
-    def spy(*args, out=None, **kw):
-        seen.append(out)
-        return real(*args, out=out, **kw)
-    from fastsae import backends
-    monkeypatch.setattr(backends.get_backend("numba"), "convolve", spy)
+    _spy_convolve(monkeypatch, lambda images, out: seen.append(out))
     conv = ConvolutionalFeatures(sae, patch_shape=(4, 3), pool="max", n_pool_regions=(1, 2),
                                  batch_size=2)
     F = conv.transform(clips)                  # length 30 in calls of 2, 2, 1; 25 in one
@@ -103,19 +108,28 @@ def test_convolutional_features_group_clips_of_one_shape_across_batches(monkeypa
     sae = SparseAutoencoder(n_hidden=4, max_iter=3, random_state=0).fit(rng.uniform(0, 1, (200, 6)))
     clips = [rng.uniform(0, 1, (5, n)) for n in (20, 17, 20, 17, 20, 17, 23)]
     sizes = []
-    real = numba_conv.convolve
-
-    def spy(F, b, images, *args, **kw):
-        sizes.append(images.shape)
-        return real(F, b, images, *args, **kw)
-    from fastsae import backends
-    monkeypatch.setattr(backends.get_backend("numba"), "convolve", spy)
+    _spy_convolve(monkeypatch, lambda images, out: sizes.append(images.shape))
     conv = ConvolutionalFeatures(sae, patch_shape=(3, 2), pool=("mean", "max"),
                                  n_pool_regions=(2, 2), batch_size=3)
     F = conv.transform(clips)
     assert sizes == [(3, 5, 20), (3, 5, 17), (1, 5, 23)]
     F1 = np.concatenate([conv.transform([c]) for c in clips])
-    np.testing.assert_array_equal(F, F1)
+    np.testing.assert_allclose(F, F1, rtol=1e-12)
+
+
+def test_pool_shape_refuses_clips_that_pool_differently_before_any_work(monkeypatch):
+    rng = np.random.default_rng(2)
+    sae = SparseAutoencoder(n_hidden=3, max_iter=3, random_state=0).fit(rng.uniform(0, 1, (200, 6)))
+    calls = []
+    _spy_convolve(monkeypatch, lambda images, out: calls.append(1))
+    conv = ConvolutionalFeatures(sae, patch_shape=(3, 2), pool_shape=(2, 4))
+    # maps 17 and 19 wide: 4 regions of 4 each (remainders dropped): accepted
+    F = conv.transform([rng.uniform(0, 1, (5, n)) for n in (18, 20, 18)])
+    assert F.shape == (3, 3 * 1 * 4) and len(calls) == 2
+    calls.clear()
+    with pytest.raises(ParameterError, match="n_pool_regions"):
+        conv.transform([rng.uniform(0, 1, (5, n)) for n in (20, 20, 30)])
+    assert calls == []
 
 
 def test_reference_is_correlation_by_hand():

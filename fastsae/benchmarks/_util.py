@@ -99,6 +99,36 @@ def machine_summary():
             f"kernels' float GEMMs: {_kernel_blas()}")
 
 
+#: The name of the row that times a kernel on SciPy's BLAS where the kernels use oneMKL.
+SCIPY_BLAS_ROW = "numba on SciPy's BLAS (FASTSAE_BLAS=scipy)"
+
+
+def with_scipy_blas_row(impls, name="numba"):
+    """Where the float kernels call oneMKL, add a row timing ``impls[name]`` on SciPy's
+    BLAS instead (FASTSAE_BLAS=scipy for the call): the gain of the BLAS in the same run."""
+    from ..kernels import _blas
+    from ..exceptions import BackendUnavailableError, ParameterError
+    try:
+        if _blas.float_blas() != "mkl":
+            return impls
+    except (BackendUnavailableError, ParameterError):
+        return impls
+    fn = impls[name]
+
+    def on_scipy():
+        saved = os.environ.get(_blas.ENV)
+        os.environ[_blas.ENV] = "scipy"
+        try:
+            return fn()
+        finally:
+            if saved is None:
+                del os.environ[_blas.ENV]
+            else:
+                os.environ[_blas.ENV] = saved
+    impls[SCIPY_BLAS_ROW] = on_scipy
+    return impls
+
+
 def _kernel_blas():
     from ..exceptions import BackendUnavailableError, ParameterError
     from ..kernels import _blas

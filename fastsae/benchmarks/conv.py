@@ -9,7 +9,7 @@ from fastsae.core.bfloat16 import bfloat16_dtype
 from fastsae.kernels import _mkl
 from fastsae.kernels import conv as numba_conv
 
-from ._util import print_table, time_side_by_side, timeit, torch_or_none
+from ._util import print_table, time_side_by_side, timeit, torch_or_none, with_scipy_blas_row
 from .cases import (CONV_SHAPES, CONV_SHAPES_QUICK, POOL_SHAPES, POOL_SHAPES_QUICK, conv_flops)
 
 
@@ -56,7 +56,7 @@ def conv_impls(F, b, images, include_reference=True):
         w = torch.from_numpy(F)[:, None]
         bb = torch.from_numpy(b)
         impls["pytorch conv2d + sigmoid"] = lambda: torch.sigmoid(torch.nn.functional.conv2d(x, w, bb))
-    return impls
+    return with_scipy_blas_row(impls, "numba, out= a reused buffer")
 
 
 def pool_impls(maps, rs, re, cs, ce, mode, torch=None, pool_shape=None):

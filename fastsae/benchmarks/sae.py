@@ -13,7 +13,7 @@ from fastsae.params import init_params
 from fastsae.kernels import sae as numba_sae
 
 from ._util import (keep_freed_memory, print_table, time_side_by_side, torch_or_none,
-                    torch_weights)
+                    torch_weights, with_scipy_blas_row)
 from .cases import (SAE_HYPER, SAE_OPTION_SHAPES, SAE_OPTIONS, SAE_SHAPES, SAE_SHAPES_QUICK,
                     sae_flops)
 
@@ -89,7 +89,7 @@ def sae_impls(theta, X, v, h, options=None, torch=None):
     }
     if torch is not None and not options:
         impls[TORCH] = torch_sae(theta, X, v, h, torch)
-    return impls
+    return with_scipy_blas_row(impls, NUMBA)
 
 
 def sae_rows(v, h, m, dtype, gemm_rates, repeat=7, options=None):

@@ -23,7 +23,7 @@ from fastsae.kernels import softmax as numba_softmax
 from fastsae.kernels import stacked as numba_stacked
 from fastsae.params import layout_size, stacked_layout
 
-from ._util import print_table, time_side_by_side
+from ._util import print_table, time_side_by_side, with_scipy_blas_row
 from .cases import QUICK_SOFTMAX, QUICK_STACKED, SOFTMAX_CASES, STACKED_CASES  # noqa: F401
 
 WEIGHT_DECAY = 1e-4
@@ -146,7 +146,7 @@ def softmax_impls(theta, X, y, K, torch=None):
     }
     if torch is not None:
         impls["pytorch CPU, hand-written grad"] = torch_softmax(theta, X, y, K, torch)
-    return impls
+    return with_scipy_blas_row(impls)
 
 
 def stacked_impls(theta, X, y, sizes, K, torch=None):
@@ -157,7 +157,7 @@ def stacked_impls(theta, X, y, sizes, K, torch=None):
     }
     if torch is not None:
         impls["pytorch CPU, hand-written grad"] = torch_stacked(theta, X, y, sizes, K, torch)
-    return impls
+    return with_scipy_blas_row(impls)
 
 
 # -- timing and tables ----------------------------------------------------------

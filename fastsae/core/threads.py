@@ -7,8 +7,9 @@ costs milliseconds. fastsae's Numba kernels therefore call BLAS (SciPy's, or
 oneMKL: :mod:`fastsae.kernels._blas`) from inside their own threads with that
 BLAS set to one thread, and L-BFGS-B (whose linear algebra also uses SciPy's
 BLAS) runs with it set to one thread too. The limits are set and restored
-around each call (oneMKL's per calling thread), so a user's own SciPy code
-keeps its settings; this works whatever was imported first.
+around each call (oneMKL's per calling thread; the kernel pool's own threads
+keep one oneMKL thread for good), so a user's own SciPy code keeps its
+settings; this works whatever was imported first.
 """
 from __future__ import annotations
 
@@ -68,11 +69,13 @@ def scipy_blas_single_thread():
         return
     ctrls = _scipy_blas_controllers()
     saved = [c.get_num_threads() for c in ctrls]
-    for c in ctrls:
-        c.set_num_threads(1)
-    restores = [hold() for hold in _HOLDS]     # oneMKL's, for this thread only
+    restores = []
     _state.depth = 1
     try:
+        for c in ctrls:
+            c.set_num_threads(1)
+        for hold in _HOLDS:                    # oneMKL's, for this thread only
+            restores.append(hold())
         yield
     finally:
         _state.depth = 0

@@ -8,18 +8,25 @@ second pool that would spin against the kernels' threads.
 
 Which BLAS: the environment variable ``FASTSAE_BLAS``, read at each call:
 
-- ``auto`` (the default): oneMKL's ``sgemm``/``dgemm`` on an Intel CPU where
-  the optional extra ``fastsae-audio[mkl]`` is installed (its small and
-  skinny products, the kernels' everyday shapes, run 1.2-2.2x faster than
-  OpenBLAS's there), else the OpenBLAS that SciPy ships;
+- ``auto`` (the default): oneMKL's ``sgemm``/``dgemm`` on an Intel CPU (as
+  Linux's ``/proc/cpuinfo`` names the vendor) where the optional extra
+  ``fastsae-audio[mkl]`` is installed (on a 2-core Xeon its small and
+  skinny products, the kernels' everyday shapes, made the kernels
+  1.05-2.2x faster than with OpenBLAS), else the BLAS that SciPy ships
+  (OpenBLAS in its wheels);
 - ``scipy``: SciPy's BLAS (``scipy.linalg.cython_blas``) always;
 - ``mkl``: oneMKL on any CPU (:class:`~fastsae.BackendUnavailableError`
   naming the extra where it is missing).
 
 oneMKL is called through its Fortran interface with 32-bit sizes, the ABI of
-SciPy's routines, and only where its interface layer is LP64 (an ``ILP64``
-``MKL_INTERFACE_LAYER`` falls back to SciPy's BLAS). Results agree with
-SciPy's BLAS to rounding; one BLAS gives the same results run after run.
+SciPy's routines, and only where its interface layer is LP64: the check asks
+``MKL_Set_Interface_Layer``, which returns the layer in force once any other
+oneMKL function has run (:func:`fastsae.kernels._mkl.library` calls one on
+opening it), so an ``ILP64`` ``MKL_INTERFACE_LAYER`` falls back to SciPy's
+BLAS. Inside the kernels oneMKL runs on one thread per kernel thread
+(per-thread settings: the calling thread's is given back after each call,
+the kernel pool's threads keep theirs). Results agree with SciPy's BLAS to
+rounding.
 
 The address of the Fortran routine is passed to the kernels at run time (see
 :func:`gemm_address`) rather than baked in as a constant, so that compiled
@@ -29,6 +36,7 @@ import ctypes
 import functools
 import os
 import re
+import threading
 
 import numpy as np
 from ..core.config import CACHE
@@ -49,6 +57,7 @@ ENV = "FASTSAE_BLAS"
 CHOICES = ("auto", "scipy", "mkl")
 
 _mkl_state: dict = {}
+_held = threading.local()
 
 
 @functools.lru_cache(maxsize=None)
@@ -69,6 +78,7 @@ def _mkl_addresses():
         from . import _mkl
         try:
             lib = _mkl.library().lib
+            lib.MKL_Get_Max_Threads()      # any call fixes the layer: the next one reports it
             layer = int(lib.MKL_Set_Interface_Layer(ctypes.c_int(0)))     # 0: LP64
             if layer & 1:
                 raise OSError("its interface layer is ILP64 (MKL_INTERFACE_LAYER)")
@@ -94,9 +104,10 @@ def float_blas() -> str:
     found = _mkl_addresses()
     if isinstance(found, str):
         if choice == "mkl":
-            raise BackendUnavailableError(f"{ENV}=mkl but oneMKL cannot be used ({found}); "
-                                          "pip install 'fastsae-audio[mkl]' or set it to "
-                                          "'scipy'")
+            raise BackendUnavailableError(
+                f"{ENV}=mkl but oneMKL's libmkl_rt cannot be used for the float kernels "
+                f"({found}); pip install 'fastsae-audio[mkl]' (the package mkl), or set "
+                f"{ENV} to 'scipy' or 'auto'")
         return "scipy"
     return "mkl"
 
@@ -107,23 +118,36 @@ def describe() -> str:
         from . import _mkl
         found = re.search(r"Version ([0-9][0-9.]*)", _mkl.library().version)
         return f"oneMKL {found.group(1)}" if found else "oneMKL"
-    return "SciPy's OpenBLAS"
+    return "SciPy's BLAS (OpenBLAS in SciPy's wheels)"
 
 
 def gemm_address(dtype) -> int:
-    """Address of the chosen BLAS's ``dgemm``/``sgemm`` for arrays of ``dtype``."""
-    if float_blas() == "mkl":
+    """Address of the chosen BLAS's ``dgemm``/``sgemm`` for arrays of ``dtype`` (inside
+    ``scipy_blas_single_thread``, the BLAS chosen on entering it: the one held to one
+    thread)."""
+    if (getattr(_held, "choice", None) or float_blas()) == "mkl":
         return _mkl_addresses()[np.dtype(dtype)]
     return _ADDRESSES[np.dtype(dtype)]
 
 
 def _hold_mkl():
-    """oneMKL to one thread for the calling thread, where it is the kernels' BLAS;
-    returns the callable that gives the previous setting back (None: nothing held)."""
-    if float_blas() != "mkl":
+    """At the outermost entry of ``scipy_blas_single_thread``: fix the calling thread's
+    BLAS for the block and, where it is oneMKL, hold oneMKL to one thread for this
+    thread; returns the callable that undoes both. A bad choice is not raised here
+    (code that calls no kernel, a NumPy or CUDA fit, runs on) but where a kernel asks
+    for its GEMM (:func:`gemm_address`)."""
+    try:
+        choice = float_blas()
+    except (ParameterError, BackendUnavailableError):
         return None
-    previous = mkl_thread_local(1)
-    return None if previous is None else (lambda: mkl_thread_local(previous))
+    _held.choice = choice
+    previous = mkl_thread_local(1) if choice == "mkl" else None
+
+    def restore():
+        _held.choice = None
+        if previous is not None:
+            mkl_thread_local(previous)
+    return restore
 
 
 register_single_thread_hold(_hold_mkl)
