@@ -70,6 +70,8 @@ def test_auto_takes_scipy_without_mkl_or_off_intel(monkeypatch):
     assert _blas.float_blas() == "mkl"
     monkeypatch.delenv(_blas.ENV)
     assert _blas.float_blas() == "mkl"
+    monkeypatch.setenv("MKL_THREADING_LAYER", "tbb")   # one thread per kernel thread not held
+    assert _blas.float_blas() == "scipy"
 
 
 @needs_mkl

@@ -12,8 +12,9 @@ Which BLAS: the environment variable ``FASTSAE_BLAS``, read at each call:
   Linux's ``/proc/cpuinfo`` names the vendor) where the optional extra
   ``fastsae-audio[mkl]`` is installed (on a 2-core Xeon its small and
   skinny products, the kernels' everyday shapes, made the kernels
-  1.05-2.2x faster than with OpenBLAS), else the BLAS that SciPy ships
-  (OpenBLAS in its wheels);
+  1.05-2.2x faster than with OpenBLAS), unless ``MKL_THREADING_LAYER`` is
+  ``TBB`` (whose threads the per-thread setting below does not hold); else
+  the BLAS that SciPy ships (OpenBLAS in its wheels);
 - ``scipy``: SciPy's BLAS (``scipy.linalg.cython_blas``) always;
 - ``mkl``: oneMKL on any CPU (:class:`~fastsae.BackendUnavailableError`
   naming the extra where it is missing).
@@ -72,6 +73,11 @@ def _intel_cpu() -> bool:
     return False
 
 
+def _tbb_layer() -> bool:
+    """oneMKL asked to thread with TBB, where its per-thread thread count does not hold."""
+    return os.environ.get("MKL_THREADING_LAYER", "").strip().upper() == "TBB"
+
+
 def _mkl_addresses():
     """{dtype: address} of oneMKL's LP64 ``sgemm_``/``dgemm_``, or a str saying why not."""
     if "addresses" not in _mkl_state:
@@ -99,7 +105,7 @@ def float_blas() -> str:
     if choice not in CHOICES:
         raise ParameterError(f"{ENV} must be one of {', '.join(map(repr, CHOICES))}; "
                              f"got {choice!r}")
-    if choice == "scipy" or (choice == "auto" and not _intel_cpu()):
+    if choice == "scipy" or (choice == "auto" and (not _intel_cpu() or _tbb_layer())):
         return "scipy"
     found = _mkl_addresses()
     if isinstance(found, str):
