@@ -25,48 +25,19 @@ import numpy as np
 from ..core.config import CACHE
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
 from ..core.config import FASTMATH
 
 
-@intrinsic
-def _bits_to_float64(typingctx, x):
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
+# Each function is a Numba intrinsic that writes its LLVM instructions straight
+# into the caller (no call, nothing for Numba to type or inline: an inlined
+# jitted helper cost about a second of compile time per kernel that used it),
+# with the kernels' fast-math flags, so that LLVM vectorises the caller's loop.
 
-
-@intrinsic
-def _bits_to_float32(typingctx, x):
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _float32_to_bits(typingctx, x):
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
-
-
-@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
-def from_bf16(u):
-    """The float32 value of bfloat16 bits ``u`` (a uint16): exact."""
-    return _bits_to_float32(np.int32(u) << np.int32(16))
-
-
-@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
-def to_bf16(x):
-    """float32 ``x`` rounded to bfloat16 (to nearest, ties to even), as uint16 bits.
-
-    NaN stays NaN (a quiet one); overflow rounds to infinity, as ml-dtypes does.
-    """
-    b = _float32_to_bits(x)
-    r = (b + (np.int32(0x7FFF) + ((b >> np.int32(16)) & np.int32(1)))) >> np.int32(16)
-    return np.uint16(0x7FC0) if x != x else np.uint16(r & np.int32(0xFFFF))
-
+_FLAGS = tuple(sorted(FASTMATH))
+_F32, _F64, _I16, _I32, _I64 = (ir.FloatType(), ir.DoubleType(), ir.IntType(16),
+                                ir.IntType(32), ir.IntType(64))
 
 _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
@@ -74,147 +45,161 @@ _LN2_HI64 = 6.93147180369123816490e-01
 _LN2_LO64 = 1.90821492927058770002e-10
 _LN2_HI32 = 0.693359375
 _LN2_LO32 = -2.12194440e-4
+#: e^r: Taylor coefficients, highest degree first
+_EXP64 = (2.08767569878680989792e-09, 2.50521083854417187751e-08, 2.75573192239858906526e-07,
+          2.75573192239858906526e-06, 2.48015873015873015873e-05, 1.98412698412698412698e-04,
+          1.38888888888888888889e-03, 8.33333333333333333333e-03, 4.16666666666666666667e-02,
+          1.66666666666666666667e-01, 0.5, 1.0, 1.0)
+_EXP32 = (1.98412698e-04, 1.38888889e-03, 8.33333333e-03, 4.16666667e-02, 1.66666667e-01,
+          0.5, 1.0, 1.0)
+#: atanh(s) / s as a series in s^2, highest power first
+_ATANH64 = tuple(1.0 / n for n in range(21, 2, -2)) + (1.0,)
+_ATANH32 = tuple(1.0 / n for n in range(9, 2, -2)) + (1.0,)
 
 
-@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
-def _exp64(x):
-    x = min(max(x, -708.0), 709.0)
-    k = np.floor(x * _LOG2E + 0.5)
-    r = x - k * _LN2_HI64 - k * _LN2_LO64
-    p = 2.08767569878680989792e-09
-    p = p * r + 2.50521083854417187751e-08
-    p = p * r + 2.75573192239858906526e-07
-    p = p * r + 2.75573192239858906526e-06
-    p = p * r + 2.48015873015873015873e-05
-    p = p * r + 1.98412698412698412698e-04
-    p = p * r + 1.38888888888888888889e-03
-    p = p * r + 8.33333333333333333333e-03
-    p = p * r + 4.16666666666666666667e-02
-    p = p * r + 1.66666666666666666667e-01
-    p = p * r + 0.5
-    p = p * r + 1.0
-    p = p * r + 1.0
-    return p * _bits_to_float64((np.int64(k) + 1023) << 52)
+class _Emit:
+    """Floating-point instructions of one type (float or double), fast-math flags on."""
+
+    def __init__(self, builder, ty):
+        self.b, self.ty = builder, ty
+        self.wide = ty == _F64
+
+    def c(self, value):
+        return ir.Constant(self.ty, value)     # a float constant is rounded to float32 here
+
+    def add(self, x, y):
+        return self.b.fadd(x, y, flags=_FLAGS)
+
+    def sub(self, x, y):
+        return self.b.fsub(x, y, flags=_FLAGS)
+
+    def mul(self, x, y):
+        return self.b.fmul(x, y, flags=_FLAGS)
+
+    def div(self, x, y):
+        return self.b.fdiv(x, y, flags=_FLAGS)
+
+    def gt(self, x, y):
+        return self.b.fcmp_ordered(">", x, y)
+
+    def max(self, x, y):
+        """Python's ``max(x, y)`` (``y if y > x else x``: a NaN ``x`` stays)."""
+        return self.b.select(self.gt(y, x), y, x)
+
+    def min(self, x, y):
+        """Python's ``min(x, y)`` (``y if y < x else x``)."""
+        return self.b.select(self.gt(x, y), y, x)
+
+    def unary(self, name, x):
+        fn = self.b.module.declare_intrinsic(name, [self.ty])
+        return self.b.call(fn, [x])
+
+    def poly(self, r, coefficients):
+        p = self.c(coefficients[0])
+        for a in coefficients[1:]:
+            p = self.add(self.mul(p, r), self.c(a))
+        return p
+
+    def exp(self, x):
+        """Cody-Waite reduction, Taylor polynomial, 2^k from its exponent bits."""
+        if self.wide:
+            lo, hi, ln2_hi, ln2_lo, coef, ity, bias, shift = (
+                -708.0, 709.0, _LN2_HI64, _LN2_LO64, _EXP64, _I64, 1023, 52)
+        else:
+            lo, hi, ln2_hi, ln2_lo, coef, ity, bias, shift = (
+                -87.0, 88.0, _LN2_HI32, _LN2_LO32, _EXP32, _I32, 127, 23)
+        x = self.min(self.max(x, self.c(lo)), self.c(hi))
+        k = self.unary("llvm.floor", self.add(self.mul(x, self.c(_LOG2E)), self.c(0.5)))
+        r = self.sub(self.sub(x, self.mul(k, self.c(ln2_hi))), self.mul(k, self.c(ln2_lo)))
+        p = self.poly(r, coef)
+        bits = self.b.shl(self.b.add(self.b.fptosi(k, ity), ir.Constant(ity, bias)),
+                          ir.Constant(ity, shift))
+        return self.mul(p, self.b.bitcast(bits, self.ty))
+
+    def log1p_unit(self, u):
+        """log(1 + u), u in [0, 1]: 2 atanh(s) with |s| <= 0.1716."""
+        one = self.c(1.0)
+        hi = self.gt(u, self.c(0.41421356237309503 if self.wide else 0.41421356))
+        s = self.b.select(hi, self.div(self.sub(u, one), self.add(u, self.c(3.0))),
+                          self.div(u, self.add(self.c(2.0), u)))
+        off = self.b.select(hi, self.c(_LN2), self.c(0.0))
+        p = self.poly(self.mul(s, s), _ATANH64 if self.wide else _ATANH32)
+        return self.add(off, self.mul(self.c(2.0), self.mul(p, s)))
+
+    def sigmoid(self, x):
+        one = self.c(1.0)
+        return self.div(one, self.add(one, self.exp(self.b.fneg(x, flags=_FLAGS))))
+
+    def softplus(self, x):
+        """max(x, 0) + log(1 + e^-|x|)."""
+        t = self.exp(self.b.fneg(self.unary("llvm.fabs", x), flags=_FLAGS))
+        return self.add(self.max(x, self.mul(x, self.c(0.0))), self.log1p_unit(t))
 
 
-@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
-def _exp32(x):
-    x = min(max(x, np.float32(-87.0)), np.float32(88.0))
-    k = np.floor(x * np.float32(_LOG2E) + np.float32(0.5))
-    r = x - k * np.float32(_LN2_HI32) - k * np.float32(_LN2_LO32)
-    p = np.float32(1.98412698e-04)
-    p = p * r + np.float32(1.38888889e-03)
-    p = p * r + np.float32(8.33333333e-03)
-    p = p * r + np.float32(4.16666667e-02)
-    p = p * r + np.float32(1.66666667e-01)
-    p = p * r + np.float32(0.5)
-    p = p * r + np.float32(1.0)
-    p = p * r + np.float32(1.0)
-    return p * _bits_to_float32((np.int32(k) + np.int32(127)) << np.int32(23))
+def _float_intrinsic(method):
+    """An intrinsic ``f(x)`` for float32 and float64 ``x`` (same type back)."""
+    def typer(typingctx, x):
+        if not isinstance(x, types.Float):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return getattr(_Emit(builder, args[0].type), method)(args[0])
+        return x(x), codegen
+    typer.__name__ = method
+    return intrinsic(typer)
 
 
-@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
-def _atanh_series64(s):
-    s2 = s * s
-    p = 1.0 / 21.0
-    p = p * s2 + 1.0 / 19.0
-    p = p * s2 + 1.0 / 17.0
-    p = p * s2 + 1.0 / 15.0
-    p = p * s2 + 1.0 / 13.0
-    p = p * s2 + 1.0 / 11.0
-    p = p * s2 + 1.0 / 9.0
-    p = p * s2 + 1.0 / 7.0
-    p = p * s2 + 1.0 / 5.0
-    p = p * s2 + 1.0 / 3.0
-    p = p * s2 + 1.0
-    return p * s
+fexp = _float_intrinsic("exp")
+fexp.__doc__ = "Vectorisable exp (see module docstring)."
+log1p_unit = _float_intrinsic("log1p_unit")
+log1p_unit.__doc__ = "Vectorisable log(1 + u) for u in [0, 1]."
+sigmoid = _float_intrinsic("sigmoid")
+sigmoid.__doc__ = "Logistic function 1 / (1 + exp(-x))."
+softplus = _float_intrinsic("softplus")
+softplus.__doc__ = "log(1 + exp(x)), without overflow."
 
 
-@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
-def _log1p_unit64(u):
-    hi = u > 0.41421356237309503
-    s = (u - 1.0) / (u + 3.0) if hi else u / (2.0 + u)
-    off = _LN2 if hi else 0.0
-    return off + 2.0 * _atanh_series64(s)
-
-
-@njit(inline="always", fastmath=set(FASTMATH), error_model="numpy")
-def _log1p_unit32(u):
-    hi = u > np.float32(0.41421356)
-    s = (u - np.float32(1.0)) / (u + np.float32(3.0)) if hi else u / (np.float32(2.0) + u)
-    off = np.float32(_LN2) if hi else np.float32(0.0)
-    s2 = s * s
-    p = np.float32(1.0 / 9.0)
-    p = p * s2 + np.float32(1.0 / 7.0)
-    p = p * s2 + np.float32(1.0 / 5.0)
-    p = p * s2 + np.float32(1.0 / 3.0)
-    p = p * s2 + np.float32(1.0)
-    return off + np.float32(2.0) * (p * s)
-
-
-def fexp(x):
-    """Vectorisable exp (see module docstring)."""
-    raise NotImplementedError("only callable from jitted code")
-
-
-def log1p_unit(u):
-    """Vectorisable log(1 + u) for u in [0, 1]."""
-    raise NotImplementedError("only callable from jitted code")
-
-
-def sigmoid(x):
-    """Logistic function 1 / (1 + exp(-x))."""
-    raise NotImplementedError("only callable from jitted code")
-
-
-def softplus(x):
-    """log(1 + exp(x)), without overflow."""
-    raise NotImplementedError("only callable from jitted code")
-
-
-def one(x):
+@intrinsic
+def one(typingctx, x):
     """1 in the type of x (a bare literal 1 would promote float32 to float64)."""
-    raise NotImplementedError("only callable from jitted code")
+    if not isinstance(x, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(args[0].type, 1.0)
+    return x(x), codegen
 
 
-@overload(fexp, inline="always")
-def _ol_fexp(x):
-    if x == types.float32:
-        return lambda x: _exp32(x)
-    if x == types.float64:
-        return lambda x: _exp64(x)
+@intrinsic
+def from_bf16(typingctx, u):
+    """The float32 value of bfloat16 bits ``u`` (an integer, e.g. a uint16): exact."""
+    if not isinstance(u, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        bits = context.cast(builder, args[0], sig.args[0], types.int32)
+        return builder.bitcast(builder.shl(bits, ir.Constant(_I32, 16)), _F32)
+    return types.float32(u), codegen
 
 
-@overload(log1p_unit, inline="always")
-def _ol_log1p_unit(u):
-    if u == types.float32:
-        return lambda u: _log1p_unit32(u)
-    if u == types.float64:
-        return lambda u: _log1p_unit64(u)
+@intrinsic
+def to_bf16(typingctx, x):
+    """float32 ``x`` rounded to bfloat16 (to nearest, ties to even), as uint16 bits.
 
+    NaN stays NaN (a quiet one); overflow rounds to infinity, as ml-dtypes does.
+    """
+    if not isinstance(x, types.Float):
+        return None
 
-@overload(one, inline="always")
-def _ol_one(x):
-    if x == types.float32:
-        return lambda x: np.float32(1.0)
-    if x == types.float64:
-        return lambda x: 1.0
-
-
-@overload(sigmoid, inline="always")
-def _ol_sigmoid(x):
-    if isinstance(x, types.Float):
-        def impl(x):
-            return one(x) / (one(x) + fexp(-x))
-        return impl
-
-
-@overload(softplus, inline="always")
-def _ol_softplus(x):
-    if isinstance(x, types.Float):
-        def impl(x):
-            return max(x, x * 0) + log1p_unit(fexp(-abs(x)))
-        return impl
+    def codegen(context, builder, sig, args):
+        v = context.cast(builder, args[0], sig.args[0], types.float32)
+        b = builder.bitcast(v, _I32)
+        c16 = ir.Constant(_I32, 16)
+        odd = builder.and_(builder.ashr(b, c16), ir.Constant(_I32, 1))
+        r = builder.ashr(builder.add(b, builder.add(ir.Constant(_I32, 0x7FFF), odd)), c16)
+        nan = builder.fcmp_unordered("uno", v, v)
+        return builder.select(nan, ir.Constant(_I16, 0x7FC0), builder.trunc(r, _I16))
+    return types.uint16(x), codegen
 
 
 # -- reductions that stay off NumPy's BLAS -------------------------------------
