@@ -19,6 +19,12 @@ CACHE = os.environ.get("FASTSAE_NO_CACHE", "") == ""
 #: vectorise (Python's would check each divisor for zero).
 JIT_OPTIONS = dict(nogil=True, cache=CACHE, fastmath=set(FASTMATH), error_model="numpy")
 
+#: Options for a driver's per-share (or per-image) body, called from one place: Numba
+#: inlines it into the driver, so its code is typed and compiled once, as part of the
+#: driver (a separately jitted callee is optimised and compiled to machine code again
+#: inside each caller: about 15 % of a driver's compile time).
+SHARE_OPTIONS = dict(JIT_OPTIONS, inline="always")
+
 #: Rows of X processed together by one thread in the fused autoencoder kernel.
 SAE_CHUNK_BYTES = 256 * 1024
 

@@ -82,10 +82,12 @@ def _rebound(fn, suffix, names):
 
 
 def jit_variant(dispatcher, suffix: str, **names):
-    """A helper jitted function (``@njit(**JIT_OPTIONS)``) compiled again with some of
-    its module's global names bound to other objects, as :meth:`ParallelKernel.variant`
-    does for drivers (a driver's variant binds the helper's variant in turn)."""
-    return njit(**JIT_OPTIONS)(_rebound(dispatcher.py_func, suffix, names))
+    """A helper jitted function (``@njit(**JIT_OPTIONS)``, or ``SHARE_OPTIONS``: the
+    copy is inlined where the helper is) compiled again with some of its module's global
+    names bound to other objects, as :meth:`ParallelKernel.variant` does for drivers (a
+    driver's variant binds the helper's variant in turn)."""
+    options = dict(JIT_OPTIONS, inline=dispatcher.targetoptions.get("inline", "never"))
+    return njit(**options)(_rebound(dispatcher.py_func, suffix, names))
 
 
 class ParallelKernel:

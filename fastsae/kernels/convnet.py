@@ -19,7 +19,7 @@ from numba import njit
 
 from ..core.args import check_conv_net_args
 from ..core.bfloat16 import is_bfloat16
-from ..core.config import JIT_OPTIONS
+from ..core.config import JIT_OPTIONS, SHARE_OPTIONS
 from ..core.threads import scipy_blas_single_thread
 from . import _mkl
 from ._blas import gemm, gemm_address, keep_threads
@@ -156,7 +156,7 @@ GEMM_LO = _no_gemm
 ONE = 1
 
 
-@njit(**JIT_OPTIONS)
+@njit(**SHARE_OPTIONS)
 def _net_image(fn, X16n, yn, w, wg, wlo, meta, bounds, n_classes, da_off, dcol_off, buf, buf16,
                ibuf, z, gw):
     """Forward and backward for one image; returns its −log p(y | x).

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..core.config import JIT_OPTIONS
+from ..core.config import JIT_OPTIONS, SHARE_OPTIONS
 from ..core.threads import scipy_blas_single_thread
 from ..core.layouts import unpack
 from ..core.args import check_proba_args, check_softmax_args
@@ -107,7 +107,7 @@ def softmax_delta_t(Z, b, y, mx, zy, s, G):
     return nll
 
 
-@njit(**JIT_OPTIONS)
+@njit(**SHARE_OPTIONS)
 def _softmax_share(fn, X, y, W, b, chunk, lo, hi, bufZ, bufV, G, gW):
     """One thread's rows ``lo:hi``, chunk by chunk; accumulates into its own
     ``G`` and ``gW`` and returns its share of the negative log-likelihood."""
@@ -144,7 +144,7 @@ def _predict_proba(fn, X, W, b, chunk, out, n_threads, t0, t1):
                       (t + 1) * n_chunks // n_threads)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**SHARE_OPTIONS)
 def _proba_chunks(fn, X, W, b, chunk, out, first, last):
     """Probabilities of the rows of chunks ``first .. last - 1``."""
     m = X.shape[0]
@@ -171,7 +171,7 @@ def _proba_chunks(fn, X, W, b, chunk, out, first, last):
                 p[k] *= inv
 
 
-@njit(**JIT_OPTIONS)
+@njit(**SHARE_OPTIONS)
 def _softmax_share_bf16(fn, X, y, W, b, chunk, lo, hi, bufZ, bufZ16, bufV, G, gW):
     """:func:`_softmax_share` with bfloat16 ``X`` and ``W`` (uint16 bits): float32 logits
     and ``gW``, ``δ`` rounded to bfloat16 (``bufZ16``) for the second GEMM."""

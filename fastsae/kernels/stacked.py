@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ..core.config import JIT_OPTIONS
+from ..core.config import JIT_OPTIONS, SHARE_OPTIONS
 from ..core.threads import scipy_blas_single_thread
 from ..core.args import check_softmax_args
 from ..core.bfloat16 import is_bfloat16
@@ -76,7 +76,7 @@ def _sigmoid_backprop(B, A, gb):
             gb[j] += dd
 
 
-@njit(**JIT_OPTIONS)
+@njit(**SHARE_OPTIONS)
 def _stacked_share(fn, X, y, w, sizes, woff, boff, hoff, K, chunk, lo, hi,
                    bufA, bufB, bufZ, bufV, G, gw, gb):
     """One thread's rows ``lo:hi``, chunk by chunk; accumulates into its own
@@ -143,7 +143,7 @@ def _stacked_pass(fn, X, y, w, sizes, woff, boff, hoff, K, chunk,
                                 bufA[t], bufB[t], bufZ[t], bufV[t], G[t], gw[t], gb[t])
 
 
-@njit(**JIT_OPTIONS)
+@njit(**SHARE_OPTIONS)
 def _stacked_share_bf16(fn, X, y, w16, wf, sizes, woff, boff, hoff, K, chunk, lo, hi,
                         bufA, bufA16, bufB, bufZ, bufZ16, bufV, G, gw, gb):
     """:func:`_stacked_share` in bfloat16: ``X`` and the weights ``w16`` as bfloat16
