@@ -211,3 +211,24 @@ def test_implements_does_not_import_numba_cuda():
             "assert 'numba.cuda' not in sys.modules and 'cupy' not in sys.modules; "
             "import fastsae; assert 'numba.cuda' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_package_and_the_compiling_child_load_lazily():
+    """``import fastsae`` loads no estimator, and a process that only compiles kernels
+    (what fastsae.warmup starts) loads no scikit-learn; every public name still resolves."""
+    import subprocess
+    import sys
+    code = ("import sys, fastsae; light = 'sklearn' not in sys.modules; "
+            "import fastsae.warmup, fastsae.kernels.convnet, fastsae.kernels.stacked; "
+            "print(light, 'sklearn' in sys.modules, 'fastsae.autoencoder' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "False", "False"]
+    for name in fastsae.__all__:
+        assert getattr(fastsae, name) is not None, name
+    assert set(fastsae.__all__) <= set(dir(fastsae))
+    import sklearn.exceptions
+    assert issubclass(fastsae.NotFittedError, sklearn.exceptions.NotFittedError)
+    assert fastsae.NotFittedError is fastsae.exceptions.NotFittedError
+    with pytest.raises(AttributeError, match="no attribute"):
+        fastsae.no_such_name
