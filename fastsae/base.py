@@ -227,9 +227,11 @@ STALL_ITERATIONS = 10
 STALL_DECREASE = 1e-4
 #: ... and when, checked every CHECK_EVERY iterations and each time the fast gradient's
 #: norm has halved, the fast gradient is off the exact one by more than this fraction of
-#: the exact one's norm.
+#: the exact one's norm; never twice within CHECK_MIN_GAP iterations (each check is one
+#: exact evaluation: early on, the norm halves every few iterations).
 GRADIENT_AGREEMENT = 0.25
 CHECK_EVERY = 10
+CHECK_MIN_GAP = 5
 
 
 def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *,
@@ -250,7 +252,8 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
       objective by less than :data:`STALL_DECREASE` of its value;
     * its gradient has become too inexact to steer: every
       :data:`CHECK_EVERY` iterations, and each time the fast gradient's norm
-      has halved, the exact gradient is computed at the same point (one
+      has halved (but never twice within :data:`CHECK_MIN_GAP` iterations),
+      the exact gradient is computed at the same point (one
       exact evaluation), and the run switches when they differ by more than
       :data:`GRADIENT_AGREEMENT` of the exact one's norm. Rounding a
       weight to one bfloat16 moves the point the fast gradient is taken at
@@ -292,6 +295,7 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
     if stage == "fast" and done < fast_budget:
         stalled = []
         check_below = []          # the fast gradient norm at which to compare them next
+        checked = []              # the iterations at which they were compared
 
         def inexact(it, x):
             """Whether the fast gradient at ``x`` is off the exact one (checked every
@@ -304,6 +308,9 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
                 return False
             if norm > check_below[0] and it % CHECK_EVERY:
                 return False
+            if checked and it - checked[-1] < CHECK_MIN_GAP:
+                return False
+            checked.append(it)
             check_below[0] = min(check_below[0], norm / 2)
             t = time.perf_counter()
             g_exact = np.asarray(exact(x)[1], dtype=np.float64)

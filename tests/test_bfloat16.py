@@ -323,6 +323,33 @@ def test_the_precision_schedule_leaves_a_fast_gradient_that_stops_steering(monke
     assert 0 < r.n_fast_iter < later.n_fast_iter
 
 
+def test_the_precision_schedule_spaces_its_gradient_checks(monkeypatch):
+    # each check is one exact evaluation: on halvings of the gradient norm too, never
+    # two within CHECK_MIN_GAP iterations (early on, the norm halves every iteration)
+    import fastsae.base as base
+    gap = base.CHECK_MIN_GAP
+    assert gap > 1
+    fast, exact = _fast_and_exact()
+    monkeypatch.setattr(base, "GRADIENT_AGREEMENT", np.inf)          # checks never switch
+    monkeypatch.setattr(base, "STALL_DECREASE", 0.0)
+
+    def checked_at(min_gap):
+        monkeypatch.setattr(base, "CHECK_MIN_GAP", min_gap)
+        now, at = [0], []
+
+        def exact_seen(x):
+            at.append(now[0])
+            return exact(x)
+
+        r = base.lbfgs_two_precisions(fast, exact_seen, np.zeros(20), max_iter=60, gtol=0.0,
+                                      tol=0.0, callback=lambda it, x, c: now.__setitem__(0, it))
+        return [it for it in at if it < r.n_fast_iter]                # the fast phase's checks
+
+    dense, spaced = checked_at(1), checked_at(gap)
+    assert len(spaced) >= 2 and min(np.diff(spaced)) >= gap
+    assert min(np.diff(dense)) < gap and len(dense) > len(spaced)
+
+
 def test_the_precision_schedule_stops_on_the_callback():
     from fastsae.base import lbfgs_two_precisions
     fast, exact = _fast_and_exact()
