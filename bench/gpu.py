@@ -265,7 +265,7 @@ def run_cost_grad(report, shapes, reps, smoke=False):
             f"{t_cpu * 1e3:.0f}", f"{t_cpu / t_ours:.1f}",
             f"{dev_cpu:.1e}" + ("" if dev is None else f" / {dev:.1e}"),
         ])
-        del Xd
+        Xd = None                    # free the device copy before the next shape
         fc.clear_workspace()
     floor_name = "cuBLAS (CuPy)" if eng == "cupy" else "numba kernel"
     report.table(

@@ -201,3 +201,17 @@ def test_convolutional_bfloat16_tables_time_what_they_name(monkeypatch, capsys):
         c_t, g_t = bc.torch_conv_ae_bf16(theta, X, 4, 3, 3, TORCH)()
         assert c_t == pytest.approx(c_ref, rel=1e-2)
         assert np.linalg.norm(g_t - g_ref) <= 2e-2 * np.linalg.norm(g_ref)
+
+
+@pytest.mark.parametrize("case", cases.LBFGS_CASES + cases.QUICK_LBFGS, ids=lambda c: c[0])
+def test_lbfgs_cases(case):
+    from fastsae.benchmarks import lbfgs as bench_lbfgs
+    name, n, history = case
+    impls = bench_lbfgs.lbfgs_impls(*bench_lbfgs.lbfgs_problem(min(n, 2_001), 7), torch=TORCH)
+    impls.pop(bench_lbfgs.FLOOR)()                   # the floor runs; it computes no direction
+    ref = impls.pop(bench_lbfgs.REFERENCE)()
+    assert len(impls) >= 2
+    for label, fn in impls.items():
+        tol = 1e-4 if "PyTorch" in label else 1e-6   # float32 pairs vs float64 ones: 1e-7 apart
+        np.testing.assert_allclose(fn(), ref, rtol=tol, atol=tol * np.abs(ref).max(),
+                                   err_msg=label)

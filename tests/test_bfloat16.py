@@ -779,20 +779,27 @@ def _images(n=80, seed=0):
 
 @needs_mkl
 def test_conv_autoencoder_bfloat16_reaches_the_float32_cost_at_equal_iterations():
+    """At 80 iterations the cost still falls by about 1 % an iteration, and one run's
+    bfloat16/float32 ratio wanders by ±0.4 % with the path (0.4-1.2 % over 60-100
+    iterations); the median of three starting points is what is held to 1 %."""
     X, _ = _images(120)
-    kw = dict(n_filters=6, patch_shape=(5, 4), max_iter=80, decoder="linear", weight_decay=1e-3,
-              random_state=0)
-    with pytest.warns(fastsae.ConvergenceWarning):
-        f32 = fastsae.ConvolutionalAutoencoder(dtype="float32", **kw).fit(X)
-    with pytest.warns(fastsae.ConvergenceWarning):
-        b16 = fastsae.ConvolutionalAutoencoder(dtype="bfloat16", **kw).fit(X)
-    assert 0 < b16.n_bfloat16_iter_ < b16.n_iter_ <= 80 and f32.n_bfloat16_iter_ == 0
-    hyper = dict(sparsity=b16.sparsity, beta=b16.beta, weight_decay=b16.weight_decay,
-                 decoder="linear")
     X4 = X[:, None]
-    c32 = ref_convae.conv_ae_cost_grad(f32._theta(), X4, 6, (5, 4), **hyper)[0]
-    c16 = ref_convae.conv_ae_cost_grad(b16._theta(), X4, 6, (5, 4), **hyper)[0]
-    assert c16 <= 1.01 * c32, (c16, c32)
+    ratios = []
+    for seed in range(3):
+        kw = dict(n_filters=6, patch_shape=(5, 4), max_iter=80, decoder="linear",
+                  weight_decay=1e-3, random_state=seed)
+        with pytest.warns(fastsae.ConvergenceWarning):
+            f32 = fastsae.ConvolutionalAutoencoder(dtype="float32", **kw).fit(X)
+        with pytest.warns(fastsae.ConvergenceWarning):
+            b16 = fastsae.ConvolutionalAutoencoder(dtype="bfloat16", **kw).fit(X)
+        assert 0 < b16.n_bfloat16_iter_ < b16.n_iter_ <= 80 and f32.n_bfloat16_iter_ == 0
+        hyper = dict(sparsity=b16.sparsity, beta=b16.beta, weight_decay=b16.weight_decay,
+                     decoder="linear")
+        c32 = ref_convae.conv_ae_cost_grad(f32._theta(), X4, 6, (5, 4), **hyper)[0]
+        c16 = ref_convae.conv_ae_cost_grad(b16._theta(), X4, 6, (5, 4), **hyper)[0]
+        ratios.append(c16 / c32)
+        assert c16 <= 1.02 * c32, (seed, c16, c32)
+    assert np.median(ratios) <= 1.01, ratios
     assert b16.transform(X).dtype == np.float32
     assert b16.cost(X) == pytest.approx(c16, rel=1e-4)
 

@@ -112,3 +112,76 @@ def test_check_gradient_subset_and_error():
     assert r < 1e-8
     with pytest.raises(ParameterError, match="eps"):
         check_gradient(rosenbrock, np.ones(3), eps=0)
+
+
+# -- the two-loop recursion against its NumPy twin ------------------------------------------
+
+@pytest.mark.parametrize("pair_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, m, count, newest", [(1, 3, 1, 0), (7, 5, 5, 2), (1001, 8, 3, 6),
+                                                 (257, 4, 4, 3), (33, 6, 6, 0), (9, 2, 0, 1)])
+def test_two_loop_matches_its_reference(pair_dtype, n, m, count, newest):
+    from fastsae.optim import _two_loop, _two_loop_reference
+    rng = np.random.default_rng(n + m + count)
+    S = rng.standard_normal((m, n)).astype(pair_dtype)
+    Y = (S + 0.3 * rng.standard_normal((m, n))).astype(pair_dtype)
+    rho = 1.0 / np.abs(np.einsum("ij,ij->i", S.astype(float), Y.astype(float)))
+    g = rng.standard_normal(n)
+    d, ref = np.full(n, np.nan), np.full(n, np.nan)
+    _two_loop(g, S, Y, rho, newest, count, 0.7, d)
+    _two_loop_reference(g, S, Y, rho, newest, count, 0.7, ref)
+    np.testing.assert_allclose(d, ref, rtol=1e-10, atol=1e-12 * np.abs(ref).max())
+    if count == 0:
+        np.testing.assert_array_equal(d, -g)
+    else:                                      # the pairs matter: not just -gamma g
+        assert np.abs(d + 0.7 * g).max() > 1e-3
+
+
+def test_two_loop_satisfies_the_secant_equation_of_its_newest_pair():
+    """The BFGS matrix H built from the pairs maps the newest y to the newest s
+    (H y = s): with g = y the direction is -s, whatever the older pairs."""
+    from fastsae.optim import _two_loop, _two_loop_reference
+    rng = np.random.default_rng(0)
+    n, m = 40, 7
+    A = np.diag(rng.uniform(1.0, 10.0, n))
+    S = rng.standard_normal((m, n))
+    Y = S @ A
+    rho = 1.0 / np.einsum("ij,ij->i", S, Y)
+    newest = 4
+    for fn in (_two_loop, _two_loop_reference):
+        d = np.empty(n)
+        fn(Y[newest].copy(), S, Y, rho, newest, m, 0.3, d)
+        np.testing.assert_allclose(d, -S[newest], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("pair_dtype", ["float32", np.float64])
+def test_lbfgs_stores_its_pairs_as_asked_and_resumes_either_kind(pair_dtype):
+    from fastsae.optim import checkpoint_state
+    kw = dict(pair_dtype=pair_dtype, max_iter=400)
+    live = {}
+    lbfgs(rosenbrock, np.full(12, -1.0), max_iter=15, live=live, pair_dtype=pair_dtype)
+    assert live["S"].dtype == live["Y"].dtype == np.dtype(pair_dtype)
+    state = checkpoint_state(live)
+    full = lbfgs(rosenbrock, np.full(12, -1.0), **kw)
+    assert full.converged and full.cost < 1e-8
+    resumed = lbfgs(rosenbrock, np.zeros(12), state=state, **kw)
+    np.testing.assert_array_equal(resumed.theta, full.theta)   # bit for bit
+    other = "float64" if np.dtype(pair_dtype) == np.float32 else "float32"
+    cast = dict(state, S=state["S"].astype(other), Y=state["Y"].astype(other))
+    again = lbfgs(rosenbrock, np.zeros(12), state=cast, **kw)   # e.g. a 0.1 checkpoint
+    assert again.converged and again.cost < 1e-8
+    if np.dtype(pair_dtype) == np.float32:                       # float64 rounds back exactly
+        np.testing.assert_array_equal(again.theta, full.theta)
+
+
+def test_float32_pairs_reach_the_float64_pairs_optimum():
+    r32 = lbfgs(rosenbrock, np.full(30, -1.0), max_iter=1000, tol=1e-15, gtol=1e-8,
+                pair_dtype="float32")
+    r64 = lbfgs(rosenbrock, np.full(30, -1.0), max_iter=1000, tol=1e-15, gtol=1e-8)
+    assert r32.converged and r64.converged
+    np.testing.assert_allclose(r32.theta, 1.0, atol=1e-6)
+    assert r32.n_iter <= 1.2 * r64.n_iter
+
+
+def test_lbfgs_rejects_an_unknown_pair_dtype():
+    with pytest.raises(ParameterError, match="pair_dtype"):
+        lbfgs(rosenbrock, np.ones(3), pair_dtype="float16")

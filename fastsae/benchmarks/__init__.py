@@ -2,7 +2,8 @@
 
 Each area times fastsae's Numba kernels side by side, in one process, with
 the NumPy reference, the machine's BLAS on the same products (the floor),
-and PyTorch CPU where it is installed (an optional dependency). ``scaling``
+and PyTorch CPU where it is installed (an optional dependency); ``lbfgs``
+times the optimizer's own work per iteration (its direction). ``scaling``
 measures time against the number of examples, threads and peak memory;
 ``compile`` (not part of the default run) times ``fastsae demo --fast`` with an
 empty and then a warm Numba cache.
@@ -43,6 +44,10 @@ def _whitening(rates, quick):
     importlib.import_module("fastsae.benchmarks.whitening").main(args)
 
 
+def _lbfgs(rates, quick):
+    importlib.import_module("fastsae.benchmarks.lbfgs").run(quick=quick)
+
+
 def _scaling(rates, quick):
     importlib.import_module("fastsae.benchmarks.scaling").run(quick=quick)
 
@@ -52,7 +57,7 @@ def _compile(rates, quick):
 
 
 AREAS = {"sae": _sae, "conv": _conv, "softmax": _softmax, "convae": _convae,
-         "whitening": _whitening, "scaling": _scaling, "compile": _compile}
+         "lbfgs": _lbfgs, "whitening": _whitening, "scaling": _scaling, "compile": _compile}
 
 
 def main(argv=None):

@@ -91,3 +91,8 @@ SAE_BF16_SHAPES_QUICK = [("audio/10", 512, 256, 5_000)]
 #: whole training, float32 against the bfloat16 schedule: (name, v, h, m, max_iter)
 SAE_BF16_TRAINING = ("audio shape", 512, 256, 50_000, 100)
 SAE_BF16_TRAINING_QUICK = ("audio, 2,000 examples", 512, 256, 2_000, 60)
+
+#: the L-BFGS direction (two-loop recursion): (name, n_params, history); the audio
+#: shape's autoencoder (512 visible, 256 hidden) has 262,912 parameters
+LBFGS_CASES = [("audio", 262_912, 100)]
+QUICK_LBFGS = [("audio/10", 26_291, 100)]

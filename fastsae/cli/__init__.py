@@ -151,7 +151,7 @@ def build_parser():
 
     p = sub.add_parser("bench", help="benchmark ratio tables on this machine")
     p.add_argument("areas", nargs="*",
-                   help="any of sae, conv, softmax, convae, whitening, scaling, compile "
+                   help="any of sae, conv, softmax, convae, lbfgs, whitening, scaling, compile "
                         "(default: all but compile)")
     p.add_argument("--quick", action="store_true", help="smaller shapes, fewer repeats")
     _json_opt(p)

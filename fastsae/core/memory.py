@@ -81,10 +81,11 @@ def check_memory(nbytes, what, *, hint=""):
             f"{format_bytes(limit)} available; {hint}set {ENV}=off (or a size) to try anyway")
 
 
-def lbfgs_bytes(n_params, history=100):
+def lbfgs_bytes(n_params, history=100, pair_bytes=8):
     """Memory of fastsae's L-BFGS on ``n_params`` float64 parameters: the correction
-    pairs and a few vectors (best point, trial point, gradients, direction)."""
-    return 8 * int(n_params) * (2 * history + 8)
+    pairs (``pair_bytes`` a value: 8 for float64 pairs, 4 for float32) and a few
+    float64 vectors (best point, trial point, gradients, direction)."""
+    return int(n_params) * (2 * history * int(pair_bytes) + 64)
 
 
 __all__ = ["check_memory", "memory_limit", "available_memory", "lbfgs_bytes", "format_bytes",
