@@ -98,9 +98,10 @@ def lbfgs(fun: Callable, theta0: ArrayLike, *, max_iter: int = 400, history: int
     pair_dtype : {"float64", "float32"}
         How the ``"minfunc"`` engine stores its correction pairs. ``"float32"``
         halves their memory and the time of its own work per iteration (the
-        products with them still accumulate in float64, and each pair's
-        ``yᵀs`` is taken from the stored values, so the L-BFGS matrix stays
-        positive definite); the estimators use it when their objective is
+        products with them still accumulate in float64, and the curvature
+        test, ``ρ = 1 / yᵀs`` and the initial scaling come from the pair as
+        stored, so the secant equation holds exactly for it); the estimators
+        use it when their objective is
         float32 or bfloat16, whose gradients carry no more digits. Rounding
         makes two runs whose gradients differ in the last float64 digits
         drift apart sooner.
@@ -130,10 +131,10 @@ def lbfgs(fun: Callable, theta0: ArrayLike, *, max_iter: int = 400, history: int
     check_scalar(tol, "tol", low=0.0)
     check_scalar(gtol, "gtol", low=0.0)
     check_choice(method, "method", METHODS)
-    if not isinstance(pair_dtype, str):
+    if pair_dtype is not None and not isinstance(pair_dtype, (bool, int)):
         try:
-            pair_dtype = np.dtype(pair_dtype).name         # np.float32 and the like
-        except TypeError:
+            pair_dtype = np.dtype(pair_dtype).name         # np.float32, "f4" and the like
+        except (TypeError, ValueError):
             pass
     check_choice(pair_dtype, "pair_dtype", PAIR_DTYPES)
     max_evals = 2 * max_iter + 20 if max_evals is None else check_int(max_evals, "max_evals", low=1)
@@ -230,14 +231,29 @@ def lbfgs(fun: Callable, theta0: ArrayLike, *, max_iter: int = 400, history: int
 PAIR_DTYPES = ("float64", "float32")
 
 
+#: Elements of ``d`` updated, then summed, together (in L1 between the two loops).
+CHUNK = 512
+
+
 @njit(cache=CACHE, nogil=True, fastmath={"reassoc", "contract"})
-def _axpy_dot(d, a, x, z):
-    """``d += a x``, returning ``zᵀd`` of the updated ``d`` (float64), in one pass."""
+def _axpy_dot(d, a, x, scale, z):
+    """``d = (d + a x) * scale``, returning ``zᵀd`` of the new ``d`` (float64): one pass
+    over ``d``, a chunk at a time, the update of a chunk and then its product. A single
+    loop that both stores and sums would sum in another order whenever LLVM's runtime
+    check that ``d`` and ``x`` do not overlap sends it down its scalar path (arrays
+    close together in memory), and two runs would differ in the last bits."""
+    n = d.shape[0]
     acc = 0.0
-    for j in range(d.shape[0]):
-        v = d[j] + a * x[j]
-        d[j] = v
-        acc += z[j] * v
+    for c0 in range(0, n, CHUNK):
+        dc = d[c0:c0 + CHUNK]
+        xc = x[c0:c0 + CHUNK]
+        zc = z[c0:c0 + CHUNK]
+        for j in range(dc.shape[0]):
+            dc[j] = (dc[j] + a * xc[j]) * scale
+        s = 0.0
+        for j in range(dc.shape[0]):
+            s += zc[j] * dc[j]
+        acc += s
     return acc
 
 
@@ -254,35 +270,28 @@ def _two_loop(g, S, Y, rho, newest, count, gamma, d):
     """
     m = S.shape[0]
     n = g.shape[0]
+    for j in range(n):
+        d[j] = -g[j]
     if count == 0:
-        for j in range(n):
-            d[j] = -g[j]
         return
     alpha = np.empty(count)
     s0 = S[newest % m]
     a = 0.0
     for j in range(n):
-        v = -g[j]
-        d[j] = v
-        a += s0[j] * v
+        a += s0[j] * d[j]
     for k in range(count):                      # newest to oldest
         i = (newest - k) % m
         a *= rho[i]
         alpha[k] = a
         if k + 1 < count:
-            a = _axpy_dot(d, -a, Y[i], S[(newest - k - 1) % m])
+            a = _axpy_dot(d, -a, Y[i], 1.0, S[(newest - k - 1) % m])
         else:                                   # scale by gamma; then the oldest y's product
-            yi, yo = Y[i], Y[(newest - count + 1) % m]
-            b = 0.0
-            for j in range(n):
-                v = (d[j] - a * yi[j]) * gamma
-                d[j] = v
-                b += yo[j] * v
+            b = _axpy_dot(d, -a, Y[i], gamma, Y[(newest - count + 1) % m])
     for k in range(count - 1, -1, -1):          # oldest to newest
         i = (newest - k) % m
         c = alpha[k] - rho[i] * b
         if k > 0:
-            b = _axpy_dot(d, c, S[i], Y[(newest - k + 1) % m])
+            b = _axpy_dot(d, c, S[i], 1.0, Y[(newest - k + 1) % m])
         else:
             si = S[i]
             for j in range(n):
@@ -298,13 +307,13 @@ def _two_loop_reference(g, S, Y, rho, newest, count, gamma, d):
     alpha = []
     for i in order:
         a = rho[i] * (S[i].astype(np.float64) @ q)
-        q -= a * Y[i]
+        q -= a * Y[i].astype(np.float64)          # float64 on any NumPy's casting rules
         alpha.append(a)
     if count:
         q *= gamma
     for i, a in zip(reversed(order), reversed(alpha)):
         b = rho[i] * (Y[i].astype(np.float64) @ q)
-        q += (a - b) * S[i]
+        q += (a - b) * S[i].astype(np.float64)
     d[:] = q
 
 
@@ -470,7 +479,7 @@ def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on
             _store_pair(x_new, x, g_new, g, S[newest], Y[newest])
             rho[newest] = 1.0 / ys
             count = min(count + 1, history)
-            gamma = ys / yy
+            gamma = ys / yy if np.isfinite(ys / yy) else gamma
         f_old, x, f, g = f, x_new, f_new, g_new
         if live is not None:
             live.update(x=x, f=f, g=g, newest=newest, count=count, gamma=gamma)
@@ -524,10 +533,18 @@ def _check_state(state, n, history, pair_dtype="float64"):
     if int(state["history"]) != history or count > history:
         raise ParameterError(f"state was saved with history={state['history']}; resume with "
                              f"the same history (got {history})")
+    if not (np.isfinite(state["rho"]).all() and np.isfinite(float(state["gamma"]))):
+        raise ParameterError("state's rho or gamma is not finite: not a state that "
+                             "checkpoint_state made")
+    with np.errstate(over="ignore"):
+        S, Y = np.asarray(state["S"], pair_dtype), np.asarray(state["Y"], pair_dtype)
+    rho = np.asarray(state["rho"], np.float64)
+    if not (np.isfinite(S).all() and np.isfinite(Y).all()):
+        # pairs beyond float32's range: the run goes on without them (as after a restart)
+        S, Y, rho, count = S[:0], Y[:0], rho[:0], 0
     return dict(state, x=x, g=np.asarray(state["g"], dtype=np.float64),
                 # saved pairs are kept in (or rounded to) the precision the run stores
-                S=np.asarray(state["S"], pair_dtype), Y=np.asarray(state["Y"], pair_dtype),
-                rho=np.asarray(state["rho"], np.float64),
+                S=S, Y=Y, rho=rho, count=count,
                 best_theta=np.asarray(state["best_theta"], np.float64))
 
 

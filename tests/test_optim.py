@@ -118,7 +118,8 @@ def test_check_gradient_subset_and_error():
 
 @pytest.mark.parametrize("pair_dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n, m, count, newest", [(1, 3, 1, 0), (7, 5, 5, 2), (1001, 8, 3, 6),
-                                                 (257, 4, 4, 3), (33, 6, 6, 0), (9, 2, 0, 1)])
+                                                 (257, 4, 4, 3), (33, 6, 6, 0), (9, 2, 0, 1),
+                                                 (50, 8, 3, 1)])     # fewer than m, wrapped
 def test_two_loop_matches_its_reference(pair_dtype, n, m, count, newest):
     from fastsae.optim import _two_loop, _two_loop_reference
     rng = np.random.default_rng(n + m + count)
@@ -163,14 +164,57 @@ def test_lbfgs_stores_its_pairs_as_asked_and_resumes_either_kind(pair_dtype):
     state = checkpoint_state(live)
     full = lbfgs(rosenbrock, np.full(12, -1.0), **kw)
     assert full.converged and full.cost < 1e-8
-    resumed = lbfgs(rosenbrock, np.zeros(12), state=state, **kw)
-    np.testing.assert_array_equal(resumed.theta, full.theta)   # bit for bit
+    for extra in ({}, {"live": {}}, {"callback": lambda *a: None}, {}):
+        resumed = lbfgs(rosenbrock, np.zeros(12), state=state, **kw, **extra)
+        np.testing.assert_array_equal(resumed.theta, full.theta)   # bit for bit, every time
     other = "float64" if np.dtype(pair_dtype) == np.float32 else "float32"
-    cast = dict(state, S=state["S"].astype(other), Y=state["Y"].astype(other))
-    again = lbfgs(rosenbrock, np.zeros(12), state=cast, **kw)   # e.g. a 0.1 checkpoint
+    live_other = {}
+    lbfgs(rosenbrock, np.full(12, -1.0), max_iter=15, live=live_other, pair_dtype=other)
+    # a state with the other kind of pairs (fastsae 0.1 saved float64 ones) resumes
+    again = lbfgs(rosenbrock, np.zeros(12), state=checkpoint_state(live_other), **kw)
     assert again.converged and again.cost < 1e-8
-    if np.dtype(pair_dtype) == np.float32:                       # float64 rounds back exactly
-        np.testing.assert_array_equal(again.theta, full.theta)
+
+
+def test_float32_pairs_are_rounded_before_their_curvature_is_taken():
+    """rho and gamma describe the pair as stored (float32), not the float64 step."""
+    live = {}
+    lbfgs(rosenbrock, np.full(9, -1.2), max_iter=6, live=live, pair_dtype="float32")
+    i = live["newest"]
+    s, y = live["S"][i].astype(np.float64), live["Y"][i].astype(np.float64)
+    assert live["rho"][i] == pytest.approx(1.0 / (y @ s), rel=1e-13)
+    assert live["gamma"] == pytest.approx((y @ s) / (y @ y), rel=1e-13)
+
+
+def test_a_state_whose_pairs_overflow_float32_resumes_without_them():
+    from fastsae.optim import checkpoint_state
+    live = {}
+    lbfgs(rosenbrock, np.full(6, -1.0), max_iter=5, live=live)
+    state = checkpoint_state(live)
+    state["S"] = state["S"].copy()
+    state["S"][0, 0] = 1e300                    # fine in float64, inf in float32
+    r = lbfgs(rosenbrock, np.zeros(6), max_iter=400, state=state, pair_dtype="float32")
+    assert r.cost < 1e-8
+    bad = dict(state, gamma=np.nan)
+    with pytest.raises(ParameterError, match="gamma"):
+        lbfgs(rosenbrock, np.zeros(6), state=bad)
+
+
+def test_the_estimators_keep_float32_pairs_for_float32_objectives():
+    from fastsae import SparseAutoencoder
+    from fastsae.core.memory import lbfgs_bytes
+    X = np.random.default_rng(0).uniform(0.1, 0.9, (60, 8))
+    seen = {}
+    for dtype in ("float32", "float64"):
+        sae = SparseAutoencoder(n_hidden=3, max_iter=3, dtype=dtype, random_state=0)
+
+        def note(it, theta, cost, sae=sae, dtype=dtype):
+            seen[dtype] = sae._live["S"].dtype
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            sae.fit(X, callback=note)
+    assert seen == {"float32": np.float32, "float64": np.float64}
+    assert lbfgs_bytes(1000, history=10, pair_bytes=4) == 1000 * (2 * 10 * 4 + 64)
+    assert lbfgs_bytes(1000, history=10) == 1000 * (2 * 10 * 8 + 64)
 
 
 def test_float32_pairs_reach_the_float64_pairs_optimum():
@@ -182,6 +226,15 @@ def test_float32_pairs_reach_the_float64_pairs_optimum():
     assert r32.n_iter <= 1.2 * r64.n_iter
 
 
-def test_lbfgs_rejects_an_unknown_pair_dtype():
+@pytest.mark.parametrize("bad", ["float16", None, 3, True, "bfloat16",
+                                 {"names": ["a"], "formats": ["f8", "f8"]}])
+def test_lbfgs_rejects_an_unknown_pair_dtype(bad):
     with pytest.raises(ParameterError, match="pair_dtype"):
-        lbfgs(rosenbrock, np.ones(3), pair_dtype="float16")
+        lbfgs(rosenbrock, np.ones(3), pair_dtype=bad)
+
+
+@pytest.mark.parametrize("ok", ["f4", np.float32, np.dtype("float64")])
+def test_lbfgs_takes_any_spelling_of_a_pair_dtype(ok):
+    live = {}
+    lbfgs(rosenbrock, np.ones(3) * 0.5, max_iter=3, live=live, pair_dtype=ok)
+    assert live["S"].dtype == np.dtype(ok)
