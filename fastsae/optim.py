@@ -131,7 +131,7 @@ def lbfgs(fun: Callable, theta0: ArrayLike, *, max_iter: int = 400, history: int
     check_scalar(tol, "tol", low=0.0)
     check_scalar(gtol, "gtol", low=0.0)
     check_choice(method, "method", METHODS)
-    if pair_dtype is not None and not isinstance(pair_dtype, (bool, int)):
+    if pair_dtype is not None:                              # np.dtype(None) is float64
         try:
             pair_dtype = np.dtype(pair_dtype).name         # np.float32, "f4" and the like
         except (TypeError, ValueError):
@@ -266,10 +266,12 @@ def _two_loop(g, S, Y, rho, newest, count, gamma, d):
     float64. Each update of ``d`` and the next pair's product with it share one
     pass over ``d`` (two rows and ``d`` per pair, not four). Plain loops (no BLAS
     call: a BLAS dot product would wake a thread pool that then competes with the
-    objective's). Twin of :func:`_two_loop_reference`.
+    objective's). Twin of :func:`fastsae.reference._lbfgs.two_loop`.
     """
     m = S.shape[0]
     n = g.shape[0]
+    # two loops, not one: a loop that both stores and sums may sum in another order
+    # (see _axpy_dot), here whenever d lies just after g in memory
     for j in range(n):
         d[j] = -g[j]
     if count == 0:
@@ -296,25 +298,6 @@ def _two_loop(g, S, Y, rho, newest, count, gamma, d):
             si = S[i]
             for j in range(n):
                 d[j] += c * si[j]
-
-
-def _two_loop_reference(g, S, Y, rho, newest, count, gamma, d):
-    """NumPy twin of :func:`_two_loop`: the textbook recursion (Nocedal & Wright,
-    Algorithm 7.4), one pair at a time, in float64."""
-    m = S.shape[0]
-    q = -np.asarray(g, dtype=np.float64)
-    order = [(newest - k) % m for k in range(count)]          # newest first
-    alpha = []
-    for i in order:
-        a = rho[i] * (S[i].astype(np.float64) @ q)
-        q -= a * Y[i].astype(np.float64)          # float64 on any NumPy's casting rules
-        alpha.append(a)
-    if count:
-        q *= gamma
-    for i, a in zip(reversed(order), reversed(alpha)):
-        b = rho[i] * (Y[i].astype(np.float64) @ q)
-        q += (a - b) * S[i].astype(np.float64)
-    d[:] = q
 
 
 @njit(cache=CACHE, nogil=True)
@@ -533,18 +516,29 @@ def _check_state(state, n, history, pair_dtype="float64"):
     if int(state["history"]) != history or count > history:
         raise ParameterError(f"state was saved with history={state['history']}; resume with "
                              f"the same history (got {history})")
-    if not (np.isfinite(state["rho"]).all() and np.isfinite(float(state["gamma"]))):
-        raise ParameterError("state's rho or gamma is not finite: not a state that "
-                             "checkpoint_state made")
+    rho, gamma = np.asarray(state["rho"], np.float64), float(state["gamma"])
+    if not np.isfinite(gamma):
+        raise ParameterError(f"state's gamma is {gamma!r}, not finite")
+    bad = np.flatnonzero(~np.isfinite(rho))
+    if bad.size:
+        raise ParameterError(f"state's rho is not finite at pairs {bad.tolist()}")
+    if not (np.isfinite(state["S"]).all() and np.isfinite(state["Y"]).all()):
+        raise ParameterError("state's correction pairs S, Y hold NaN or infinite values")
     with np.errstate(over="ignore"):
         S, Y = np.asarray(state["S"], pair_dtype), np.asarray(state["Y"], pair_dtype)
-    rho = np.asarray(state["rho"], np.float64)
-    if not (np.isfinite(S).all() and np.isfinite(Y).all()):
-        # pairs beyond float32's range: the run goes on without them (as after a restart)
-        S, Y, rho, count = S[:0], Y[:0], rho[:0], 0
+    if not (np.array_equal(S, state["S"]) and np.array_equal(Y, state["Y"])):
+        # pairs rounded here (a float64 state resumed with float32 pairs): their curvature
+        # taken again from the stored values; those that overflow or lose it are dropped
+        S64, Y64 = S.astype(np.float64), Y.astype(np.float64)
+        with np.errstate(all="ignore"):
+            ys, yy = np.einsum("ij,ij->i", Y64, S64), np.einsum("ij,ij->i", Y64, Y64)
+        keep = np.isfinite(ys) & np.isfinite(yy) & (ys > 1e-10)
+        S, Y, rho, count = S[keep], Y[keep], 1.0 / ys[keep], int(keep.sum())
+        if count:
+            gamma = float(ys[keep][-1] / yy[keep][-1])
     return dict(state, x=x, g=np.asarray(state["g"], dtype=np.float64),
                 # saved pairs are kept in (or rounded to) the precision the run stores
-                S=S, Y=Y, rho=rho, count=count,
+                S=S, Y=Y, rho=rho, count=count, gamma=gamma,
                 best_theta=np.asarray(state["best_theta"], np.float64))
 
 

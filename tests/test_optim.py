@@ -121,7 +121,8 @@ def test_check_gradient_subset_and_error():
                                                  (257, 4, 4, 3), (33, 6, 6, 0), (9, 2, 0, 1),
                                                  (50, 8, 3, 1)])     # fewer than m, wrapped
 def test_two_loop_matches_its_reference(pair_dtype, n, m, count, newest):
-    from fastsae.optim import _two_loop, _two_loop_reference
+    from fastsae.optim import _two_loop
+    from fastsae.reference._lbfgs import two_loop as _two_loop_reference
     rng = np.random.default_rng(n + m + count)
     S = rng.standard_normal((m, n)).astype(pair_dtype)
     Y = (S + 0.3 * rng.standard_normal((m, n))).astype(pair_dtype)
@@ -140,7 +141,8 @@ def test_two_loop_matches_its_reference(pair_dtype, n, m, count, newest):
 def test_two_loop_satisfies_the_secant_equation_of_its_newest_pair():
     """The BFGS matrix H built from the pairs maps the newest y to the newest s
     (H y = s): with g = y the direction is -s, whatever the older pairs."""
-    from fastsae.optim import _two_loop, _two_loop_reference
+    from fastsae.optim import _two_loop
+    from fastsae.reference._lbfgs import two_loop as _two_loop_reference
     rng = np.random.default_rng(0)
     n, m = 40, 7
     A = np.diag(rng.uniform(1.0, 10.0, n))
@@ -185,18 +187,62 @@ def test_float32_pairs_are_rounded_before_their_curvature_is_taken():
     assert live["gamma"] == pytest.approx((y @ s) / (y @ y), rel=1e-13)
 
 
-def test_a_state_whose_pairs_overflow_float32_resumes_without_them():
+def test_a_state_whose_pairs_overflow_float32_resumes_without_those_pairs():
+    from fastsae.optim import _check_state, checkpoint_state
+    live = {}
+    lbfgs(rosenbrock, np.full(6, -1.0), max_iter=5, live=live)
+    state = checkpoint_state(live)
+    count = state["count"]
+    state["S"] = state["S"].copy()
+    state["S"][0, 0] = 1e300                    # fine in float64, inf in float32
+    assert _check_state(state, 6, 100, "float64")["count"] == count
+    kept = _check_state(state, 6, 100, "float32")
+    assert kept["count"] == count - 1 and np.isfinite(kept["S"]).all()
+    s, y = kept["S"][-1].astype(np.float64), kept["Y"][-1].astype(np.float64)
+    assert kept["rho"][-1] == pytest.approx(1.0 / (y @ s), rel=1e-12)   # from the rounded pair
+    assert kept["gamma"] == pytest.approx((y @ s) / (y @ y), rel=1e-12)
+    r = lbfgs(rosenbrock, np.zeros(6), max_iter=400, state=state, pair_dtype="float32")
+    assert r.cost < 1e-8
+
+
+@pytest.mark.parametrize("key, value, what", [("gamma", np.nan, "gamma"), ("rho", "nan", "rho"),
+                                              ("S", "inf", "S, Y")])
+def test_a_state_with_non_finite_numbers_is_refused_by_name(key, value, what):
     from fastsae.optim import checkpoint_state
     live = {}
     lbfgs(rosenbrock, np.full(6, -1.0), max_iter=5, live=live)
     state = checkpoint_state(live)
-    state["S"] = state["S"].copy()
-    state["S"][0, 0] = 1e300                    # fine in float64, inf in float32
-    r = lbfgs(rosenbrock, np.zeros(6), max_iter=400, state=state, pair_dtype="float32")
-    assert r.cost < 1e-8
-    bad = dict(state, gamma=np.nan)
-    with pytest.raises(ParameterError, match="gamma"):
-        lbfgs(rosenbrock, np.zeros(6), state=bad)
+    if isinstance(value, str):
+        arr = state[key].copy()
+        arr.flat[0] = float(value)
+        value = arr
+    with pytest.raises(ParameterError, match=what):
+        lbfgs(rosenbrock, np.zeros(6), state=dict(state, **{key: value}))
+
+
+def _pairs(n, m, pair_dtype, seed):
+    rng = np.random.default_rng(seed)
+    S = rng.standard_normal((m, n)).astype(pair_dtype)
+    Y = (S + 0.3 * rng.standard_normal((m, n))).astype(pair_dtype)
+    rho = 1.0 / np.abs(np.einsum("ij,ij->i", S.astype(float), Y.astype(float)))
+    return S, Y, rho, rng.standard_normal(n)
+
+
+@pytest.mark.parametrize("pair_dtype", [np.float32, np.float64])
+def test_two_loop_gives_the_same_bits_wherever_its_arrays_lie(pair_dtype):
+    """``d`` just after ``g`` (or anywhere): one result, bit for bit."""
+    from fastsae.optim import _two_loop
+    for n, count in ((5, 1), (8, 2), (12, 15), (600, 3)):
+        S, Y, rho, g0 = _pairs(n, 16, pair_dtype, n)
+        seen = set()
+        for gap in range(40):
+            buf = np.empty(2 * n + gap)
+            g = buf[:n]
+            g[:] = g0
+            d = buf[n + gap:]
+            _two_loop(g, S, Y, rho, count - 1, count, 0.7, d)
+            seen.add(d.tobytes())
+        assert len(seen) == 1, (n, count, len(seen))
 
 
 def test_the_estimators_keep_float32_pairs_for_float32_objectives():

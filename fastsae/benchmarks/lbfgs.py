@@ -13,7 +13,8 @@ import numpy as np
 
 from . import cases
 from ._util import print_table, time_side_by_side, torch_or_none
-from ..optim import _two_loop, _two_loop_reference
+from ..optim import _two_loop
+from ..reference._lbfgs import two_loop as _two_loop_reference
 
 OURS = "numba, float32 pairs (fastsae)"
 REFERENCE = "NumPy reference"
