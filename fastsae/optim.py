@@ -101,8 +101,8 @@ def lbfgs(fun: Callable, theta0: ArrayLike, *, max_iter: int = 400, history: int
         products with them still accumulate in float64, and the curvature
         test, ``ρ = 1 / yᵀs`` and the initial scaling come from the pair as
         stored, so the secant equation holds exactly for it); the estimators
-        use it when their objective is
-        float32 or bfloat16, whose gradients carry no more digits. Rounding
+        use it when their objective is float32 or bfloat16, whose gradients
+        carry no more digits. Rounding
         makes two runs whose gradients differ in the last float64 digits
         drift apart sooner.
 
@@ -229,6 +229,14 @@ def lbfgs(fun: Callable, theta0: ArrayLike, *, max_iter: int = 400, history: int
 #: their memory (2 x history x n values: 210 MB instead of 420 for 262,912 parameters
 #: and 100 pairs) and the bytes that every iteration streams through.
 PAIR_DTYPES = ("float64", "float32")
+
+#: A pair is kept only with a curvature ``yᵀs`` above this (and finite products).
+MIN_CURVATURE = 1e-10
+
+
+def _keeps_pair(ys, yy):
+    """Whether pairs with these products (scalars or arrays) enter the history."""
+    return np.isfinite(ys) & np.isfinite(yy) & (ys > MIN_CURVATURE)
 
 
 #: Elements of ``d`` updated, then summed, together (in L1 between the two loops).
@@ -457,7 +465,7 @@ def _minfunc_lbfgs(objective, x0, *, max_iter, history, tol, gtol, max_evals, on
         x_new, g_new = payload
         ys, yy, step = _pair_products(x_new, x, g_new, g, rounded)
         # keep the pair only with positive curvature (and finite once stored)
-        if ys > 1e-10 and np.isfinite(ys) and np.isfinite(yy):
+        if _keeps_pair(ys, yy):
             newest = (newest + 1) % history
             _store_pair(x_new, x, g_new, g, S[newest], Y[newest])
             rho[newest] = 1.0 / ys
@@ -532,7 +540,7 @@ def _check_state(state, n, history, pair_dtype="float64"):
         S64, Y64 = S.astype(np.float64), Y.astype(np.float64)
         with np.errstate(all="ignore"):
             ys, yy = np.einsum("ij,ij->i", Y64, S64), np.einsum("ij,ij->i", Y64, Y64)
-        keep = np.isfinite(ys) & np.isfinite(yy) & (ys > 1e-10)
+        keep = _keeps_pair(ys, yy)
         S, Y, rho, count = S[keep], Y[keep], 1.0 / ys[keep], int(keep.sum())
         if count:
             gamma = float(ys[keep][-1] / yy[keep][-1])
