@@ -42,7 +42,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.preprocessing import StandardScaler
 
 from .audio import sample_patches, sample_windows
-from .audio._clips import check_spectra, fixed_length, pad_to, trim_silence
+from .audio._clips import check_spectra, fixed_length, pad_to, smooth_bands, trim_silence
 from .autoencoder import SparseAutoencoder
 from .base import Estimator
 from .conv import ConvolutionalFeatures
@@ -151,6 +151,10 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         ``floor_db`` (dB): every recording gets the same noise floor relative
         to its loudest sound, so that the background (the microphone, the
         room) is not learned as part of a voice. None: no floor.
+    n_cepstra : int >= 1 or None
+        Before that, smooth every frame along frequency, keeping its first
+        ``n_cepstra`` cepstral coefficients (:func:`fastsae.audio.smooth_bands`):
+        the filters see the envelope without the pitch's harmonics. None: no smoothing.
     standardize : bool
         Scale every feature to zero mean and unit variance over the clips seen
         in ``fit``.
@@ -217,14 +221,15 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
 
     #: What a model file written before a parameter existed meant by its absence
     #: (fastsae 0.1.0's recipe): :func:`fastsae.load` fills these in.
-    _legacy_params = {"patch_bands": None, "normalize_level": False, "floor_db": None}
+    _legacy_params = {"patch_bands": None, "normalize_level": False, "floor_db": None,
+                      "n_cepstra": None}
 
     def __init__(self, n_hidden=200, n_frames=8, n_windows=20000, normalization="pca",
                  sparsity=0.05, beta=3.0, weight_decay=1e-3, max_iter=200,
                  pool=("mean", "max"), n_pool_regions=((6, 4),), standardize=True,
                  trim_db=20.0, retain=0.99, epsilon=0.1, patch_bands=12, normalize_level=True,
-                 floor_db=None, backend="numba", dtype="float64", n_jobs=None,
-                 random_state=None, verbose=False):
+                 floor_db=None, n_cepstra=None, backend="numba", dtype="float64",
+                 n_jobs=None, random_state=None, verbose=False):
         self._store_params(locals())
 
     _bfloat16 = True           # the autoencoder's training; the rest runs in float32
@@ -254,6 +259,8 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         check_bool(self.normalize_level, "normalize_level")
         if self.floor_db is not None:
             check_scalar(self.floor_db, "floor_db", low=0.0, low_open=True)
+        if self.n_cepstra is not None:
+            check_int(self.n_cepstra, "n_cepstra", low=1)
         check_choice(self.normalization, "normalization", NORMALIZATIONS)
         self._check_sparsity_params()
         check_int(self.max_iter, "max_iter", low=1)
@@ -273,6 +280,8 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         if self.patch_bands is not None and self.patch_bands > spectra[0].shape[0]:
             raise ParameterError(f"patch_bands={self.patch_bands} is more than the spectra's "
                                  f"{spectra[0].shape[0]} bands")
+        if self.n_cepstra is not None:
+            spectra = [smooth_bands(S, self.n_cepstra) for S in spectra]
         if self.floor_db is not None:
             spectra = [np.maximum(S, S.max() - self.floor_db) for S in spectra]
         if self.trim_db is not None:

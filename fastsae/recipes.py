@@ -99,6 +99,10 @@ class ClipClassifier(ClassifierMixin, Estimator):
         (a microphone and room never heard): a tilt across the bands of up to
         ``±tilt_db / 2`` at the ends, and three cosine ripples along frequency
         of up to ``ripple_db`` each. 0 and 0: none.
+    test_warps : tuple of float > 0
+        Factors along frequency at prediction: every member's log-probabilities
+        are averaged over the clip warped by each (:func:`fastsae.audio.warp_bands`;
+        1 is the clip as it is). ``(1.0,)``: the clip only.
     n_frames : int
         Frames of the fixed-length spectrogram (after trimming the silence).
     trim_db : float
@@ -143,7 +147,8 @@ class ClipClassifier(ClassifierMixin, Estimator):
 
     _bfloat16 = True
     #: Files saved before these settings existed were fitted without them.
-    _legacy_params = {"tempo_range": (1.0, 1.0), "tilt_db": 0.0, "ripple_db": 0.0}
+    _legacy_params = {"tempo_range": (1.0, 1.0), "tilt_db": 0.0, "ripple_db": 0.0,
+                      "test_warps": (1.0,)}
 
     def __init__(self, *,
                  features: Sequence[SelfTaughtFeatures] | Literal["default"] | None = "default",
@@ -151,7 +156,7 @@ class ClipClassifier(ClassifierMixin, Estimator):
                  conv_net: StackedConvolutionalAutoencoder | Literal["default"] | None = "default",
                  n_warps: int = 4, warp_range: tuple[float, float] = (0.88, 1.12),
                  tempo_range: tuple[float, float] = (0.88, 1.12), tilt_db: float = 6.0,
-                 ripple_db: float = 2.0,
+                 ripple_db: float = 2.0, test_warps: Sequence[float] = (1.0,),
                  n_frames: int = 32, trim_db: float = 20.0, weight_decay: float = 1e-2,
                  max_iter: int = 300, backend: str = "numba", dtype: DTypeLike = "float32",
                  n_jobs: int | None = None, random_state: RandomState = None,
@@ -203,6 +208,14 @@ class ClipClassifier(ClassifierMixin, Estimator):
             raise ParameterError(f"{name} must satisfy 0 < low <= high; got {value!r}")
         return lo, hi
 
+    def _test_warps(self):
+        value = self.test_warps
+        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
+            raise ParameterError(f"test_warps must be a non-empty tuple of factors > 0, e.g. "
+                                 f"(0.94, 1.0, 1.06); got {value!r}")
+        return tuple(check_scalar(f, f"test_warps[{i}]", low=0.0, low_open=True)
+                     for i, f in enumerate(value))
+
     def _validate_params(self):
         check_bool(self.spectrogram_softmax, "spectrogram_softmax")
         check_int(self.n_warps, "n_warps", low=0)
@@ -210,6 +223,7 @@ class ClipClassifier(ClassifierMixin, Estimator):
         self._range(self.tempo_range, "tempo_range")
         check_scalar(self.tilt_db, "tilt_db", low=0.0)
         check_scalar(self.ripple_db, "ripple_db", low=0.0)
+        self._test_warps()
         check_int(self.n_frames, "n_frames", low=1)
         check_scalar(self.trim_db, "trim_db", low=0.0, low_open=True)
         check_scalar(self.weight_decay, "weight_decay", low=0.0)
@@ -310,7 +324,18 @@ class ClipClassifier(ClassifierMixin, Estimator):
 
     # -- using it -----------------------------------------------------------
     def _member_log_proba(self, spectra):
-        """{member name: log-probabilities [shape=(n_clips, n_classes)]} of checked spectra."""
+        """{member name: log-probabilities [shape=(n_clips, n_classes)]} of checked spectra,
+        averaged over ``test_warps``."""
+        factors = self._test_warps()
+        total = {}
+        for f in factors:
+            clips = spectra if f == 1.0 else [warp_bands(S, f).astype(S.dtype, copy=False)
+                                              for S in spectra]
+            for name, Z in self._member_log_proba_once(clips).items():
+                total[name] = Z if name not in total else total[name] + Z
+        return {name: Z / len(factors) for name, Z in total.items()}
+
+    def _member_log_proba_once(self, spectra):
         out, fixed = {}, None
         for name, member in self.members_:
             if name == "conv net":

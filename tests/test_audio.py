@@ -476,6 +476,32 @@ def test_warp_bands_moves_a_peak_along_frequency():
         audio.warp_bands(S, 0.0)
 
 
+def test_smooth_bands_keeps_the_envelope_and_removes_fine_structure():
+    rng = np.random.default_rng(2)
+    n = 23                                                   # an odd number of bands
+    j = np.arange(n)
+    # orthonormal DCT-II basis, written out: row k is cepstral coefficient k
+    basis = np.cos(np.pi * j[:, None] * (j[None, :] + 0.5) / n) * np.sqrt(2.0 / n)
+    basis[0] /= np.sqrt(2.0)
+    for dtype in (np.float32, np.float64):
+        S = rng.standard_normal((n, 9)).astype(dtype)
+        for k in (1, 5, 22):
+            T = audio.smooth_bands(S, k)
+            assert T.shape == S.shape and T.dtype == dtype
+            expected = basis[:k].T @ (basis[:k] @ S.astype(np.float64))   # the projection
+            np.testing.assert_allclose(T, expected, atol=1e-5 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(audio.smooth_bands(S, n), S)
+    # a smooth envelope plus a ripple about every two bands (resolved harmonics): it goes
+    envelope = (10.0 * basis[1] - 4.0 * basis[3])[:, None] * np.ones((1, 4))
+    ripple = 3.0 * basis[n - 2][:, None] * np.ones((1, 4))
+    np.testing.assert_allclose(audio.smooth_bands(envelope + ripple, 8), envelope, atol=1e-9)
+    assert audio.smooth_bands(np.ones((n, 2), dtype=np.int64), 3).dtype == np.float64
+    with pytest.raises(ParameterError, match="n_coefficients"):
+        audio.smooth_bands(S, 0)
+    with pytest.raises(ParameterError, match="spectrogram"):
+        audio.smooth_bands(np.zeros(5), 3)
+
+
 def test_stretch_frames_resamples_time_and_keeps_the_ends():
     rng = np.random.default_rng(1)
     for dtype in (np.float32, np.float64):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.fft
 import pytest
 
 import fastsae
@@ -125,6 +126,23 @@ def test_a_noise_floor_makes_the_background_the_same(rng):
     np.testing.assert_allclose(floored.transform(quieter), floored.transform(spectra), atol=1e-6)
     plain = SelfTaughtFeatures(**LOCAL, random_state=0).fit(spectra)
     assert not np.allclose(plain.transform(quieter), plain.transform(spectra), atol=1e-3)
+
+
+def test_cepstral_smoothing_makes_the_fine_structure_across_bands_not_count(rng):
+    spectra = _spectra(rng)
+    n_bands = spectra[0].shape[0]
+    k = 6
+    smoothed = SelfTaughtFeatures(**dict(LOCAL, n_cepstra=k), random_state=0).fit(spectra)
+    # add what the smoothing removes (cepstral coefficients >= k): nothing changes
+    C = np.zeros((n_bands, 1))
+    C[k + 1], C[n_bands - 1] = 4.0, -3.0
+    fine = scipy.fft.idct(C, type=2, norm="ortho", axis=0)
+    rougher = [S + fine for S in spectra]
+    np.testing.assert_allclose(smoothed.transform(rougher), smoothed.transform(spectra), atol=1e-5)
+    plain = SelfTaughtFeatures(**LOCAL, random_state=0).fit(spectra)
+    assert not np.allclose(plain.transform(rougher), plain.transform(spectra), atol=1e-3)
+    with pytest.raises(ParameterError, match="n_cepstra"):
+        SelfTaughtFeatures(**dict(LOCAL, n_cepstra=0)).fit(spectra)
 
 
 def test_options(rng):

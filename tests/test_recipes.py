@@ -55,6 +55,18 @@ def test_members_are_named_by_their_settings_and_never_twice(clips):
     assert set(clf.member_scores(train, y)) == {n for n, _ in clf.members_} | {"ensemble"}
 
 
+def test_predictions_average_the_members_over_the_test_warps(clips):
+    train, y, test, _ = clips
+    clf = _small(test_warps=(0.9, 1.0, 1.1)).fit(train, y)
+    logs = clf._member_log_proba(test)
+    clf.set_params(test_warps=(1.0,))
+    once = [clf._member_log_proba([S if f == 1.0 else audio.warp_bands(S, f) for S in test])
+            for f in (0.9, 1.0, 1.1)]
+    for name, Z in logs.items():
+        np.testing.assert_allclose(Z, np.mean([o[name] for o in once], axis=0), rtol=1e-6)
+    assert not np.allclose(logs["spectrogram"], once[1]["spectrogram"])
+
+
 def test_warped_copies_are_training_data(clips):
     train, y, _, _ = clips
     clf = _small(conv_net=None, features=[], n_warps=3).fit(train, y)
@@ -83,21 +95,23 @@ def test_files_saved_before_the_copies_had_tempo_and_channel_load_as_fitted(clip
 
     from fastsae.io import _META
     train, y, test, _ = clips
-    clf = _small(conv_net=None, features=[]).fit(train, y)
+    clf = _small(conv_net=None, features=[], test_warps=(1.0,)).fit(train, y)
     fastsae.save(clf, tmp_path / "new.npz")
     with np.load(tmp_path / "new.npz") as npz:
         arrays = dict(npz)
     doc = json.loads(str(arrays[_META]))
     text = json.dumps(doc)
-    for name in ("tempo_range", "tilt_db", "ripple_db"):       # a file of today holds them ...
+    added = ("tempo_range", "tilt_db", "ripple_db", "test_warps")
+    for name in added:                                         # a file of today holds them ...
         assert f'"{name}"' in text
     params = next(v["params"] for v in _dicts(doc) if v.get("params", {}).get("n_warps") == 1)
-    for name in ("tempo_range", "tilt_db", "ripple_db"):       # ... an older one did not
+    for name in added:                                         # ... an older one did not
         del params[name]
     arrays[_META] = np.array(json.dumps(doc))
     np.savez(tmp_path / "old.npz", **arrays)
     back = fastsae.load(tmp_path / "old.npz")
     assert (back.tempo_range, back.tilt_db, back.ripple_db) == ((1.0, 1.0), 0.0, 0.0)
+    assert tuple(back.test_warps) == (1.0,)
     np.testing.assert_allclose(back.predict_proba(test), clf.predict_proba(test), rtol=1e-6)
 
 
@@ -139,7 +153,8 @@ def test_defaults_are_the_documented_recipe():
     dict(features=["x"]), dict(conv_net="big"), dict(weight_decay=-1.0),
     dict(features=None, spectrogram_softmax=False, conv_net=None), dict(trim_db=0.0),
     dict(tempo_range=(0.0, 1.1)), dict(tempo_range="fast"), dict(tilt_db=-1.0),
-    dict(ripple_db=float("nan")),
+    dict(ripple_db=float("nan")), dict(test_warps=()), dict(test_warps=(1.0, 0.0)),
+    dict(test_warps=1.0), dict(test_warps=(1.0, float("inf"))),
 ])
 def test_bad_parameters_are_refused_before_any_work(clips, params):
     train, y, _, _ = clips

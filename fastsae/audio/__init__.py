@@ -13,11 +13,13 @@
   frames as flat rows, and back.
 - :func:`spectra_from_files`: spectra of many files, in parallel, cached on disk.
 - :func:`trim_silence`, :func:`fixed_length`: whole clips' spectrograms
-  trimmed to their loud part, or resampled to one length.
+  trimmed to their loud part, or resampled to one length; :func:`warp_bands`,
+  :func:`stretch_frames` (augmentation) and :func:`smooth_bands` (cepstral
+  liftering: the envelope kept, the pitch's harmonics removed).
 - :class:`Spectrogram`: those settings as a saveable step of a pipeline;
   :func:`save_spectra` / :func:`load_spectra`: spectra of any lengths in one file.
 """
-from ._clips import fixed_length, stretch_frames, trim_silence, warp_bands
+from ._clips import fixed_length, smooth_bands, stretch_frames, trim_silence, warp_bands
 from ._extract import default_cache_dir, spectra_from_files
 from ._frontend import Spectrogram, load_spectra, save_spectra
 from ._io import AUDIO_SUFFIXES, load, load_many
@@ -30,5 +32,5 @@ __all__ = [
     "default_n_fft", "default_hop_length", "sample_windows", "windows_to_image",
     "spectra_from_files", "default_cache_dir", "KINDS", "AUDIO_SUFFIXES", "Spectrogram",
     "save_spectra", "load_spectra", "trim_silence", "fixed_length", "sample_patches",
-    "band_frequencies", "warp_bands", "stretch_frames",
+    "band_frequencies", "warp_bands", "stretch_frames", "smooth_bands",
 ]
