@@ -26,8 +26,9 @@ Methods (``--methods``, comma-separated; default ``baseline,default``):
   recipe ``fastsae classify`` uses: four sets of self-taught features
   (frequency-local sparse-autoencoder filters, 12 x 8 and 8 x 10, learned on
   the training clips without labels, slid over frequency and time, pooled
-  over 6 x 4 regions; each shape on the clips as recorded and with a noise
-  floor 35 dB below each clip's maximum), a softmax on the spectrogram and a fine-tuned
+  over 6 x 4 regions; each shape on the clips as recorded and on the clips
+  smoothed along frequency to 20 cepstral coefficients with a noise floor
+  35 dB below each clip's maximum), a softmax on the spectrogram and a fine-tuned
   convolutional network, every softmax trained on the clips and four copies
   warped along frequency, stretched in time and through random channels,
   their log-probabilities averaged. Each member's own

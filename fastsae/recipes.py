@@ -13,9 +13,10 @@ microphones and rooms), their log-probabilities averaged:
    :class:`~fastsae.pipeline.SelfTaughtFeatures`: sparse-autoencoder filters
    12 bands x 8 frames and 8 bands x 10 frames, learned without labels on the
    training clips, slid over frequency and time and pooled over 6 x 4
-   regions; each on the clips as they are and on the clips with a noise
-   floor 35 dB below their maximum), a :class:`~fastsae.SoftmaxRegression`
-   on the pooled features;
+   regions; each on the clips as they are and on the clips smoothed along
+   frequency to their first 20 cepstral coefficients (the pitch's harmonics
+   removed) with a noise floor 35 dB below their maximum), a
+   :class:`~fastsae.SoftmaxRegression` on the pooled features;
 2. a softmax on the clip's level-normalised spectrogram resampled to
    ``n_frames`` frames (``spectrogram_softmax``);
 3. ``conv_net``: a :class:`~fastsae.StackedConvolutionalAutoencoder`
@@ -49,17 +50,20 @@ from .softmax import SoftmaxRegression, accuracy
 
 #: The noise floor of the default recipe's floored feature sets (dB below each clip's maximum).
 FLOOR_DB = 35.0
+#: The cepstral coefficients the floored feature sets keep (:func:`fastsae.audio.smooth_bands`).
+N_CEPSTRA = 20
 
 
 def default_features(dtype: DTypeLike = "float32",
                      random_state: int | None = None) -> list[SelfTaughtFeatures]:
     """The four self-taught feature sets of the default recipe (see the module notes):
-    filters 12 x 8 and 8 x 10, each on the clips as they are and on the clips with a
-    noise floor :data:`FLOOR_DB` below their maximum."""
+    filters 12 x 8 and 8 x 10, each on the clips as they are and on the clips smoothed
+    to :data:`N_CEPSTRA` cepstral coefficients with a noise floor :data:`FLOOR_DB`
+    below their maximum."""
     second = None if random_state is None else random_state + 1
-    return [SelfTaughtFeatures(patch_bands=pb, n_frames=nf, floor_db=floor, dtype=dtype,
-                               random_state=seed)
-            for floor in (FLOOR_DB, None)
+    return [SelfTaughtFeatures(patch_bands=pb, n_frames=nf, floor_db=floor, n_cepstra=cep,
+                               dtype=dtype, random_state=seed)
+            for floor, cep in ((FLOOR_DB, N_CEPSTRA), (None, None))
             for pb, nf, seed in ((12, 8, random_state), (8, 10, second))]
 
 
@@ -126,7 +130,7 @@ class ClipClassifier(ClassifierMixin, Estimator):
     classes_ : np.ndarray [shape=(n_classes,)]
     members_ : list of (str, object)
         Every fitted member by name: ``"features 12x8"``,
-        ``"features 12x8, floor 35 dB"`` and the like (a
+        ``"features 12x8, 20 cepstra, floor 35 dB"`` and the like (a
         ``(SelfTaughtFeatures, SoftmaxRegression)`` pair), ``"spectrogram"``
         (a ``(StandardScaler, SoftmaxRegression)`` pair), ``"conv net"``.
     n_bands_ : int
@@ -297,6 +301,8 @@ class ClipClassifier(ClassifierMixin, Estimator):
     def _fit_members(self, feats, net, spectra, warped, codes, y_aug, rng, members):
         for f in feats:
             name = f"features {f.patch_bands}x{f.n_frames}"
+            if f.n_cepstra is not None:
+                name += f", {f.n_cepstra} cepstra"
             if f.floor_db is not None:
                 name += f", floor {f.floor_db:g} dB"
             taken = {n for n, _ in members}
@@ -390,4 +396,4 @@ class ClipClassifier(ClassifierMixin, Estimator):
                 for name, pred in self.member_predictions(spectra).items()}
 
 
-__all__ = ["ClipClassifier", "FLOOR_DB", "default_features", "default_conv_net"]
+__all__ = ["ClipClassifier", "FLOOR_DB", "N_CEPSTRA", "default_features", "default_conv_net"]

@@ -213,7 +213,7 @@ def test_bad_spectra_raise(bad):
     dict(backend="fortran"), dict(dtype="int8"), dict(n_jobs=0), dict(random_state="seed"),
     dict(patch_bands=0), dict(patch_bands=11),
     dict(patch_bands=4, n_windows=None), dict(patch_bands=4, n_pool_regions=((2, 0),)),
-    dict(normalize_level="yes"), dict(floor_db=0.0), dict(floor_db="loud"),
+    dict(normalize_level="yes"), dict(floor_db=0.0), dict(floor_db="loud"), dict(n_cepstra=2.5),
 ])
 def test_bad_parameters_raise(rng, params):
     spectra = _spectra(rng, n=6)

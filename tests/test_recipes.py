@@ -47,11 +47,13 @@ def test_members_are_named_by_their_settings_and_never_twice(clips):
     train, y, _, _ = clips
     f = SelfTaughtFeatures(n_hidden=6, n_windows=800, max_iter=5, dtype="float32",
                            random_state=0)
-    feats = [f, SelfTaughtFeatures(**dict(f.get_params(), floor_db=30.0)), f]
+    feats = [f, SelfTaughtFeatures(**dict(f.get_params(), floor_db=30.0)), f,
+             SelfTaughtFeatures(**dict(f.get_params(), floor_db=30.0, n_cepstra=7))]
     clf = _small(features=feats, conv_net=None, spectrogram_softmax=False, n_warps=0)
     clf.fit(train, y)
     assert [n for n, _ in clf.members_] == ["features 12x8", "features 12x8, floor 30 dB",
-                                            "features 12x8 #1"]
+                                            "features 12x8 #1",
+                                            "features 12x8, 7 cepstra, floor 30 dB"]
     assert set(clf.member_scores(train, y)) == {n for n, _ in clf.members_} | {"ensemble"}
 
 
@@ -136,8 +138,8 @@ def test_save_and_load_give_the_same_predictions(clips, tmp_path):
 
 def test_defaults_are_the_documented_recipe():
     feats = default_features(random_state=5)
-    assert [(f.patch_bands, f.n_frames, f.floor_db) for f in feats] == [
-        (12, 8, 35.0), (8, 10, 35.0), (12, 8, None), (8, 10, None)]
+    assert [(f.patch_bands, f.n_frames, f.floor_db, f.n_cepstra) for f in feats] == [
+        (12, 8, 35.0, 20), (8, 10, 35.0, 20), (12, 8, None, None), (8, 10, None, None)]
     assert [f.random_state for f in feats] == [5, 6, 5, 6]
     a = feats[0]
     assert a.n_pool_regions == ((6, 4),) and a.normalize_level
