@@ -296,6 +296,14 @@ def test_fsdd_labels_and_split(tmp_path, capsys):
     code, out, err = run(["classify", tmp_path / "spectra.npz", "--labels", "fsdd", "--sae",
                           tmp_path / "sae.npz"], capsys)
     assert code != 0 and "FSDD folder" in err and "Traceback" not in err
+    # FSDD's names without --labels fsdd: the error says what to add, and the warning
+    # before it is one line, without the source file and code of a Python warning
+    proc = subprocess.run([sys.executable, "-m", "fastsae.cli", "classify", str(rec), "--fast",
+                           "--no-cache"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--labels fsdd" in proc.stderr.splitlines()[-1]
+    assert proc.stderr.splitlines()[0].startswith("fastsae: warning: ignored 16 file(s)")
+    assert ".py:" not in proc.stderr
 
 
 def test_train_sae_on_spectra_keeps_their_settings(tmp_path, audio_dir, capsys):

@@ -196,13 +196,16 @@ def main(argv=None):
         return EXIT_ERROR
     console = Console(quiet=args.quiet, verbose=args.verbose)
     from ..exceptions import (BackendUnavailableError, NumericalError, ParameterError)
+    format_warning = warnings.formatwarning
     try:
         _check_args(args)
         json_target(args)                  # an unwritable --json FILE fails before any work
-        if not args.verbose:
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
-        with human_output_to_stderr(args):
-            return args.func(args, console)
+        with warnings.catch_warnings():
+            if not args.verbose:           # one line per warning, no source file or code
+                warnings.filterwarnings("ignore", category=RuntimeWarning, module="numpy")
+                warnings.formatwarning = _one_line_warning
+            with human_output_to_stderr(args):
+                return args.func(args, console)
     except KeyboardInterrupt:
         print("fastsae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -219,4 +222,11 @@ def main(argv=None):
         print(f"fastsae: error: {message.splitlines()[0] if message else type(exc).__name__}",
               file=sys.stderr)
         return EXIT_DATA
+    finally:
+        warnings.formatwarning = format_warning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    return f"fastsae: warning{kind}: {message}\n"
 

@@ -187,8 +187,11 @@ def _labelled_spectra(source, args, spectrogram, what):
     """(spectra, labels, FSDD repetition index or None) of a labelled folder or spectra file."""
     items, labels, kind, _ = _audio_inputs(source, labels=args.labels)
     if labels is None:
+        from ..datasets import _FSDD_NAME
+        hint = ("; its files are named like FSDD's (digit_speaker_index.wav): add --labels fsdd"
+                if items and all(_FSDD_NAME.match(Path(p).name) for p in items) else "")
         raise CommandError(f"{source}: labels come from class sub-folders "
-                           f"({what}/<class>/<file>), and there are none")
+                           f"({what}/<class>/<file>), and there are none{hint}")
     spectra, kept = _spectra_with_paths(items, kind, spectrogram, args)
     labels = np.asarray(labels)[kept]
     index = None
