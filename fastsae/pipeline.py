@@ -3,7 +3,7 @@
 :class:`SelfTaughtFeatures` chains the pieces of the UFLDL self-taught
 learning recipe into one estimator that :func:`fastsae.save` can write::
 
-    spectra (dB) ─trim_silence, level─> sample_patches(patch_bands x n_frames)
+    spectra (dB) ─smooth_bands, floor, trim_silence, level─> sample_patches(bands x frames)
        ─> PCA whitening ─> SparseAutoencoder (linear decoder) ─> ConvolutionalFeatures
        (filters slid over frequency and time of each whole clip, mean+max pooled
        over frequency x time regions)
@@ -33,7 +33,6 @@ Examples
 """
 from __future__ import annotations
 
-import numbers
 import time
 
 import numpy as np
@@ -47,7 +46,7 @@ from .autoencoder import SparseAutoencoder
 from .base import Estimator
 from .conv import ConvolutionalFeatures
 from .core.checks import (POOL_MODES, check_bool, check_choice, check_dtype, check_int,
-                          check_pair, check_random_state, check_scalar)
+                          check_random_state, check_regions, check_scalar)
 from .exceptions import ParameterError
 from .optim import checkpoint_state
 from .preprocess import PCAWhitening, SigmoidNormalizer
@@ -61,29 +60,6 @@ NORMALIZATIONS = ("pca", "zca", "sigmoid")
 
 
 # -- the pipeline -------------------------------------------------------------------
-
-def _check_regions(value, full_height):
-    """``n_pool_regions`` -> a tuple of ``(frequency, time)`` region counts, one per resolution.
-
-    An int ``r`` is ``r`` time regions over all frequencies, ``(1, r)``; a pair
-    ``(f, r)`` is ``f`` frequency by ``r`` time regions. Full-height filters
-    give maps one band high, so there ``f`` counts as 1.
-    """
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        value = (value,)
-    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
-        raise ParameterError("n_pool_regions must be a positive int, or a non-empty tuple of "
-                             "ints (time regions) and (frequency, time) pairs, e.g. 4, (1, 4) "
-                             f"or ((6, 4),); got {value!r}")
-    out = []
-    for i, r in enumerate(value):
-        if isinstance(r, (tuple, list)):
-            f, t = check_pair(r, f"n_pool_regions[{i}]")
-            out.append((1 if full_height else f, t))
-        else:
-            out.append((1, check_int(r, f"n_pool_regions[{i}]", low=1)))
-    return tuple(out)
-
 
 class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estimator):
     """Self-taught features of whole clips: a sparse autoencoder learned without
@@ -145,7 +121,7 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         four time quarters. With full-height filters (``patch_bands=None``)
         the maps are one band high: ``f`` counts as 1.
     normalize_level : bool
-        Subtract each clip's mean level (dB) before anything else.
+        Subtract each clip's mean level (dB), after the smoothing, floor and trimming.
     floor_db : float > 0 or None
         First raise every value of a clip to at least its maximum minus
         ``floor_db`` (dB): every recording gets the same noise floor relative
@@ -154,7 +130,8 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
     n_cepstra : int >= 1 or None
         Before that, smooth every frame along frequency, keeping its first
         ``n_cepstra`` cepstral coefficients (:func:`fastsae.audio.smooth_bands`):
-        the filters see the envelope without the pitch's harmonics. None: no smoothing.
+        the filters see the envelope without the pitch's harmonics. None: no smoothing;
+        at least the spectra's bands: refused.
     standardize : bool
         Scale every feature to zero mean and unit variance over the clips seen
         in ``fit``.
@@ -265,7 +242,7 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         self._check_sparsity_params()
         check_int(self.max_iter, "max_iter", low=1)
         self._pool_modes()
-        _check_regions(self.n_pool_regions, self.patch_bands is None)
+        check_regions(self.n_pool_regions, self.patch_bands is None)
         check_bool(self.standardize, "standardize")
         if self.trim_db is not None:
             check_scalar(self.trim_db, "trim_db", low=0.0, low_open=True)
@@ -280,6 +257,9 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         if self.patch_bands is not None and self.patch_bands > spectra[0].shape[0]:
             raise ParameterError(f"patch_bands={self.patch_bands} is more than the spectra's "
                                  f"{spectra[0].shape[0]} bands")
+        if self.n_cepstra is not None and self.n_cepstra >= spectra[0].shape[0]:
+            raise ParameterError(f"n_cepstra={self.n_cepstra} keeps all of the spectra's "
+                                 f"{spectra[0].shape[0]} bands: give fewer, or None")
         if self.n_cepstra is not None:
             spectra = [smooth_bands(S, self.n_cepstra) for S in spectra]
         if self.floor_db is not None:
@@ -517,7 +497,7 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
     def _set_up_convolution(self, n_bands):
         """``convs_``, ``conv_`` and the shapes, from the trained ``sae_`` and ``preprocessing_``."""
         modes = self._pool_modes()
-        regions = _check_regions(self.n_pool_regions, self.patch_bands is None)
+        regions = check_regions(self.n_pool_regions, self.patch_bands is None)
         self.patch_shape_ = (self.patch_bands or n_bands, self.n_frames)
         self.convs_ = [ConvolutionalFeatures(self.sae_, self.patch_shape_,
                                              preprocessing=self.preprocessing_, pool=modes,

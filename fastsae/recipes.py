@@ -103,10 +103,11 @@ class ClipClassifier(ClassifierMixin, Estimator):
         (a microphone and room never heard): a tilt across the bands of up to
         ``±tilt_db / 2`` at the ends, and three cosine ripples along frequency
         of up to ``ripple_db`` each. 0 and 0: none.
-    test_warps : tuple of float > 0
+    test_warps : sequence of float > 0
         Factors along frequency at prediction: every member's log-probabilities
         are averaged over the clip warped by each (:func:`fastsae.audio.warp_bands`;
-        1 is the clip as it is). ``(1.0,)``: the clip only.
+        1 is the clip as it is), at ``len(test_warps)`` times the cost of one
+        prediction. ``(1.0,)``: the clip only.
     n_frames : int
         Frames of the fixed-length spectrogram (after trimming the silence).
     trim_db : float
@@ -214,9 +215,13 @@ class ClipClassifier(ClassifierMixin, Estimator):
 
     def _test_warps(self):
         value = self.test_warps
-        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
-            raise ParameterError(f"test_warps must be a non-empty tuple of factors > 0, e.g. "
-                                 f"(0.94, 1.0, 1.06); got {value!r}")
+        try:
+            if isinstance(value, (str, bytes)) or np.ndim(value) != 1 or not len(value):
+                raise TypeError
+            value = list(value)
+        except (TypeError, ValueError):
+            raise ParameterError(f"test_warps must be a non-empty sequence of factors > 0, e.g. "
+                                 f"(0.94, 1.0, 1.06); got {value!r}") from None
         return tuple(check_scalar(f, f"test_warps[{i}]", low=0.0, low_open=True)
                      for i, f in enumerate(value))
 
@@ -237,6 +242,12 @@ class ClipClassifier(ClassifierMixin, Estimator):
         if not feats and not self.spectrogram_softmax and net is None:
             raise ParameterError("the recipe has no member: give features, "
                                  "spectrogram_softmax=True or a conv_net")
+        for name, member in [(f"features[{i}]", f) for i, f in enumerate(feats)] + \
+                [("conv_net", net)] * (net is not None):     # every member's settings, first
+            try:
+                member._validate_params()
+            except ParameterError as exc:
+                raise type(exc)(f"{name}: {exc}") from None
         return feats, net
 
     # -- the fixed-length view ------------------------------------------------

@@ -500,6 +500,10 @@ def test_smooth_bands_keeps_the_envelope_and_removes_fine_structure():
         audio.smooth_bands(S, 0)
     with pytest.raises(ParameterError, match="spectrogram"):
         audio.smooth_bands(np.zeros(5), 3)
+    with pytest.raises(ParameterError, match="real numbers"):
+        audio.smooth_bands(np.ones((4, 2), dtype=complex), 2)
+    with pytest.raises(ParameterError, match="NaN"):
+        audio.smooth_bands(np.where(np.eye(4, 2) > 0, np.nan, 0.0), 2)
 
 
 def test_stretch_frames_resamples_time_and_keeps_the_ends():

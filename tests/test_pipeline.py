@@ -141,8 +141,9 @@ def test_cepstral_smoothing_makes_the_fine_structure_across_bands_not_count(rng)
     np.testing.assert_allclose(smoothed.transform(rougher), smoothed.transform(spectra), atol=1e-5)
     plain = SelfTaughtFeatures(**LOCAL, random_state=0).fit(spectra)
     assert not np.allclose(plain.transform(rougher), plain.transform(spectra), atol=1e-3)
-    with pytest.raises(ParameterError, match="n_cepstra"):
-        SelfTaughtFeatures(**dict(LOCAL, n_cepstra=0)).fit(spectra)
+    for bad in (0, n_bands):                     # none kept, or all of them
+        with pytest.raises(ParameterError, match="n_cepstra"):
+            SelfTaughtFeatures(**dict(LOCAL, n_cepstra=bad)).fit(spectra)
 
 
 def test_options(rng):

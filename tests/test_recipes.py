@@ -164,6 +164,32 @@ def test_bad_parameters_are_refused_before_any_work(clips, params):
         ClipClassifier(**params).fit(train, y)
 
 
+@pytest.mark.parametrize("warps", [(), (1.0, 0.0), 1.0, (1.0, float("inf")), "1.0", (True,),
+                                   np.ones((2, 2))])
+def test_bad_test_warps_are_named(clips, warps):
+    train, y, _, _ = clips
+    with pytest.raises(ParameterError, match="test_warps"):
+        ClipClassifier(test_warps=warps).fit(train, y)
+
+
+def test_test_warps_take_any_sequence(clips):
+    for warps in ([0.9, 1, 1.1], np.array([0.9, 1.0, 1.1]), (np.float64(1.0),)):
+        assert ClipClassifier(test_warps=warps)._test_warps() in ((0.9, 1.0, 1.1), (1.0,))
+
+
+def test_a_bad_member_is_refused_before_any_member_is_fitted(clips, monkeypatch):
+    train, y, _, _ = clips
+    good = SelfTaughtFeatures(n_hidden=6, n_windows=800, max_iter=5, random_state=0)
+    bad = SelfTaughtFeatures(n_hidden=6, n_cepstra=0)
+    monkeypatch.setattr(SelfTaughtFeatures, "fit_transform",
+                        lambda *a, **k: pytest.fail("a member was fitted"))
+    with pytest.raises(ParameterError, match=r"features\[1\].*n_cepstra"):
+        ClipClassifier(features=[good, bad]).fit(train, y)
+    with pytest.raises(ParameterError, match="conv_net.*finetune_iter"):
+        ClipClassifier(features=[good], conv_net=default_conv_net().set_params(
+            finetune_iter=0)).fit(train, y)
+
+
 def test_bad_input_is_refused(clips):
     train, y, test, _ = clips
     with pytest.raises(ParameterError, match="classes"):

@@ -5,6 +5,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ..core.bfloat16 import is_bfloat16
 from ..core.checks import check_int, check_scalar
 from ..core.types import ArrayLike
 from ..exceptions import ParameterError
@@ -197,8 +198,9 @@ def smooth_bands(spectrogram: ArrayLike, n_coefficients: int) -> np.ndarray:
     into bands. On a log-mel spectrogram this keeps the spectral envelope (the
     formants: what is said) and removes the fine structure across bands — in
     the low bands, the harmonics of the voice's pitch (who says it). The
-    result has the input's shape and dtype; ``n_coefficients >= n_bands``
-    returns a copy.
+    result has the input's shape; float16, float32 and float64 input keep
+    their dtype, other real input gives float64; ``n_coefficients >= n_bands``
+    returns a copy. Values must be finite (a NaN would spread to its whole frame).
 
     Examples
     --------
@@ -216,6 +218,10 @@ def smooth_bands(spectrogram: ArrayLike, n_coefficients: int) -> np.ndarray:
     if S.ndim != 2 or S.shape[0] < 1:
         raise ParameterError(f"spectrogram must be 2-D (n_bands, n_frames); got shape {S.shape}")
     k = check_int(n_coefficients, "n_coefficients", low=1)
+    if S.dtype.kind not in "fiub" and not is_bfloat16(S.dtype):
+        raise ParameterError(f"spectrogram must hold real numbers; got dtype {S.dtype}")
+    if not np.isfinite(S.astype(np.float64, copy=False)).all():
+        raise ParameterError("spectrogram holds NaN or infinite values")
     dtype = S.dtype if S.dtype.kind == "f" else np.dtype(np.float64)
     if k >= S.shape[0]:
         return S.astype(dtype, copy=True)

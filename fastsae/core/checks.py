@@ -237,3 +237,26 @@ def check_output_path(path, name="path", *, suffix=None):
     if not os.access(folder, os.W_OK):
         raise ParameterError(f"{name} {path!r}: cannot write in {folder!r}")
     return path
+
+
+def check_regions(value, full_height):
+    """``n_pool_regions`` -> a tuple of ``(frequency, time)`` region counts, one per resolution.
+
+    An int ``r`` is ``r`` time regions over all frequencies, ``(1, r)``; a pair
+    ``(f, r)`` is ``f`` frequency by ``r`` time regions. Full-height filters
+    give maps one band high, so there ``f`` counts as 1.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        value = (value,)
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
+        raise ParameterError("n_pool_regions must be a positive int, or a non-empty tuple of "
+                             "ints (time regions) and (frequency, time) pairs, e.g. 4, (1, 4) "
+                             f"or ((6, 4),); got {value!r}")
+    out = []
+    for i, r in enumerate(value):
+        if isinstance(r, (tuple, list)):
+            f, t = check_pair(r, f"n_pool_regions[{i}]")
+            out.append((1 if full_height else f, t))
+        else:
+            out.append((1, check_int(r, f"n_pool_regions[{i}]", low=1)))
+    return tuple(out)
