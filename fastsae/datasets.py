@@ -236,12 +236,12 @@ def folder_files(path: PathLike) -> tuple[list[str], list[str]]:
                 labels.append(folder.name)
             else:
                 ignored += 1
-    if ignored:
-        warnings.warn(f"ignored {ignored} file(s) in {str(path)!r} that are not "
-                      "audio files inside a class sub-folder", UserWarning, stacklevel=3)
     if not files:
         raise ParameterError(f"path {str(path)!r} has no audio files in class sub-folders "
                              "(expected path/<class>/<file>.wav, ...)")
+    if ignored:
+        warnings.warn(f"ignored {ignored} file(s) in {str(path)!r} that are not "
+                      "audio files inside a class sub-folder", UserWarning, stacklevel=3)
     return files, labels
 
 

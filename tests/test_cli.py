@@ -296,14 +296,22 @@ def test_fsdd_labels_and_split(tmp_path, capsys):
     code, out, err = run(["classify", tmp_path / "spectra.npz", "--labels", "fsdd", "--sae",
                           tmp_path / "sae.npz"], capsys)
     assert code != 0 and "FSDD folder" in err and "Traceback" not in err
-    # FSDD's names without --labels fsdd: the error says what to add, and the warning
-    # before it is one line, without the source file and code of a Python warning
+    # FSDD's names without --labels fsdd: one error line that says what to add
     proc = subprocess.run([sys.executable, "-m", "fastsae.cli", "classify", str(rec), "--fast",
                            "--no-cache"], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "--labels fsdd" in proc.stderr.splitlines()[-1]
-    assert proc.stderr.splitlines()[0].startswith("fastsae: warning: ignored 16 file(s)")
-    assert ".py:" not in proc.stderr
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and "--labels fsdd" in proc.stderr
+
+
+def test_warnings_are_one_line_without_python_s_file_and_code(audio_dir, tmp_path):
+    (audio_dir / "notes.txt").write_text("not audio")
+    proc = subprocess.run([sys.executable, "-m", "fastsae.cli", "features", str(audio_dir), "-o",
+                           str(tmp_path / "s.npz"), "--quiet", "--no-cache"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == ["fastsae: warning: ignored 1 file(s) in "
+                                        f"'{audio_dir}' that are not audio files inside a "
+                                        "class sub-folder"]
 
 
 def test_train_sae_on_spectra_keeps_their_settings(tmp_path, audio_dir, capsys):
@@ -315,3 +323,63 @@ def test_train_sae_on_spectra_keeps_their_settings(tmp_path, audio_dir, capsys):
     assert code == 0, err
     spec = fastsae.load(tmp_path / "sae.npz")["spectrogram"]
     assert (spec.kind, spec.n_bands, spec.hop_length) == ("bark", 20, 128)
+
+
+def test_misuse_that_would_lose_work_is_refused_before_any(audio_dir, tmp_path, capsys):
+    code, _, err = run(["features", audio_dir, "-o", tmp_path / "spectra.npz", "--quiet",
+                        "--no-cache"], capsys)
+    assert code == 0, err
+    before = (tmp_path / "spectra.npz").read_bytes()
+    # a finished run removes its checkpoint: as the -o file, that would remove the model
+    code, _, err = run(["train-sae", tmp_path / "spectra.npz", "-o", tmp_path / "m.npz",
+                        "--checkpoint", tmp_path / "m.npz", "--checkpoint-every", "2"] + TRAIN,
+                       capsys)
+    assert code != 0 and "--checkpoint" in err and not (tmp_path / "m.npz").exists()
+    code, _, err = run(["train-sae", tmp_path / "spectra.npz", "-o", tmp_path / "spectra.npz"]
+                       + TRAIN, capsys)
+    assert code != 0 and "is the input" in err
+    assert (tmp_path / "spectra.npz").read_bytes() == before
+    # resuming from a file that is no train-sae checkpoint
+    code, _, err = run(["classify", audio_dir, "--fast", "-o", tmp_path / "rep", "--quiet",
+                        "--no-cache", "--n-jobs", "1"], capsys)
+    assert code == 0, err
+    code, _, err = run(["train-sae", tmp_path / "spectra.npz", "-o", tmp_path / "s.npz",
+                        "--resume", "--checkpoint", tmp_path / "rep" / "classifier.npz"] + TRAIN,
+                       capsys)
+    assert code != 0 and "not a checkpoint" in err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--test-size", "0.99"], "no training clips"),
+    (["--seed", "-1"], "--seed"),
+])
+def test_classify_settings_that_leave_nothing_to_do_are_refused(audio_dir, tmp_path, capsys,
+                                                                extra, message):
+    code, _, err = run(["classify", audio_dir, "--fast", "-o", tmp_path / "rep", "--quiet",
+                        "--no-cache", "--n-jobs", "1"] + extra, capsys)
+    assert code != 0 and message in err and "Traceback" not in err
+
+
+def test_a_spectra_file_without_labels_is_named(audio_dir, tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in sorted(audio_dir.rglob("*.wav"))[:6]:
+        (flat / f"{f.parent.name}{f.name}").write_bytes(f.read_bytes())
+    code, _, err = run(["features", flat, "-o", tmp_path / "nolab.npz", "--quiet", "--no-cache"],
+                       capsys)
+    assert code == 0, err
+    for args in (["classify", tmp_path / "nolab.npz"], ["classify", audio_dir, "--test",
+                                                        tmp_path / "nolab.npz"]):
+        code, _, err = run(args + ["--fast", "-o", tmp_path / "rep", "--no-cache"], capsys)
+        assert code != 0 and "holds no labels" in err
+
+
+def test_running_out_of_memory_is_an_error_line(audio_dir, tmp_path, capsys, monkeypatch):
+    code, _, err = run(["train-sae", audio_dir, "-o", tmp_path / "sae.npz"] + TRAIN, capsys)
+    assert code == 0, err
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError("Unable to allocate 36 GiB")
+    monkeypatch.setattr(fastsae.io, "load", no_memory)
+    code, _, err = run(["show", tmp_path / "sae.npz", "-o", tmp_path / "f.png"], capsys)
+    assert code != 0 and err.startswith("fastsae: error: not enough memory")

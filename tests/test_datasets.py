@@ -181,3 +181,18 @@ def test_fsdd_load_a_subset(fsdd_path):
                                        cache_dir=False)
     X = audio.sample_windows(spectra, n_frames=4, n_samples=500, random_state=0)
     assert X.shape == (500, 160) and np.isfinite(X).all()
+
+
+def test_a_flat_folder_is_refused_without_a_misleading_warning(tmp_path):
+    import warnings
+    for i in range(3):
+        sf.write(tmp_path / f"{i}.wav", np.zeros(800, dtype=np.float32), 8000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # "ignored 3 file(s)" would be wrong
+        with pytest.raises(ParameterError, match="class sub-folders"):
+            datasets.folder_files(tmp_path)
+    (tmp_path / "a").mkdir()
+    sf.write(tmp_path / "a" / "x.wav", np.zeros(800, dtype=np.float32), 8000)
+    with pytest.warns(UserWarning, match="ignored 3 file"):
+        files, labels = datasets.folder_files(tmp_path)
+    assert labels == ["a"]

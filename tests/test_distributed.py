@@ -255,6 +255,8 @@ def test_connect_to_nowhere_is_a_clear_error():
         port = s.getsockname()[1]
     with pytest.raises(BackendUnavailableError, match="could not reach the Dask scheduler"):
         fd.connect(f"tcp://127.0.0.1:{port}", timeout=1)
+    with pytest.raises(ParameterError, match="not a scheduler address"):
+        fd.connect("garbage", timeout=1)                 # no port
 
 
 def _same_shards_here(X, bounds, v, h, kw):

@@ -64,6 +64,13 @@ def connect(address=None, *, timeout=10.0, **local_cluster_kw):
     elif not isinstance(address, (str, distributed.deploy.Cluster)):
         raise ParameterError("address must be a scheduler address such as 'tcp://host:8786', "
                              f"a Dask cluster object or None; got {address!r}")
+    if isinstance(address, str) and (address.split("://")[0] if "://" in address
+                                     else "tcp") in ("tcp", "tls"):   # before a Client exists
+        try:
+            distributed.comm.get_address_host_port(address)
+        except ValueError as exc:                        # e.g. no port in the address
+            raise ParameterError(f"address {address!r} is not a scheduler address such as "
+                                 f"'tcp://host:8786': {exc}") from None
     try:
         return distributed.Client(address, timeout=timeout, **local_cluster_kw)
     except (OSError, TimeoutError) as exc:

@@ -179,6 +179,8 @@ def _check_args(args):
                            f"{args.patch_bands}")
     if getattr(args, "n_jobs", None) == 0:
         raise CommandError("--n-jobs must be positive (or -1 for all cores); got 0")
+    if getattr(args, "seed", None) is not None and args.seed < 0:
+        raise CommandError(f"--seed must be >= 0; got {args.seed}")
     ts = getattr(args, "test_size", None)
     if ts is not None and not 0.0 < ts < 1.0:
         raise CommandError(f"--test-size must be in (0, 1); got {ts}")
@@ -214,6 +216,12 @@ def main(argv=None):
             raise
         print(f"fastsae: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except MemoryError as exc:
+        if args.verbose:
+            raise
+        print(f"fastsae: error: not enough memory for these settings ({exc}); give smaller "
+              "ones (fewer windows, units or bands)", file=sys.stderr)
+        return EXIT_DATA
     except (ParameterError, BackendUnavailableError, NumericalError, OSError) as exc:
         if args.verbose:
             raise

@@ -76,10 +76,17 @@ def cmd_train_sae(args, console):
     out = _output_file(args.output, "-o", ".npz")
     checkpoint = args.checkpoint or str(out.with_suffix("")) + ".checkpoint.npz"
     _output_file(checkpoint, "--checkpoint", ".npz")
+    same = lambda a, b: os.path.realpath(a) == os.path.realpath(b)     # noqa: E731
+    if same(checkpoint, out):            # the finished run removes its checkpoint
+        raise CommandError(f"--checkpoint {checkpoint} is the -o file: give another path")
+    if same(args.audio_dir, out):
+        raise CommandError(f"-o {args.output} is the input: give another path")
     if args.resume:
         if not os.path.exists(checkpoint):
             raise CommandError(f"--resume: no checkpoint at {checkpoint}")
         model = io.load(checkpoint)
+        if _self_taught_pipeline(model) is None:
+            raise CommandError(f"--resume: {checkpoint} is not a checkpoint of 'fastsae train-sae'")
         if args.max_iter is not None:
             model["features"].max_iter = args.max_iter
         console.info(f"resuming from {checkpoint} "
@@ -170,22 +177,31 @@ def cmd_train_sae(args, console):
     return EXIT_INTERRUPTED if interrupted else 0
 
 
+def _self_taught_pipeline(model):
+    from sklearn.pipeline import Pipeline
+    ok = isinstance(model, Pipeline) and "features" in model.named_steps
+    return model if ok else None
+
+
 def _split(labels, test_size, seed):
     """Stratified train/test indices."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    train, test = [], []
+    train, test = [], []                 # (as index arrays even when empty)
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
         n_test = max(1, int(round(test_size * idx.size))) if idx.size > 1 else 0
         test += idx[:n_test].tolist()
         train += idx[n_test:].tolist()
-    return np.sort(train), np.sort(test)
+    return np.sort(np.array(train, dtype=np.intp)), np.sort(np.array(test, dtype=np.intp))
 
 
 def _labelled_spectra(source, args, spectrogram, what):
     """(spectra, labels, FSDD repetition index or None) of a labelled folder or spectra file."""
     items, labels, kind, _ = _audio_inputs(source, labels=args.labels)
+    if labels is None and kind == "spectra":
+        raise CommandError(f"{source}: the spectra file holds no labels (write it with "
+                           "'fastsae features' from class sub-folders or with --labels fsdd)")
     if labels is None:
         from ..datasets import _FSDD_NAME
         hint = ("; its files are named like FSDD's (digit_speaker_index.wav): add --labels fsdd"
@@ -242,6 +258,10 @@ def cmd_classify(args, console):
         train, test = np.flatnonzero(index >= 5), np.flatnonzero(index < 5)
     else:
         train, test = _split(labels, args.test_size, args.seed)
+    if train.size == 0 or test.size == 0:
+        raise CommandError(f"no {'training' if train.size == 0 else 'test'} clips: "
+                           f"{len(spectra)} clip(s) read in all (files skipped, or a "
+                           "--test-size or split that leaves none)")
     if np.unique(labels[train]).size < 2:
         raise CommandError("classify needs at least two classes in the training clips")
     unseen = sorted(set(labels[test].tolist()) - set(labels[train].tolist()))
