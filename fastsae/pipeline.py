@@ -257,10 +257,10 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
         if self.patch_bands is not None and self.patch_bands > spectra[0].shape[0]:
             raise ParameterError(f"patch_bands={self.patch_bands} is more than the spectra's "
                                  f"{spectra[0].shape[0]} bands")
-        if self.n_cepstra is not None and self.n_cepstra >= spectra[0].shape[0]:
-            raise ParameterError(f"n_cepstra={self.n_cepstra} keeps all of the spectra's "
-                                 f"{spectra[0].shape[0]} bands: give fewer, or None")
         if self.n_cepstra is not None:
+            if self.n_cepstra >= spectra[0].shape[0]:
+                raise ParameterError(f"n_cepstra={self.n_cepstra} keeps all of the spectra's "
+                                     f"{spectra[0].shape[0]} bands: give fewer, or None")
             spectra = [smooth_bands(S, self.n_cepstra) for S in spectra]
         if self.floor_db is not None:
             spectra = [np.maximum(S, S.max() - self.floor_db) for S in spectra]

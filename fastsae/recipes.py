@@ -242,8 +242,10 @@ class ClipClassifier(ClassifierMixin, Estimator):
         if not feats and not self.spectrogram_softmax and net is None:
             raise ParameterError("the recipe has no member: give features, "
                                  "spectrogram_softmax=True or a conv_net")
-        for name, member in [(f"features[{i}]", f) for i, f in enumerate(feats)] + \
-                [("conv_net", net)] * (net is not None):     # every member's settings, first
+        named = [(f"features[{i}]", f) for i, f in enumerate(feats)]
+        if net is not None:
+            named.append(("conv_net", net))
+        for name, member in named:                    # every member's settings, before any fit
             try:
                 member._validate_params()
             except ParameterError as exc:

@@ -220,12 +220,13 @@ def smooth_bands(spectrogram: ArrayLike, n_coefficients: int) -> np.ndarray:
     k = check_int(n_coefficients, "n_coefficients", low=1)
     if S.dtype.kind not in "fiub" and not is_bfloat16(S.dtype):
         raise ParameterError(f"spectrogram must hold real numbers; got dtype {S.dtype}")
-    if not np.isfinite(S.astype(np.float64, copy=False)).all():
+    X = S.astype(np.float64)                       # a copy: the DCT below works in place
+    if not np.isfinite(X).all():
         raise ParameterError("spectrogram holds NaN or infinite values")
     dtype = S.dtype if S.dtype.kind == "f" else np.dtype(np.float64)
     if k >= S.shape[0]:
         return S.astype(dtype, copy=True)
-    C = scipy.fft.dct(S.astype(np.float64), type=2, norm="ortho", axis=0)
+    C = scipy.fft.dct(X, type=2, norm="ortho", axis=0, overwrite_x=True)
     C[k:] = 0.0
     return scipy.fft.idct(C, type=2, norm="ortho", axis=0).astype(dtype, copy=False)
 

@@ -128,13 +128,18 @@ def _spectra_with_paths(items, kind, spectrogram, args):
     return spectra, [index[p] for p in kept]
 
 
-def _self_taught(model):
-    """The fitted SelfTaughtFeatures inside a saved model, or None."""
+def _is_feature_model(model):
+    """Whether ``model`` is a pipeline of 'fastsae train-sae' (with a "features" step)."""
     from sklearn.pipeline import Pipeline
 
+    return isinstance(model, Pipeline) and "features" in model.named_steps
+
+
+def _self_taught(model):
+    """The fitted SelfTaughtFeatures inside a saved model, or None."""
     from ..pipeline import SelfTaughtFeatures
 
-    if isinstance(model, Pipeline) and "features" in model.named_steps:
+    if _is_feature_model(model):
         model = model["features"]
     return model if isinstance(model, SelfTaughtFeatures) and hasattr(model, "sae_") else None
 
@@ -142,11 +147,9 @@ def _self_taught(model):
 def _find_autoencoder(model, kind="encoder"):
     """(weights, n_bands, n_frames) of the filters inside any saved model."""
     from ..autoencoder import SparseAutoencoder
-    from sklearn.pipeline import Pipeline
-
     from ..pipeline import SelfTaughtFeatures
 
-    if isinstance(model, Pipeline) and "features" in model.named_steps:
+    if _is_feature_model(model):
         model = model["features"]
     if isinstance(model, SelfTaughtFeatures) and hasattr(model, "sae_"):
         return (model.filters(kind),) + model._patch_shape()

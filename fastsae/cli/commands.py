@@ -12,7 +12,8 @@ import numpy as np
 from ..exceptions import ParameterError
 from ._json import emit, table_document
 from ._support import (EXIT_INTERRUPTED, CommandError, _audio_inputs, _find_autoencoder,
-                       _input_file, _output_file, _self_taught, _spectra_with_paths, _table)
+                       _input_file, _is_feature_model, _output_file, _self_taught,
+                       _spectra_with_paths, _table)
 
 
 def _spectrogram(args, **kw):
@@ -85,7 +86,7 @@ def cmd_train_sae(args, console):
         if not os.path.exists(checkpoint):
             raise CommandError(f"--resume: no checkpoint at {checkpoint}")
         model = io.load(checkpoint)
-        if _self_taught_pipeline(model) is None:
+        if not _is_feature_model(model):
             raise CommandError(f"--resume: {checkpoint} is not a checkpoint of 'fastsae train-sae'")
         if args.max_iter is not None:
             model["features"].max_iter = args.max_iter
@@ -177,22 +178,17 @@ def cmd_train_sae(args, console):
     return EXIT_INTERRUPTED if interrupted else 0
 
 
-def _self_taught_pipeline(model):
-    from sklearn.pipeline import Pipeline
-    ok = isinstance(model, Pipeline) and "features" in model.named_steps
-    return model if ok else None
-
-
 def _split(labels, test_size, seed):
     """Stratified train/test indices."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    train, test = [], []                 # (as index arrays even when empty)
+    train, test = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
         n_test = max(1, int(round(test_size * idx.size))) if idx.size > 1 else 0
         test += idx[:n_test].tolist()
         train += idx[n_test:].tolist()
+    # index arrays even when empty (np.sort([]) would give floats)
     return np.sort(np.array(train, dtype=np.intp)), np.sort(np.array(test, dtype=np.intp))
 
 
@@ -241,7 +237,7 @@ def cmd_classify(args, console):
     features = None
     if args.sae is not None:
         model = io.load(_input_file(args.sae, "--sae"))
-        if not isinstance(model, Pipeline) or "features" not in model.named_steps:
+        if not _is_feature_model(model):
             raise CommandError(f"{args.sae}: not a feature model written by 'fastsae train-sae'")
         spectrogram, features = model["spectrogram"], model["features"]
     else:
