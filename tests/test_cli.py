@@ -1,6 +1,7 @@
 """The fastsae command, end to end in a temporary folder, on tiny settings."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -347,6 +348,61 @@ def test_misuse_that_would_lose_work_is_refused_before_any(audio_dir, tmp_path, 
                         "--resume", "--checkpoint", tmp_path / "rep" / "classifier.npz"] + TRAIN,
                        capsys)
     assert code != 0 and "not a checkpoint" in err
+
+
+def test_resume_to_no_more_iterations_than_done_is_refused(audio_dir, tmp_path, capsys):
+    """It would replace the -o model with the older checkpoint and delete the checkpoint."""
+    code, _, err = run(["train-sae", audio_dir, "-o", tmp_path / "m.npz"] + TRAIN, capsys)
+    assert code == 0, err
+    done = fastsae.load(tmp_path / "m.npz")["features"].sae_.n_iter_
+    shutil.copy(tmp_path / "m.npz", tmp_path / "ck.npz")
+    (tmp_path / "newer.npz").write_bytes(b"the newer model")
+    for total in (done, done - 3):
+        code, _, err = run(["train-sae", audio_dir, "-o", tmp_path / "newer.npz", "--resume",
+                            "--checkpoint", tmp_path / "ck.npz"] + TRAIN + ["--max-iter", total],
+                           capsys)
+        assert code != 0 and f"done {done} iterations" in err and "Traceback" not in err
+    assert (tmp_path / "newer.npz").read_bytes() == b"the newer model"
+    assert (tmp_path / "ck.npz").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_output_in_a_folder_nothing_can_be_written_in_is_refused_up_front(audio_dir,
+                                                                             capsys):
+    # /proc refuses new files even to root, for whom os.access says yes to everything
+    for args in (["features", audio_dir, "-o", "/proc/fastsae/s.npz"],
+                 ["classify", audio_dir, "--fast", "-o", "/proc/fastsae-report"],
+                 ["train-sae", audio_dir, "-o", "x.npz", "--json", "/proc/m.json"]):
+        code, out, err = run(args + ["--quiet", "--no-cache"], capsys)
+        assert code != 0 and err.startswith("fastsae: error:") and "/proc" in err
+        assert "Traceback" not in err and "spectra" not in out
+
+
+def test_classify_on_spectra_keeps_their_settings_and_refuses_others(audio_dir, tmp_path,
+                                                                     capsys):
+    for name, extra in (("bark.npz", ["--kind", "bark", "--n-bands", "20"]),
+                        ("mel.npz", [])):
+        code, _, err = run(["features", audio_dir, "-o", tmp_path / name, "--quiet",
+                            "--no-cache"] + extra, capsys)
+        assert code == 0, err
+    code, _, err = run(["classify", tmp_path / "bark.npz", "--fast", "-o", tmp_path / "rep",
+                        "--quiet", "--no-cache", "--n-jobs", "1"], capsys)
+    assert code == 0, err
+    model = fastsae.load(tmp_path / "rep" / "classifier.npz")
+    spec = model["spectrogram"]
+    assert (spec.kind, spec.n_bands) == ("bark", 20)
+    # the saved classifier computes the spectra it was trained on from audio
+    assert model.predict([str(sorted(audio_dir.rglob("*.wav"))[0])])[0] in ("low", "high")
+    # a test file (or, with --sae, the training file) made with other settings is refused
+    code, _, err = run(["classify", tmp_path / "bark.npz", "--test", tmp_path / "mel.npz",
+                        "--fast", "-o", tmp_path / "rep2", "--quiet"], capsys)
+    assert code != 0 and "other settings" in err and "'mel'" in err
+    code, _, err = run(["train-sae", tmp_path / "mel.npz", "-o", tmp_path / "sae.npz"] + TRAIN,
+                       capsys)
+    assert code == 0, err
+    code, _, err = run(["classify", tmp_path / "bark.npz", "--sae", tmp_path / "sae.npz",
+                        "-o", tmp_path / "rep3", "--quiet"], capsys)
+    assert code != 0 and "other settings" in err and "n_bands 20" in err
 
 
 @pytest.mark.parametrize("extra, message", [

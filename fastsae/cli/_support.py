@@ -1,7 +1,6 @@
 """What every command shares: errors, paths checked up front, the console, audio inputs."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -37,10 +36,21 @@ def _output_file(path, flag, suffix):
         if parent.exists():
             if not parent.is_dir():
                 raise CommandError(f"{flag} {path}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK):
-                raise CommandError(f"{flag} {path}: cannot write in {parent}")
+            _writable(parent, f"{flag} {path}")
             break
     return path
+
+
+def _writable(folder, what):
+    """Refuse a folder that a file cannot be made in (a permission, a read-only file
+    system: what ``os.access`` misses for root), by making and removing one."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".fastsae-probe-"):
+            pass
+    except OSError as exc:
+        raise CommandError(f"{what}: cannot write in {folder} ({exc.strerror})") from None
 
 
 # -- helpers -------------------------------------------------------------------

@@ -13,7 +13,7 @@ from ..exceptions import ParameterError
 from ._json import emit, table_document
 from ._support import (EXIT_INTERRUPTED, CommandError, _audio_inputs, _find_autoencoder,
                        _input_file, _is_feature_model, _output_file, _self_taught,
-                       _spectra_with_paths, _table)
+                       _spectra_with_paths, _table, _writable)
 
 
 def _spectrogram(args, **kw):
@@ -88,11 +88,13 @@ def cmd_train_sae(args, console):
         model = io.load(checkpoint)
         if not _is_feature_model(model):
             raise CommandError(f"--resume: {checkpoint} is not a checkpoint of 'fastsae train-sae'")
+        done = int(getattr(getattr(model["features"], "sae_", None), "n_iter_", 0))
         if args.max_iter is not None:
+            if args.max_iter <= done:        # nothing to do, and the older state would be saved
+                raise CommandError(f"--max-iter {args.max_iter}: the checkpoint has done {done} "
+                                   "iterations already; give the new total, above that")
             model["features"].max_iter = args.max_iter
-        console.info(f"resuming from {checkpoint} "
-                     f"({model['features'].sae_.n_iter_ if hasattr(model['features'], 'sae_') else 0} "
-                     "iterations done)")
+        console.info(f"resuming from {checkpoint} ({done} iterations done)")
     else:
         model = _feature_model(args)
     try:
@@ -192,9 +194,18 @@ def _split(labels, test_size, seed):
     return np.sort(np.array(train, dtype=np.intp)), np.sort(np.array(test, dtype=np.intp))
 
 
+def _stored_spectrogram(stored):
+    """The Spectrogram that a spectra file's stored settings describe."""
+    from ..audio import Spectrogram
+
+    return Spectrogram(**{k: v for k, v in stored.items() if k in Spectrogram().get_params()})
+
+
 def _labelled_spectra(source, args, spectrogram, what):
-    """(spectra, labels, FSDD repetition index or None) of a labelled folder or spectra file."""
-    items, labels, kind, _ = _audio_inputs(source, labels=args.labels)
+    """(spectra, labels, FSDD repetition index or None, the Spectrogram that made them) of
+    a labelled folder or spectra file: ``spectrogram`` for audio, a spectra file's own
+    settings where it stores them."""
+    items, labels, kind, stored = _audio_inputs(source, labels=args.labels)
     if labels is None and kind == "spectra":
         raise CommandError(f"{source}: the spectra file holds no labels (write it with "
                            "'fastsae features' from class sub-folders or with --labels fsdd)")
@@ -209,7 +220,18 @@ def _labelled_spectra(source, args, spectrogram, what):
     index = None
     if args.labels == "fsdd":
         index = np.array([int(Path(items[i]).stem.split("_")[2]) for i in kept])
-    return spectra, labels, index
+    made_by = _stored_spectrogram(stored) if kind == "spectra" and stored else spectrogram
+    return spectra, labels, index, made_by
+
+
+def _same_front_end(a, b, what):
+    """Refuse spectra computed with other settings than the model's front end."""
+    pa, pb = a.get_params(), b.get_params()
+    differ = [f"{k} {pb[k]!r} (not {pa[k]!r})" for k in pa
+              if pa[k] != pb[k] and pa[k] is not None and pb[k] is not None]
+    if differ:
+        raise CommandError(f"{what}: its spectra were computed with other settings than "
+                           f"the model's: {', '.join(differ)}")
 
 
 def _report_folder(path):
@@ -221,6 +243,7 @@ def _report_folder(path):
         report.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CommandError(f"-o {path}: cannot make the report folder ({exc.strerror})") from None
+    _writable(report, f"-o {path}")
     return report
 
 
@@ -244,9 +267,19 @@ def cmd_classify(args, console):
         spectrogram = _spectrogram(args)
     report = _report_folder(args.output)
     t = time.perf_counter()
-    spectra, labels, index = _labelled_spectra(args.audio_dir, args, spectrogram, "TRAIN_DIR")
+    spectra, labels, index, made_by = _labelled_spectra(args.audio_dir, args, spectrogram,
+                                                        "TRAIN_DIR")
+    if made_by is not spectrogram:          # a spectra file: the classifier keeps its settings
+        if features is not None:
+            _same_front_end(spectrogram, made_by, os.fspath(args.audio_dir))
+        else:
+            spectrogram = made_by
+            console.info("spectrogram settings from the spectra file: " + ", ".join(
+                f"{k}={v}" for k, v in spectrogram.get_params().items() if v is not None))
     if args.test is not None:
-        test_spectra, test_labels, _ = _labelled_spectra(args.test, args, spectrogram, "TEST_DIR")
+        test_spectra, test_labels, _, test_made_by = _labelled_spectra(
+            args.test, args, spectrogram, "TEST_DIR")
+        _same_front_end(spectrogram, test_made_by, f"--test {args.test}")
         train = np.arange(len(spectra))
         spectra, labels = spectra + test_spectra, np.concatenate([labels, test_labels])
         test = np.arange(train.size, len(spectra))
