@@ -70,6 +70,16 @@ def _feature_model(args):
                      ("features", SelfTaughtFeatures(**params))])
 
 
+def _stored_spectrogram(stored, console):
+    """The Spectrogram that a spectra file's stored settings describe (and say so)."""
+    from ..audio import Spectrogram
+
+    params = {k: v for k, v in stored.items() if k in Spectrogram().get_params()}
+    console.info("spectrogram settings from the spectra file: "
+                 + ", ".join(f"{k}={v}" for k, v in params.items()))
+    return Spectrogram(**params)
+
+
 def cmd_train_sae(args, console):
     from .. import io
 
@@ -104,11 +114,7 @@ def cmd_train_sae(args, console):
     items, _, kind, stored = _audio_inputs(args.audio_dir)
     if kind == "spectra" and stored and not args.resume:
         # the model must compute the spectra it was trained on: take the file's settings
-        from ..audio import Spectrogram
-        spec_params = {k: v for k, v in stored.items() if k in Spectrogram().get_params()}
-        model.steps[0] = ("spectrogram", Spectrogram(**spec_params))
-        console.info("spectrogram settings from the spectra file: "
-                     + ", ".join(f"{k}={v}" for k, v in spec_params.items()))
+        model.steps[0] = ("spectrogram", _stored_spectrogram(stored, console))
     spec, feats = model["spectrogram"], model["features"]
     # with a cluster and audio files, the workers compute the spectra and the patches
     on_workers = bool(args.scheduler) and kind == "files"
@@ -194,17 +200,9 @@ def _split(labels, test_size, seed):
     return np.sort(np.array(train, dtype=np.intp)), np.sort(np.array(test, dtype=np.intp))
 
 
-def _stored_spectrogram(stored):
-    """The Spectrogram that a spectra file's stored settings describe."""
-    from ..audio import Spectrogram
-
-    return Spectrogram(**{k: v for k, v in stored.items() if k in Spectrogram().get_params()})
-
-
 def _labelled_spectra(source, args, spectrogram, what):
-    """(spectra, labels, FSDD repetition index or None, the Spectrogram that made them) of
-    a labelled folder or spectra file: ``spectrogram`` for audio, a spectra file's own
-    settings where it stores them."""
+    """(spectra, labels, FSDD repetition index or None, the spectrogram settings a spectra
+    file stores or None) of a labelled folder or spectra file."""
     items, labels, kind, stored = _audio_inputs(source, labels=args.labels)
     if labels is None and kind == "spectra":
         raise CommandError(f"{source}: the spectra file holds no labels (write it with "
@@ -220,15 +218,14 @@ def _labelled_spectra(source, args, spectrogram, what):
     index = None
     if args.labels == "fsdd":
         index = np.array([int(Path(items[i]).stem.split("_")[2]) for i in kept])
-    made_by = _stored_spectrogram(stored) if kind == "spectra" and stored else spectrogram
-    return spectra, labels, index, made_by
+    return spectra, labels, index, stored if kind == "spectra" else None
 
 
-def _same_front_end(a, b, what):
-    """Refuse spectra computed with other settings than the model's front end."""
-    pa, pb = a.get_params(), b.get_params()
-    differ = [f"{k} {pb[k]!r} (not {pa[k]!r})" for k in pa
-              if pa[k] != pb[k] and pa[k] is not None and pb[k] is not None]
+def _same_front_end(spectrogram, stored, what):
+    """Refuse spectra whose stored settings differ from the model's front end."""
+    pa = spectrogram.get_params()
+    differ = [f"{k} {v!r} (not {pa[k]!r})" for k, v in stored.items()
+              if k in pa and pa[k] != v and pa[k] is not None and v is not None]
     if differ:
         raise CommandError(f"{what}: its spectra were computed with other settings than "
                            f"the model's: {', '.join(differ)}")
@@ -267,19 +264,17 @@ def cmd_classify(args, console):
         spectrogram = _spectrogram(args)
     report = _report_folder(args.output)
     t = time.perf_counter()
-    spectra, labels, index, made_by = _labelled_spectra(args.audio_dir, args, spectrogram,
-                                                        "TRAIN_DIR")
-    if made_by is not spectrogram:          # a spectra file: the classifier keeps its settings
-        if features is not None:
-            _same_front_end(spectrogram, made_by, os.fspath(args.audio_dir))
-        else:
-            spectrogram = made_by
-            console.info("spectrogram settings from the spectra file: " + ", ".join(
-                f"{k}={v}" for k, v in spectrogram.get_params().items() if v is not None))
+    spectra, labels, index, stored = _labelled_spectra(args.audio_dir, args, spectrogram,
+                                                       "TRAIN_DIR")
+    if stored and features is not None:
+        _same_front_end(spectrogram, stored, os.fspath(args.audio_dir))
+    elif stored:                            # the classifier keeps the spectra file's settings
+        spectrogram = _stored_spectrogram(stored, console)
     if args.test is not None:
-        test_spectra, test_labels, _, test_made_by = _labelled_spectra(
-            args.test, args, spectrogram, "TEST_DIR")
-        _same_front_end(spectrogram, test_made_by, f"--test {args.test}")
+        test_spectra, test_labels, _, stored = _labelled_spectra(args.test, args, spectrogram,
+                                                                 "TEST_DIR")
+        if stored:
+            _same_front_end(spectrogram, stored, f"--test {args.test}")
         train = np.arange(len(spectra))
         spectra, labels = spectra + test_spectra, np.concatenate([labels, test_labels])
         test = np.arange(train.size, len(spectra))
