@@ -307,6 +307,14 @@ def read_document(path):
     if not os.path.isfile(path):
         raise ModelFileError(f"model file {path!r} does not exist")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"{path!r} cannot be read: {exc.strerror}") from None
+    if magic[:2] != b"PK":             # .npz files are zip archives; np.load would try pickle
+        raise ModelFileError(f"{path!r} is not a fastsae model file ("
+                             f"{'empty' if not magic else 'not a .npz archive'})")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             if _META not in npz.files:
                 raise ModelFileError(f"{path!r} is not a fastsae model file (no {_META} entry)")

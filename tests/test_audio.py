@@ -3,6 +3,8 @@ import time
 import warnings
 
 import librosa
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -294,6 +296,21 @@ def test_spectrum_rejects_bad_input():
         audio.spectrum(y, SR, kind="mel", n_mels=64)
     with pytest.raises(ParameterError, match="no FFT bin"):
         audio.spectrum(y, SR, kind="fft", fmin=1010.0, fmax=1020.0)
+
+
+def test_mel_bands_that_cover_no_fft_bin_are_refused_naming_the_most_there_can_be():
+    y = (0.1 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    with pytest.raises(ParameterError, match=r"n_bands=300 .* use at most (\d+) bands") as info:
+        audio.spectrum(y, SR, n_bands=300)                   # n_fft 256: 129 bins, 31.25 Hz
+    most = int(re.search(r"at most (\d+)", str(info.value)).group(1))
+    assert 40 < most < 300
+    S = audio.spectrum(y, SR, n_bands=most)                  # the most there can be: no empty band
+    assert S.shape == (most, 101) and (S.std(axis=1) > 0).all()
+    with pytest.raises(ParameterError, match="empty"):
+        audio.spectrum(y, SR, n_bands=most + 1)
+    with pytest.raises(ParameterError, match="n_mels=300"):
+        audio.spectrum(y, SR, kind="cepstrum", n_bands=13, n_mels=300)
+    assert audio.spectrum(y, SR, n_bands=300, n_fft=2048).shape[0] == 300   # finer bins: fine
 
 
 # -- windows --------------------------------------------------------------------------

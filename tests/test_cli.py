@@ -366,6 +366,76 @@ def test_resume_to_no_more_iterations_than_done_is_refused(audio_dir, tmp_path, 
     assert (tmp_path / "ck.npz").exists()
 
 
+def test_options_that_a_checkpoint_model_or_spectra_file_sets_must_agree_with_it(
+        audio_dir, tmp_path, capsys):
+    """They would be dropped silently: refused where they differ, accepted where they agree."""
+    code, _, err = run(["train-sae", audio_dir, "-o", tmp_path / "m.npz"] + TRAIN, capsys)
+    assert code == 0, err
+    done = fastsae.load(tmp_path / "m.npz")["features"].sae_.n_iter_
+    shutil.copy(tmp_path / "m.npz", tmp_path / "ck.npz")
+    resume = ["train-sae", audio_dir, "-o", tmp_path / "r.npz", "--resume", "--checkpoint",
+              tmp_path / "ck.npz"]
+    code, _, err = run(resume + TRAIN + ["--max-iter", done + 3, "--hidden", 7, "--n-bands", 20],
+                       capsys)
+    assert code == 2 and "--hidden 7 (it has 6)" in err and "--n-bands 20 (it has 40)" in err
+    assert not (tmp_path / "r.npz").exists() and (tmp_path / "ck.npz").exists()
+    code, _, err = run(resume + TRAIN + ["--max-iter", done + 3, "--n-bands", 40], capsys)
+    assert code == 0, err                     # the same command again, with --resume
+    assert fastsae.load(tmp_path / "r.npz")["features"].sae_.n_iter_ > done
+
+    sae = ["classify", audio_dir, "--sae", tmp_path / "m.npz", "-o", tmp_path / "rep",
+           "--quiet", "--no-cache"]
+    for extra, message in ((["--kind", "bark"], "--kind bark (it has mel)"),
+                           (["--fast"], "leave out --fast")):
+        code, _, err = run(sae + extra, capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["classify", audio_dir, "--max-iter", 50, "-o", tmp_path / "rep"], capsys)
+    assert code == 2 and "--max-iter sets the softmax of --sae only" in err
+    assert not (tmp_path / "rep").exists()
+
+    code, _, err = run(["features", audio_dir, "-o", tmp_path / "s.npz", "--n-bands", 20,
+                        "--quiet", "--no-cache"], capsys)
+    assert code == 0, err
+    code, _, err = run(["train-sae", tmp_path / "s.npz", "-o", tmp_path / "t.npz", "--n-bands",
+                        30] + TRAIN, capsys)
+    assert code == 2 and "--n-bands 30 (it has 20)" in err and not (tmp_path / "t.npz").exists()
+    code, _, err = run(["train-sae", tmp_path / "s.npz", "-o", tmp_path / "t.npz", "--n-bands",
+                        20] + TRAIN, capsys)
+    assert code == 0, err
+
+
+def test_files_that_are_no_npz_archive_are_named_as_such(audio_dir, tmp_path, capsys):
+    (tmp_path / "notes.npz").write_text("a text file, not a model")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "array.npy", np.ones(3))
+    for name, what in (("notes.npz", "not a .npz archive"), ("empty.npz", "empty"),
+                       ("array.npy", "not a .npz archive")):
+        for args in (["show", tmp_path / name, "-o", tmp_path / "f.png"],
+                     ["classify", audio_dir, "--sae", tmp_path / name, "-o", tmp_path / "rep"]):
+            code, _, err = run(args, capsys)
+            assert code == 1 and f"is not a fastsae model file ({what})" in err, err
+            assert "pickle" not in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["train-sae", tmp_path / "notes.npz", "-o", tmp_path / "m.npz"] + TRAIN,
+                       capsys)
+    assert code == 1 and "is not a spectra file written by fastsae (not a .npz archive)" in err
+    code, _, err = run(["train-sae", audio_dir, "-o", tmp_path / "m.npz"] + TRAIN, capsys)
+    assert code == 0, err
+    code, _, err = run(["train-sae", tmp_path / "m.npz", "-o", tmp_path / "m2.npz"] + TRAIN,
+                       capsys)
+    assert code == 1 and "it is a fastsae model file" in err
+
+
+def test_settings_that_leave_the_windows_or_bands_empty_are_refused(audio_dir, tmp_path,
+                                                                    capsys):
+    code, _, err = run(["train-sae", audio_dir, "-o", tmp_path / "m.npz"] + TRAIN
+                       + ["--n-frames", 500], capsys)         # the clips have 41 frames
+    assert code == 1 and "n_frames=500 is longer than every clip" in err
+    code, _, err = run(["train-sae", audio_dir, "-o", tmp_path / "m.npz"] + TRAIN
+                       + ["--n-bands", 300], capsys)
+    assert code == 2 and "too many mel bands" in err
+    assert not (tmp_path / "m.npz").exists()
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
 def test_an_output_in_a_folder_nothing_can_be_written_in_is_refused_up_front(audio_dir,
                                                                              capsys):

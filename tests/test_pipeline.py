@@ -222,6 +222,15 @@ def test_bad_parameters_raise(rng, params):
         SelfTaughtFeatures(**dict(SMALL, **params)).fit(spectra)
 
 
+def test_windows_longer_than_every_clip_are_refused_at_fit_not_at_transform(rng):
+    spectra = _spectra(rng, n=10, lengths=(8, 20))
+    longest = max(S.shape[1] for S in spectra)
+    with pytest.raises(ParameterError, match=f"n_frames={longest + 1} .* at most {longest}"):
+        SelfTaughtFeatures(**dict(SMALL, n_frames=longest + 1)).fit(spectra)
+    stf = SelfTaughtFeatures(**dict(SMALL, n_frames=longest), random_state=0).fit(spectra)
+    assert np.isfinite(stf.transform([spectra[0][:, :2]])).all()   # a short new clip: padded
+
+
 def test_transform_checks(rng):
     spectra = _spectra(rng, n=10)
     with pytest.raises(NotFittedError):

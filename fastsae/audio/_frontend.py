@@ -133,16 +133,33 @@ def load_spectra(path: PathLike) -> tuple[list[np.ndarray], dict[str, Any]]:
     info : dict
         ``"paths"`` and ``"labels"`` (lists of str, or None) and ``"params"`` (dict).
     """
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        raise ParameterError(f"spectra file {name!r} does not exist") from None
+    except OSError as exc:
+        raise ParameterError(f"spectra file {name!r} cannot be read: {exc.strerror}") from None
+    if magic[:2] != b"PK":             # .npz files are zip archives; np.load would try pickle
+        raise ParameterError(f"{name!r} is not a spectra file written by fastsae ("
+                             f"{'empty' if not magic else 'not a .npz archive'})")
     try:
         with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in ("data", "offsets", "params") if k not in npz.files]
+            if missing:
+                what = ("a fastsae model file" if "__fastsae__" in npz.files
+                        else f"a .npz without {', '.join(repr(k) for k in missing)}")
+                raise ParameterError(f"{name!r} is not a spectra file written by fastsae "
+                                     f"('fastsae features'): it is {what}")
             data, offsets = npz["data"], npz["offsets"]
             info = {"params": json.loads(str(npz["params"])),
                     "paths": npz["paths"].tolist() if "paths" in npz.files else None,
                     "labels": npz["labels"].tolist() if "labels" in npz.files else None}
-    except FileNotFoundError:
-        raise ParameterError(f"spectra file {os.fspath(path)!r} does not exist") from None
+    except ParameterError:
+        raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise ParameterError(f"{os.fspath(path)!r} is not a spectra file written by "
+        raise ParameterError(f"{name!r} is not a spectra file written by "
                              f"fastsae, or is damaged ({type(exc).__name__}: {exc})") from None
     spectra = [data[:, a:b] for a, b in zip(offsets[:-1], offsets[1:])]
     return spectra, info

@@ -386,6 +386,8 @@ def spectrum(y: ArrayLike, sr: int, *, kind: str = "mel", n_fft: int | None = No
                         f"n_bands must be <= n_mels={n_filt} for kind='cepstrum'; "
                         f"got {n_bands}")
             W = _mel_filterbank(sr, n_fft, n_filt, fmin, fmax)
+            _check_mel_bands(W, sr, n_fft, fmin, fmax,
+                             "n_mels" if kind == "cepstrum" else "n_bands")
         S = W @ P
         if kind == "cepstrum":
             import scipy.fft
@@ -394,6 +396,25 @@ def spectrum(y: ArrayLike, sr: int, *, kind: str = "mel", n_fft: int | None = No
         elif log:
             S = _to_db(S, amin, top_db)
     return _finite(np.ascontiguousarray(S, dtype=np.float32), y)
+
+
+def _check_mel_bands(W, sr, n_fft, fmin, fmax, option):
+    """ParameterError when some of the mel filters ``W`` cover no FFT bin: those bands
+    would hold the same -100 dB in every frame of every clip."""
+    empty = int(np.count_nonzero(~W.any(axis=1)))
+    if not empty:
+        return
+    lo, hi = 1, W.shape[0] - 1            # the most bands with no empty one
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _mel_filterbank(sr, n_fft, mid, fmin, fmax).any(axis=1).all():
+            lo = mid
+        else:
+            hi = mid - 1
+    raise ParameterError(
+        f"{option}={W.shape[0]} is too many mel bands for n_fft={n_fft} at sr={sr} "
+        f"(FFT bins {sr / n_fft:g} Hz apart, {fmin:g}-{fmax:g} Hz): {empty} of them would "
+        f"cover no bin and be empty; use at most {lo} bands, or a larger n_fft")
 
 
 def _finite(S, y):

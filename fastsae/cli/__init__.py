@@ -160,7 +160,37 @@ def build_parser():
     return parser
 
 
+def _set_options(parser, args):
+    """{dest: option as spelled in --help} of the options given other values than their
+    defaults, for the command that ``args`` runs."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: max(a.option_strings, key=len)
+            for a in sub.choices[args.command]._actions
+            if a.option_strings and a.dest != "help"
+            and getattr(args, a.dest, a.default) != a.default}
+
+
+# Options that do nothing in a mode: refused, not silently dropped. (Options that a
+# checkpoint or model also sets are refused where they differ from it: commands.py.)
+_IGNORED = [
+    ("classify", lambda a: a.sae is not None, ("fast",),
+     "--sae: a softmax on the model's features, not the default recipe"),
+    ("classify", lambda a: a.sae is None, ("max_iter",),
+     "--max-iter sets the softmax of --sae only (the default recipe has its own)"),
+]
+
+
+def _check_ignored(args):
+    given = getattr(args, "set_options", {})
+    for command, applies, options, why in _IGNORED:
+        if args.command == command and applies(args):
+            ignored = [given[o] for o in options if o in given]
+            if ignored:
+                raise CommandError(f"{why}: leave out {', '.join(ignored)}")
+
+
 def _check_args(args):
+    _check_ignored(args)
     for name in ("hidden", "n_frames", "max_iter", "n_bands", "n_windows"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
@@ -196,6 +226,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
+    args.set_options = _set_options(parser, args)
     console = Console(quiet=args.quiet, verbose=args.verbose)
     from ..exceptions import (BackendUnavailableError, NumericalError, ParameterError)
     format_warning = warnings.formatwarning

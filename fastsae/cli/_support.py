@@ -53,6 +53,28 @@ def _writable(folder, what):
         raise CommandError(f"{what}: cannot write in {folder} ({exc.strerror})") from None
 
 
+def _refuse_other_settings(args, settings, why):
+    """Refuse options given with values other than ``settings`` ({dest: value} of a
+    checkpoint, model or spectra file, which are used instead)."""
+    given = getattr(args, "set_options", {})
+    differ = [f"{given[k]} {getattr(args, k)} (it has {v})" for k, v in settings.items()
+              if k in given and getattr(args, k) != v]
+    if differ:
+        raise CommandError(f"{why}: leave out {', '.join(differ)}")
+
+
+def _no_audio_options(args, source, stored):
+    """Refuse audio options beside a spectra file that differ from the settings it stores."""
+    stored = stored or {}
+    _refuse_other_settings(args, {k: stored.get(k) for k in ("kind", "n_bands", "sr")},
+                           f"{source} is a spectra file, computed with its own settings")
+
+
+def _front_end_settings(spectrogram):
+    """{CLI option dest: value} of a model's Spectrogram."""
+    return {k: getattr(spectrogram, k) for k in ("kind", "n_bands", "sr")}
+
+
 # -- helpers -------------------------------------------------------------------
 
 class Console:

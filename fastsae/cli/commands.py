@@ -12,7 +12,8 @@ import numpy as np
 from ..exceptions import ParameterError
 from ._json import emit, table_document
 from ._support import (EXIT_INTERRUPTED, CommandError, _audio_inputs, _find_autoencoder,
-                       _input_file, _is_feature_model, _output_file, _self_taught,
+                       _front_end_settings, _input_file, _is_feature_model,
+                       _no_audio_options, _output_file, _refuse_other_settings, _self_taught,
                        _spectra_with_paths, _table, _writable)
 
 
@@ -98,6 +99,13 @@ def cmd_train_sae(args, console):
         model = io.load(checkpoint)
         if not _is_feature_model(model):
             raise CommandError(f"--resume: {checkpoint} is not a checkpoint of 'fastsae train-sae'")
+        f = model["features"]
+        _refuse_other_settings(args, dict(
+            _front_end_settings(model["spectrogram"]), hidden=f.n_hidden, n_frames=f.n_frames,
+            patch_bands=f.patch_bands or 0, n_windows=f.n_windows, sparsity=f.sparsity,
+            beta=f.beta, weight_decay=f.weight_decay, backend=f.backend,
+            dtype=str(np.dtype(f.dtype)), seed=f.random_state),
+            f"--resume continues {checkpoint} with the settings it was made with")
         done = int(getattr(getattr(model["features"], "sae_", None), "n_iter_", 0))
         if args.max_iter is not None:
             if args.max_iter <= done:        # nothing to do, and the older state would be saved
@@ -112,6 +120,8 @@ def cmd_train_sae(args, console):
     except ParameterError as exc:
         raise CommandError(str(exc)) from None
     items, _, kind, stored = _audio_inputs(args.audio_dir)
+    if kind == "spectra":
+        _no_audio_options(args, args.audio_dir, stored)
     if kind == "spectra" and stored and not args.resume:
         # the model must compute the spectra it was trained on: take the file's settings
         model.steps[0] = ("spectrogram", _stored_spectrogram(stored, console))
@@ -204,6 +214,8 @@ def _labelled_spectra(source, args, spectrogram, what):
     """(spectra, labels, FSDD repetition index or None, the spectrogram settings a spectra
     file stores or None) of a labelled folder or spectra file."""
     items, labels, kind, stored = _audio_inputs(source, labels=args.labels)
+    if kind == "spectra":
+        _no_audio_options(args, source, stored)
     if labels is None and kind == "spectra":
         raise CommandError(f"{source}: the spectra file holds no labels (write it with "
                            "'fastsae features' from class sub-folders or with --labels fsdd)")
@@ -260,6 +272,8 @@ def cmd_classify(args, console):
         if not _is_feature_model(model):
             raise CommandError(f"{args.sae}: not a feature model written by 'fastsae train-sae'")
         spectrogram, features = model["spectrogram"], model["features"]
+        _refuse_other_settings(args, _front_end_settings(spectrogram),
+                               f"--sae {args.sae} computes spectra with its own settings")
     else:
         spectrogram = _spectrogram(args)
     report = _report_folder(args.output)
