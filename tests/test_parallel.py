@@ -6,7 +6,8 @@ import pytest
 import fastsae
 from fastsae.core import config as _config
 from fastsae.kernels import conv, convae, convnet, sae, softmax, stacked
-from fastsae.kernels._parallel import threads_for
+from fastsae.kernels import _fpenv
+from fastsae.kernels._parallel import parallel_kernel, threads_for
 
 
 def _both(monkeypatch, fn):
@@ -92,6 +93,31 @@ def test_a_failing_share_raises_in_the_caller_after_all_shares_end():
     with pytest.raises(ValueError, match="share 1"):
         _run_shares(kernel, 3, ())
     assert len(ended) == 2                  # shares 0 and 2 ran to the end first
+
+
+@parallel_kernel
+def _halve(x, out, t0, t1):
+    for t in range(t0, t1):                             # share t: row t
+        for i in range(x.shape[1]):
+            out[t, i] = x[t, i] * np.float32(0.5)
+
+
+@pytest.mark.skipif(not _fpenv.X86, reason="FTZ and DAZ are bits of x86's MXCSR")
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_kernel_shares_flush_denormals_and_leave_the_caller_s_setting_alone(n_threads):
+    tiny = np.finfo(np.float32).tiny                    # the smallest normal float32
+    assert not _fpenv.flushing()
+    # a denormal result, a denormal input, a normal number
+    x = np.tile(np.array([1.5 * tiny, tiny / 4, 3.0], np.float32), (n_threads, 1))
+    out = np.full_like(x, -1.0)
+    _halve(n_threads)(x, out)
+    np.testing.assert_array_equal(out, np.tile([0.0, 0.0, 1.5], (n_threads, 1)))
+    assert not _fpenv.flushing()                        # the caller's thread as it was
+    assert np.float32(1.5 * tiny) * np.float32(0.5) > 0  # and its NumPy keeps denormals
+    state = _fpenv.flush_denormals()
+    assert _fpenv.flushing()
+    _fpenv.restore(state)
+    assert not _fpenv.flushing()
 
 
 def test_variants_are_compiled_and_cached_apart():

@@ -29,6 +29,7 @@ from numba import njit
 from ..core import config as _config
 from . import _blas
 from ..core.config import JIT_OPTIONS
+from ._fpenv import flush_denormals, restore
 
 #: Kernel modules being compiled ahead in another process (see
 #: :mod:`fastsae.warmup`): module name -> a callable that waits for it.
@@ -119,8 +120,18 @@ class ParallelKernel:
         n_threads = int(n_threads)
         kernel = self.kernel
         if n_threads <= 1:
-            return lambda *args: kernel(*args, 0, 1)
+            return lambda *args: _flushed(kernel, args, 0)
         return lambda *args: _run_shares(kernel, n_threads, args)
+
+
+def _flushed(kernel, args, t):
+    """Share ``t`` with denormals flushed to zero on this thread (:mod:`._fpenv`), the
+    thread's own setting restored after."""
+    state = flush_denormals()
+    try:
+        return kernel(*args, t, t + 1)
+    finally:
+        restore(state)
 
 
 def _run_shares(kernel, n_threads, args):
@@ -131,13 +142,13 @@ def _run_shares(kernel, n_threads, args):
         if not getattr(kernel, "overloads", True):
             # the first call compiles (or loads) the driver: in this thread, so that
             # a Ctrl-C or a compile error is this thread's, not a pool thread's
-            kernel(*args, 0, 1)
+            _flushed(kernel, args, 0)
             first = 0
         pool = _workers(n_threads - 1)
         for t in range(1, n_threads):
             futures.append(pool.submit(_share, kernel, args, t))
         if first:
-            kernel(*args, 0, 1)
+            _flushed(kernel, args, 0)
     finally:
         # Never return (or unwind into code that frees the buffers) while a
         # share is still writing: a Ctrl-C during the wait waits on, then
@@ -162,7 +173,7 @@ def _share(kernel, args, t):
     thread there (a per-thread setting; the pool's threads run nothing else)."""
     if not getattr(_pool_thread, "blas_pinned", False):
         _pool_thread.blas_pinned = _blas.mkl_thread_local(1) is not None
-    kernel(*args, t, t + 1)
+    _flushed(kernel, args, t)
 
 
 def parallel_kernel(fn):
