@@ -26,10 +26,11 @@ Methods (``--methods``, comma-separated; default ``baseline,default``):
   recipe ``fastsae classify`` uses: four sets of self-taught features
   (frequency-local sparse-autoencoder filters, 12 x 8 and 8 x 10, learned on
   the training clips without labels, slid over frequency and time, pooled
-  over 6 x 4 regions; each shape on the clips as recorded and on the clips
-  smoothed along frequency to 20 cepstral coefficients with a noise floor
-  35 dB below each clip's maximum), a softmax on the spectrogram and a fine-tuned
-  convolutional network, every softmax trained on the clips and four copies
+  over 6 x 4 regions and 3 x 2 regions beside them; each shape on the clips
+  as recorded and on the clips smoothed along frequency to 20 cepstral
+  coefficients with a noise floor 35 dB below each clip's maximum), a softmax
+  on the spectrogram and a fine-tuned two-layer convolutional network (the
+  one of ``convnet2``), every softmax trained on the clips and four copies
   warped along frequency, stretched in time and through random channels,
   their log-probabilities averaged. Each member's own
   accuracy is reported too (``default/...``).
@@ -39,7 +40,8 @@ Methods (``--methods``, comma-separated; default ``baseline,default``):
   40 x 32 spectrogram, fine-tuned (``stacked_pretrained``: before fine-tuning).
 - ``convnet2``: a two-layer convolutional autoencoder (24 filters 12 x 8,
   max-pooled 2 x 2; 32 filters 4 x 4 over those pooled maps, max-pooled 3 x 3)
-  and its fine-tuned classifier.
+  and its fine-tuned classifier, alone (the spectrogram standardised once
+  over the training clips, not each clip's level subtracted).
 
 No setting is chosen on a held-out speaker: the defaults of
 ``ClipClassifier`` were chosen by leave-two-speakers-out validation *inside*

@@ -37,10 +37,11 @@ from .core.types import PathLike
 #: (clips per class, autoencoder units, L-BFGS iterations...) per mode
 SETTINGS = {
     "default": dict(n_per_class=40, n_hidden=64, sae_iter=200, n_windows=20_000, clf_iter=300,
-                    n_warps=4, net_iter=(100, 200, 150), stack=(96, 48), stack_iter=150,
-                    n_frames=32),
+                    n_warps=4, net_iter=(100, 200, 150), net_layers=2, stack=(96, 48),
+                    stack_iter=150, n_frames=32),
     "fast": dict(n_per_class=8, n_hidden=12, sae_iter=15, n_windows=2_000, clf_iter=60,
-                 n_warps=1, net_iter=(5, 20, 5), stack=(16, 8), stack_iter=10, n_frames=16),
+                 n_warps=1, net_iter=(5, 20, 5), net_layers=1, stack=(16, 8), stack_iter=10,
+                 n_frames=16),
 }
 
 
@@ -154,7 +155,7 @@ def _run(output, fast, seed, n_jobs, backend, console):
                                       max_iter=cfg["sae_iter"], backend=backend, n_jobs=n_jobs,
                                       dtype="float32", random_state=seed, verbose=verbose)
         pre, soft, fine = cfg["net_iter"]
-        net = default_conv_net(random_state=seed).set_params(
+        net = default_conv_net(random_state=seed, n_layers=cfg["net_layers"]).set_params(
             pretrain_iter=pre, softmax_iter=soft, finetune_iter=fine, backend=backend,
             n_jobs=n_jobs)
         recipe = ClipClassifier(features=[features], conv_net=net, n_warps=cfg["n_warps"],
@@ -165,8 +166,10 @@ def _run(output, fast, seed, n_jobs, backend, console):
         seconds = time.perf_counter() - t
         preds = recipe.member_predictions([spectra[i] for i in test])
         features = recipe.members_[0][1][0]            # the fitted copy
+        net_note = "24 filters 12 x 8" + (", then 32 filters 4 x 4" if cfg["net_layers"] == 2
+                                          else "")
         notes = {"features 12x8": f"{features.n_features_out_} features",
-                 "spectrogram": f"{cfg['n_frames']} frames", "conv net": "24 filters 12 x 8"}
+                 "spectrogram": f"{cfg['n_frames']} frames", "conv net": net_note}
         for name, pred in preds.items():
             if name != "ensemble":
                 rows.append([f"  recipe member: {name}", f"{np.mean(pred == y_test):.1%}", "",

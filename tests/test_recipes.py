@@ -142,9 +142,15 @@ def test_defaults_are_the_documented_recipe():
         (12, 8, 35.0, 20), (8, 10, 35.0, 20), (12, 8, None, None), (8, 10, None, None)]
     assert [f.random_state for f in feats] == [5, 6, 5, 6]
     a = feats[0]
-    assert a.n_pool_regions == ((6, 4),) and a.normalize_level
+    assert a.n_pool_regions == ((6, 4), (3, 2)) and a.normalize_level
     net = default_conv_net()
-    assert net.layers[0]["patch_shape"] == (12, 8)
+    assert [(d["n_filters"], d["patch_shape"]) for d in net.layers] == [(24, (12, 8)),
+                                                                       (32, (4, 4))]
+    assert net.layers[1]["n_pool_regions"] == (3, 3)
+    one = default_conv_net(n_layers=1)
+    assert len(one.layers) == 1 and one.layers[0]["n_pool_regions"] == (6, 4)
+    with pytest.raises(ParameterError, match="n_layers"):
+        default_conv_net(n_layers=3)
     clf = ClipClassifier()
     assert clf.n_warps == 4 and clf.warp_range == (0.88, 1.12)
     assert clf.tempo_range == (0.88, 1.12) and (clf.tilt_db, clf.ripple_db) == (6.0, 2.0)
@@ -190,6 +196,28 @@ def test_a_bad_member_is_refused_before_any_member_is_fitted(clips, monkeypatch)
             finetune_iter=0)).fit(train, y)
 
 
+def test_a_network_too_big_for_the_fixed_length_input_is_refused_before_any_work(clips,
+                                                                                  monkeypatch):
+    train, y, _, _ = clips
+    monkeypatch.setattr(SelfTaughtFeatures, "fit_transform",
+                        lambda *a, **k: pytest.fail("a member was fitted"))
+    feats = [SelfTaughtFeatures(n_hidden=6, n_windows=800, max_iter=5, random_state=0)]
+    with pytest.raises(ParameterError, match=r"conv_net.*40 bands x n_frames=12"):
+        ClipClassifier(features=feats, conv_net=default_conv_net(), n_frames=12).fit(train, y)
+
+
+def test_the_default_network_has_one_layer_where_two_do_not_fit(clips, capsys):
+    train, y, test, y_test = clips
+    # 12 frames: too few for the second layer (15 at least), enough for the first
+    clf = ClipClassifier(features=[], spectrogram_softmax=False, n_frames=12, max_iter=50,
+                         random_state=0, verbose=True).fit(train, y)
+    net = dict(clf.members_)["conv net"]
+    assert len(net.layers_) == 1 and "the network has one" in capsys.readouterr().out
+    assert clf.score(test, y_test) > 0.3                             # chance is 0.1
+    clf = ClipClassifier(features=[], spectrogram_softmax=False, max_iter=50, random_state=0)
+    assert len(clf._net_for(clf._members()[1], 40).layers) == 2
+
+
 def test_bad_input_is_refused(clips):
     train, y, test, _ = clips
     with pytest.raises(ParameterError, match="classes"):
@@ -207,6 +235,7 @@ def test_quick_settings_are_smaller_and_overridable():
     (feats,), net = quick._members()
     assert feats.n_hidden < default_features()[0].n_hidden
     assert net.finetune_iter < default_conv_net().finetune_iter
+    assert len(net.layers) == 1                      # the one-layer network: a third of the time
 
 
 def test_the_members_fixed_budgets_raise_no_convergence_warning(clips, recwarn):

@@ -85,7 +85,7 @@ def test_close_stops_a_running_child(monkeypatch):
 
 def test_the_rehearsals_give_the_signatures_of_real_fits(tmp_path):
     # In a fresh process and cache: after the child's rehearsals, fitting the
-    # demo's convolutional network and stacked autoencoder (float32) compiles
+    # recipe's convolutional networks and stacked autoencoder (float32) compiles
     # no new signature of those kernels, so they all come from the cache.
     script = textwrap.dedent("""
         import numpy as np
@@ -98,8 +98,11 @@ def test_the_rehearsals_give_the_signatures_of_real_fits(tmp_path):
         rng = np.random.default_rng(0)
         X = rng.random((12, 1, 20, 14)).astype(np.float32)
         y = np.arange(12) % 3
-        default_conv_net(random_state=0).set_params(
+        default_conv_net(random_state=0, n_layers=1).set_params(
             pretrain_iter=2, softmax_iter=2, finetune_iter=2).fit(X, y)
+        default_conv_net(random_state=0).set_params(         # the recipe's two layers
+            pretrain_iter=2, softmax_iter=2, finetune_iter=2).fit(
+            rng.random((12, 1, 24, 20)).astype(np.float32), y)
         StackedAutoencoder(hidden_sizes=(6, 4), pretrain_iter=2, softmax_iter=2,
                            finetune_iter=2, dtype="float32", random_state=0).fit(
             rng.random((12, 9)).astype(np.float32), y)
