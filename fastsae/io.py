@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from .core.bfloat16 import is_bfloat16
-from .core.checks import check_output_path
+from .core.checks import check_output_path, npz_problem
 from .core.types import PathLike
 from .exceptions import ParameterError
 
@@ -307,13 +307,11 @@ def read_document(path):
     if not os.path.isfile(path):
         raise ModelFileError(f"model file {path!r} does not exist")
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
+        problem = npz_problem(path)
     except OSError as exc:
         raise ModelFileError(f"{path!r} cannot be read: {exc.strerror}") from None
-    if magic[:2] != b"PK":             # .npz files are zip archives; np.load would try pickle
-        raise ModelFileError(f"{path!r} is not a fastsae model file ("
-                             f"{'empty' if not magic else 'not a .npz archive'})")
+    if problem:
+        raise ModelFileError(f"{path!r} is not a fastsae model file ({problem})")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if _META not in npz.files:

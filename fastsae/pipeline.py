@@ -254,11 +254,12 @@ class SelfTaughtFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Esti
     def _clips(self, spectra, n_bands=None, *, fitting=False):
         """Checked, trimmed and padded spectrograms in ``dtype``."""
         spectra = check_spectra(spectra, n_bands=n_bands)
-        longest = max(S.shape[1] for S in spectra)
-        if fitting and self.n_frames > longest:
-            raise ParameterError(f"n_frames={self.n_frames} is longer than every clip (the "
-                                 f"longest has {longest} frames): each window would be mostly "
-                                 f"padding; give at most {longest}")
+        if fitting:
+            longest = max(S.shape[1] for S in spectra)
+            if self.n_frames > longest:
+                raise ParameterError(f"n_frames={self.n_frames} is longer than every clip (the "
+                                     f"longest has {longest} frames): each window would be "
+                                     f"mostly padding; give at most {longest}")
         if self.patch_bands is not None and self.patch_bands > spectra[0].shape[0]:
             raise ParameterError(f"patch_bands={self.patch_bands} is more than the spectra's "
                                  f"{spectra[0].shape[0]} bands")

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.base import TransformerMixin
 
 from ..base import Estimator
-from ..core.checks import check_int, check_output_path
+from ..core.checks import check_int, check_output_path, npz_problem
 from ..core.types import ArrayLike, PathLike
 from ..exceptions import ParameterError
 from ._extract import spectra_from_files
@@ -135,15 +135,13 @@ def load_spectra(path: PathLike) -> tuple[list[np.ndarray], dict[str, Any]]:
     """
     name = os.fspath(path)
     try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
+        problem = npz_problem(path)
     except FileNotFoundError:
         raise ParameterError(f"spectra file {name!r} does not exist") from None
     except OSError as exc:
         raise ParameterError(f"spectra file {name!r} cannot be read: {exc.strerror}") from None
-    if magic[:2] != b"PK":             # .npz files are zip archives; np.load would try pickle
-        raise ParameterError(f"{name!r} is not a spectra file written by fastsae ("
-                             f"{'empty' if not magic else 'not a .npz archive'})")
+    if problem:
+        raise ParameterError(f"{name!r} is not a spectra file written by fastsae ({problem})")
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in ("data", "offsets", "params") if k not in npz.files]

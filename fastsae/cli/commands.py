@@ -106,12 +106,12 @@ def cmd_train_sae(args, console):
             beta=f.beta, weight_decay=f.weight_decay, backend=f.backend,
             dtype=str(np.dtype(f.dtype)), seed=f.random_state),
             f"--resume continues {checkpoint} with the settings it was made with")
-        done = int(getattr(getattr(model["features"], "sae_", None), "n_iter_", 0))
+        done = int(getattr(getattr(f, "sae_", None), "n_iter_", 0))
         if args.max_iter is not None:
             if args.max_iter <= done:        # nothing to do, and the older state would be saved
                 raise CommandError(f"--max-iter {args.max_iter}: the checkpoint has done {done} "
                                    "iterations already; give the new total, above that")
-            model["features"].max_iter = args.max_iter
+            f.max_iter = args.max_iter
         console.info(f"resuming from {checkpoint} ({done} iterations done)")
     else:
         model = _feature_model(args)

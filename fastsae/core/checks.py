@@ -212,6 +212,17 @@ POOL_MODES = ("mean", "max")
 REMAINDER_RULES = ("drop", "partial")
 
 
+def npz_problem(path) -> str | None:
+    """Why ``path`` cannot be a .npz archive from its first bytes (``"empty"``, ``"not a
+    .npz archive"``), or None. np.load would take any other file for a pickle. OSError
+    where it cannot be read."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic[:2] == b"PK":                 # .npz files are zip archives
+        return None
+    return "empty" if not magic else "not a .npz archive"
+
+
 def check_output_path(path, name="path", *, suffix=None):
     """A file path to write: a str or path-like whose folder exists or can be made.
 
