@@ -84,7 +84,7 @@ class SparseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Estim
         :class:`fastsae.BackendUnavailableError`) trains with the matrix
         products in bfloat16 (oneMKL's bfloat16 GEMM, float32 accumulation; the
         elementwise work in float32; the encoder's weights as two bfloat16
-        parts, so six GEMMs instead of five), faster than float32 on CPUs with
+        parts, both in one GEMM), faster than float32 on CPUs with
         AMX, on a precision schedule: L-BFGS runs on the bfloat16 objective
         while it makes progress, then switches to float32 (keeping its
         curvature pairs) when a line search fails or stops converged, when
