@@ -31,6 +31,7 @@ from . import _dask, backends
 from .core.bfloat16 import bfloat16_dtype, is_bfloat16
 from .core.checks import check_array, check_bool, check_dtype, check_n_jobs, check_scalar
 from .core.memory import check_memory, lbfgs_bytes
+from .core.numerics import vector_norm
 from .core.threads import numba_threads
 from .core.types import ArrayLike, Callback, Objective
 from .exceptions import ConvergenceWarning, NotFittedError, ParameterError
@@ -309,7 +310,7 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
             CHECK_EVERY iterations and on halvings of its norm)."""
             if live.get("x") is not x:
                 return False
-            norm = float(np.linalg.norm(live["g"]))
+            norm = vector_norm(live["g"])
             if not check_below:
                 check_below.append(norm / 2)
                 return False
@@ -323,8 +324,7 @@ def lbfgs_two_precisions(fast: Objective, exact: Objective, theta0: ArrayLike, *
             g_exact = np.asarray(exact(x)[1], dtype=np.float64)
             extra["t_check"] += time.perf_counter() - t      # inside the fast run's time
             extra["n_checks"] += 1
-            return float(np.linalg.norm(live["g"] - g_exact)) > \
-                GRADIENT_AGREEMENT * float(np.linalg.norm(g_exact))
+            return vector_norm(live["g"] - g_exact) > GRADIENT_AGREEMENT * vector_norm(g_exact)
 
         def watch(it, x, cost):
             if callback is not None:
