@@ -37,12 +37,22 @@ def timeit(fn, *, repeat=7, warmup=1, min_time=0.0, settle=SETTLE_SECONDS):
     return float(np.median(times)), float(np.min(times))
 
 
-def time_side_by_side(impls, *, rounds=3, per_block=5):
+#: Seconds each block of :func:`time_side_by_side` runs at least: the first calls after
+#: an idle spell wake sleeping threads and run slower (at the UFLDL shape, float32, the
+#: kernels' median over 5 calls after 0.3 s idle was 3.0 ms, over 40 calls 2.25 ms),
+#: while an optimizer calls its objective back to back.
+MIN_BLOCK_SECONDS = 0.1
+
+
+def time_side_by_side(impls, *, rounds=3, per_block=5, min_block=MIN_BLOCK_SECONDS):
     """Median and min seconds per implementation, timed in alternating blocks.
 
     Each round times every implementation once, in turn, so that a slow spell of
     a shared machine falls on all of them alike rather than on whichever was
     timed then: the ratios between them hold better than their absolute times.
+    A block times ``per_block`` calls, and more until it has run ``min_block``
+    seconds (at most 50 x ``per_block`` calls), so that short calls are timed in
+    their steady state.
     """
     for fn in impls.values():
         fn()                                        # compile / warm up
@@ -51,10 +61,14 @@ def time_side_by_side(impls, *, rounds=3, per_block=5):
         for name, fn in impls.items():
             time.sleep(SETTLE_SECONDS)              # the previous block's pools go idle
             fn()                                    # first call of a block: pools wake up
-            for _ in range(per_block):
+            block = []
+            start = time.perf_counter()
+            while len(block) < per_block or (time.perf_counter() - start < min_block
+                                             and len(block) < 50 * per_block):
                 t = time.perf_counter()
                 fn()
-                times[name].append(time.perf_counter() - t)
+                block.append(time.perf_counter() - t)
+            times[name] += block
     return {name: (float(np.median(t)), float(np.min(t))) for name, t in times.items()}
 
 

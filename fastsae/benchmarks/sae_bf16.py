@@ -17,7 +17,7 @@ from fastsae.kernels import _mkl
 from fastsae.params import init_params
 from fastsae.kernels import sae as numba_sae
 
-from ._util import print_table, timeit, torch_or_none, torch_weights
+from ._util import print_table, time_side_by_side, torch_or_none, torch_weights
 from .cases import (SAE_BF16_SHAPES, SAE_BF16_SHAPES_QUICK, SAE_BF16_TRAINING,
                     SAE_BF16_TRAINING_QUICK, SAE_HYPER, sae_flops)
 
@@ -107,11 +107,8 @@ def run_cost_grad(quick=False):
         theta = init_params(v, h, random_state=0)
         X = np.random.default_rng(0).uniform(0.0, 1.0, (m, v)).astype(np.float32)  # as sae_problem
         impls = bf16_impls(theta, X, v, h, torch)
-        times = {}
-        for _ in range(2):                      # two rounds, side by side: the best of each
-            for impl, fn in impls.items():
-                t = timeit(fn, repeat=3 if m > 20_000 else 9)[0]
-                times[impl] = min(t, times.get(impl, np.inf))
+        times = {impl: t for impl, (t, _) in time_side_by_side(
+            impls, rounds=2, per_block=3 if m > 20_000 else 9).items()}
         flops = sae_flops(v, h, m)
         rows = [[impl, f"{t * 1e3:.1f}", f"{flops / t / 1e9:.0f}", f"{t / times[F32]:.3f}",
                  f"{t / times[FLOOR_BF16]:.2f}"] for impl, t in times.items()]
