@@ -289,7 +289,7 @@ def test_lbfgs_takes_any_spelling_of_a_pair_dtype(ok):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [0, 1, 7, 1001, 262_913])
 def test_vector_norm_matches_numpy(dtype, n):
-    from fastsae.core.numerics import vector_norm
+    from fastsae.base import vector_norm
     x = np.random.default_rng(n).standard_normal(n).astype(dtype)
     expect = float(np.linalg.norm(x.astype(np.float64)))
     assert vector_norm(x) == pytest.approx(expect, rel=1e-12, abs=0.0)
