@@ -31,8 +31,8 @@ The encoder's weights ``W1`` are carried as two bfloat16 parts (high and low,
 about 16 significant bits), and ``X W1ᵀ`` is one GEMM against the two parts
 stacked (``2h`` columns, the halves summed in the sigmoid's loop): at the
 audio shape oneMKL's time goes mostly on handling ``X``'s rows, and the
-stacked product took 0.9-1.15 x the time of one part's where two products took
-2 x (one thread, chunks of 512 rows). With
+stacked product took 0.9-1.15 x as long as one part's alone, where two
+products took 2 x (one thread, chunks of 512 rows). With
 ``W1`` rounded to one bfloat16 each, the gradient after a few L-BFGS
 iterations on FSDD-like data was 22-126 % off the float32 one, almost all of
 it from that one product (rounding ``W2``, ``X``, ``A2`` and the deltas moved
